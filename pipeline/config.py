@@ -1,0 +1,207 @@
+"""Strict, typed view of params.yaml.
+
+Every knob of the pipeline lives in params.yaml; this module only describes its shape. Loading
+fails before any work is done if a key is unknown, missing, of the wrong type or out of range, and
+the message names the key, what was found and what is allowed.
+
+The three ablation knobs of Zhu et al. 2017 are top-level keys so that DVC's `-S` works literally:
+`dvc exp run -S lambda_cycle=5`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from pipeline.data.registry import DATASETS
+
+
+class ConfigError(ValueError):
+    """A params.yaml problem: names the key and what would fix it."""
+
+
+def knob(*, min: float | None = None, max: float | None = None, choices: tuple | None = None,
+         pattern: str | None = None, doc: str = "") -> Any:
+    """A required dataclass field with its allowed range (no default: the value lives in params.yaml)."""
+    return field(metadata=dict(min=min, max=max, choices=choices, pattern=pattern, doc=doc))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections. Field order mirrors params.yaml.
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """The embedded procedural "label map <-> photo" world (pipeline/data/synthetic.py)."""
+
+    image_size: int = knob(min=16, max=1024)
+    n_train_a: int = knob(min=1, max=100_000)
+    n_train_b: int = knob(min=1, max=100_000)
+    n_test: int = knob(min=1, max=100_000)
+    seed: int = knob(min=0)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """What the download stage fetches (or generates)."""
+
+    dataset: str = knob(choices=tuple(DATASETS))
+    url: Optional[str] = knob(doc="override the registry URL, e.g. a mirror; null = official URL")
+    sha256: Optional[str] = knob(pattern=r"[0-9a-f]{64}", doc="pin the archive checksum; null = record on first download")
+    synthetic: SyntheticParams = knob()
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """Decoding and resizing, done once (CycleGAN's `load_size`)."""
+
+    load_size: int = knob(min=8, max=4096)
+    min_size: int = knob(min=1, max=4096, doc="images whose shorter side is below this are rejected")
+    max_pixels: int = knob(min=1, doc="decompression-bomb guard: larger images are rejected")
+
+
+@dataclass(frozen=True)
+class PathsParams:
+    """Every output location, in one place: dvc.yaml reads these through ${paths.*} templating."""
+
+    raw: str = knob()
+    prepared: str = knob()
+
+
+@dataclass(frozen=True)
+class Params:
+    # Ablation knobs (paper Sec. 3 and 5.2). Top level so `dvc exp run -S lambda_cycle=5` works.
+    lambda_cycle: float = knob(min=0.0, doc="lambda of Eq. 3, weight of the cycle-consistency L1; 0 = GAN alone")
+    lambda_identity: float = knob(min=0.0, doc="identity-loss weight relative to lambda_cycle (authors' code); 0 = off")
+    pool_size: int = knob(min=0, max=10_000, doc="image history buffer of past fakes for D; 0 = no pool")
+    seed: int = knob(min=0, doc="training seed")
+    data: DataParams = knob()
+    prepare: PrepareParams = knob()
+    paths: PathsParams = knob()
+
+    def check(self) -> None:
+        """Cross-field rules that no single field can express."""
+        if self.data.dataset == "synthetic" and self.prepare.min_size > self.data.synthetic.image_size:
+            raise ConfigError(
+                f"prepare.min_size={self.prepare.min_size} is larger than data.synthetic.image_size="
+                f"{self.data.synthetic.image_size}: every generated image would be rejected; lower min_size")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic strict loader.
+
+_NONE = type(None)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    return "null" if tp is _NONE else getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and _NONE in args:
+            return None
+        inner = [a for a in args if a is not _NONE]
+        if len(inner) == 1:
+            return _convert(value, inner[0], key, meta)
+        raise TypeError(f"unsupported union at {key}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+    else:
+        raise TypeError(f"unsupported type {tp} at {key}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed: {rng}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, choices))}")
+    pattern = meta.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ConfigError(f"{key}: {value!r} does not match the expected form {pattern}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown, missing and ill-typed keys."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'params'}: expected a mapping with keys {', '.join(known)}, got {data!r}")
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where + ': ' if where else ''}unknown key(s) {', '.join(map(str, unknown))}; "
+                          f"allowed keys: {', '.join(known)}")
+    missing = [k for k in known if k not in data]
+    if missing:
+        prefix = where + "." if where else ""
+        raise ConfigError(f"missing key(s) {', '.join(prefix + k for k in missing)} (every knob lives in params.yaml)")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in known.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _convert(data[name], hints[name], key, dict(f.metadata))
+    return cls(**kwargs)
+
+
+def parse_params(data: Any, source: str = "params.yaml") -> Params:
+    try:
+        params = from_dict(Params, data)
+        params.check()
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; run from the repository root or pass --params PATH")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_params(data, str(path))
+
+
+def to_dict(params: Any) -> dict:
+    """The resolved config as plain data (for checkpoints, MLflow and manifests)."""
+    return dataclasses.asdict(params)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'data': {'dataset': 'x'}} -> {'data.dataset': 'x'} (the key form DVC and MLflow show)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

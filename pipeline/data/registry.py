@@ -1,0 +1,58 @@
+"""The datasets the pipeline knows, as a plain dict.
+
+Official archives are those of the authors' download scripts
+(junyanz/pytorch-CycleGAN-and-pix2pix, datasets/download_{cyclegan,pix2pix}_dataset.sh):
+
+- CycleGAN sets are zips with unaligned folders trainA/ trainB/ testA/ testB/.
+- pix2pix sets are tar.gz with aligned images: one file holds the pair side by side, left|right,
+  in train/ val/ (test/). `a_side` says which half is our domain A, so that A -> B is always the
+  direction of the paper's task (e.g. labels -> photo for cityscapes and facades, which the
+  authors train with --direction BtoA).
+
+The archives publish no checksums, so none is hard-coded: the first download records its SHA-256
+(trust on first use) and later runs verify against it; params `data.sha256` pins one explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    layout: Literal["synthetic", "unaligned", "aligned"]
+    url: str | None
+    # aligned only: which half of each side-by-side image is our domain A, and the test split
+    a_side: Literal["left", "right"] = "left"
+    test_split: str = "test"
+
+
+def _cyclegan(name: str) -> DatasetSpec:
+    return DatasetSpec(name, "unaligned", CYCLEGAN_URL.format(name=name))
+
+
+def _pix2pix(name: str, a_side: Literal["left", "right"], test_split: str) -> DatasetSpec:
+    return DatasetSpec(f"{name}_pix2pix", "aligned", PIX2PIX_URL.format(name=name), a_side, test_split)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "synthetic": DatasetSpec("synthetic", "synthetic", None),
+    # CycleGAN (unpaired) sets
+    **{n: _cyclegan(n) for n in (
+        "horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo", "cezanne2photo",
+        "ukiyoe2photo", "vangogh2photo", "maps", "cityscapes", "facades", "iphone2dslr_flower")},
+    # pix2pix (paired) sets; A = labels/map side as in the paper's tasks
+    **{s.name: s for s in (
+        _pix2pix("cityscapes", a_side="right", test_split="val"),   # photo|labels; labels -> photo
+        _pix2pix("facades", a_side="right", test_split="test"),     # photo|labels; labels -> photo
+        _pix2pix("maps", a_side="left", test_split="val"),          # aerial|map; aerial -> map
+        _pix2pix("edges2shoes", a_side="left", test_split="val"),
+        _pix2pix("edges2handbags", a_side="left", test_split="val"),
+        _pix2pix("night2day", a_side="left", test_split="test"),
+    )},
+}

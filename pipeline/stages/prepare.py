@@ -1,0 +1,180 @@
+"""Stage `prepare`: data/raw/<dataset>/ -> data/prepared/ (params `data.dataset`, `prepare`).
+
+Decodes every image once, converts it to RGB, resizes it to load_size and writes lossless PNGs:
+
+    trainA/ trainB/            the two training domains (unpaired for CycleGAN)
+    testA/ testB/              test domains; paired by file name where the dataset is paired
+    trainB_labels/ testB_labels/   class-id maps of the photos, where the dataset has them
+    paired_trainA/             (synthetic) label maps of the trainB scenes, for the paired baseline
+    manifest.json              counts, sizes, SHA-256 of every file, rejected files with reasons
+
+Nothing is dropped silently: an unusable file is listed in the manifest with its reason, and the
+stage fails (leaving any earlier data/prepared untouched) if a domain ends up empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.config import Params, PrepareParams
+from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, split_aligned
+from pipeline.data.registry import DATASETS, DatasetSpec
+from pipeline.io import atomic_dir, write_json
+from pipeline.stages.common import StageError, run_stage, stage_main
+
+DOMAINS = ("trainA", "trainB", "testA", "testB")
+LABEL_DIRS = {"trainB": "trainB_labels", "testB": "testB_labels"}
+
+
+def _find_root(folder: Path, marker: str) -> Path:
+    """The folder inside an extracted archive that holds `marker` (archives nest a top folder)."""
+    hits = sorted((p.parent for p in folder.rglob(marker) if p.is_dir()), key=lambda p: len(p.parts))
+    if hits:
+        return hits[0]
+    raise StageError(f"{folder}: no '{marker}/' folder found; is data/raw complete? Re-run the download stage")
+
+
+def _sources(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+class Writer:
+    """Writes prepared images into the temporary output folder and keeps the books."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.rejected: list[dict[str, str]] = []
+        self.origin: dict[str, Path] = {}  # "trainA/x.png" -> the raw file it was made from
+
+    def reject(self, src: Path, reason: str) -> None:
+        self.rejected.append({"file": str(src), "reason": reason})
+
+    def save(self, src: Path, sub: str, img: Image.Image) -> None:
+        dest = self.out / sub / (src.stem + ".png")
+        dest.parent.mkdir(exist_ok=True)
+        if dest.exists():
+            self.reject(src, f"duplicate name: {sub}/{dest.name} already written from another file")
+            return
+        img.save(dest, format="PNG")
+        self.origin[f"{sub}/{dest.name}"] = src
+
+    def images(self, src_dir: Path, sub: str, p: PrepareParams, progress: bool) -> None:
+        (self.out / sub).mkdir(exist_ok=True)
+        for src in tqdm(_sources(src_dir), desc=sub, disable=not progress):
+            try:
+                if sub.endswith("_labels"):
+                    img = load_label_map(src, size=p.load_size, max_pixels=p.max_pixels)
+                else:
+                    img = fit(decode_rgb(src, p.max_pixels), size=p.load_size, min_size=p.min_size)
+            except RejectedImage as e:
+                self.reject(src, str(e))
+                continue
+            self.save(src, sub, img)
+
+    def aligned(self, src_dir: Path, subs: tuple[str, str], a_side: str, p: PrepareParams, progress: bool) -> None:
+        """pix2pix archives: split each side-by-side pair into our A and B."""
+        for sub in subs:
+            (self.out / sub).mkdir(exist_ok=True)
+        for src in tqdm(_sources(src_dir), desc="/".join(subs), disable=not progress):
+            try:
+                left, right = split_aligned(decode_rgb(src, p.max_pixels))
+                a, b = (left, right) if a_side == "left" else (right, left)
+                a, b = fit(a, size=p.load_size, min_size=p.min_size), fit(b, size=p.load_size, min_size=p.min_size)
+            except RejectedImage as e:
+                self.reject(src, str(e))
+                continue
+            self.save(src, subs[0], a)
+            self.save(src, subs[1], b)
+
+    def keep_pairs(self, subs: tuple[str, ...]) -> None:
+        """Paired folders must match file for file: a file without its counterpart is rejected."""
+        present = [s for s in subs if (self.out / s).is_dir()]
+        names = {s: {p.name for p in (self.out / s).iterdir()} for s in present}
+        common = set.intersection(*names.values()) if names else set()
+        for s in present:
+            for name in sorted(names[s] - common):
+                missing = [o for o in present if name not in names[o]]
+                (self.out / s / name).unlink()
+                self.reject(self.origin[f"{s}/{name}"], f"no counterpart in {', '.join(missing)}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_manifest(out: Path, spec: DatasetSpec, params: PrepareParams, rejected: list, extra: dict) -> dict:
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    files = {f"{d}/{f.name}": _sha256(f) for d in folders for f in sorted((out / d).iterdir())}
+    counts = {d: sum(1 for k in files if k.startswith(d + "/")) for d in folders}
+    paired = spec.layout in ("synthetic", "aligned")
+    return {
+        "dataset": spec.name,
+        "layout": spec.layout,
+        "load_size": params.load_size,
+        "counts": counts,
+        "pairs": {
+            "train": (["paired_trainA", "trainB"] if spec.layout == "synthetic" else ["trainA", "trainB"]) if paired else None,
+            "test": ["testA", "testB"] if paired else None,
+        },
+        "labels": {d: lab for d, lab in LABEL_DIRS.items() if lab in folders},
+        "files": files,
+        "rejected": rejected,
+        **extra,
+    }
+
+
+def run(params: Params, *, progress: bool = True) -> dict:
+    spec = DATASETS[params.data.dataset]
+    raw = Path(params.paths.raw) / spec.name
+    if not raw.is_dir():
+        raise StageError(f"{raw}: raw dataset missing; run the download stage first (dvc repro download)")
+    p = params.prepare
+    extra: dict = {}
+    with atomic_dir(params.paths.prepared) as out:
+        w = Writer(out)
+        if spec.layout == "synthetic":
+            for sub in (*DOMAINS, *LABEL_DIRS.values(), "paired_trainA"):
+                w.images(raw / sub, sub, p, progress)
+            meta = raw / "dataset.json"
+            if meta.exists():
+                info = json.loads(meta.read_text())
+                extra = {k: info[k] for k in ("classes", "palette", "ignore_label")}
+        elif spec.layout == "unaligned":
+            root = _find_root(raw / "files", "trainA")
+            for sub in DOMAINS:
+                w.images(root / sub, sub, p, progress)
+        else:
+            root = _find_root(raw / "files", "train")
+            w.aligned(root / "train", ("trainA", "trainB"), spec.a_side, p, progress)
+            w.aligned(root / spec.test_split, ("testA", "testB"), spec.a_side, p, progress)
+        if spec.layout == "synthetic":
+            w.keep_pairs(("testA", "testB", "testB_labels"))
+            w.keep_pairs(("paired_trainA", "trainB", "trainB_labels"))
+        empty = [d for d in DOMAINS if not any((out / d).glob("*.png"))]
+        if empty:
+            reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in w.rejected[:5])
+            raise StageError(f"{raw}: domain(s) {', '.join(empty)} empty after preparation "
+                             f"({len(w.rejected)} files rejected{': ' + reasons if reasons else ''}); "
+                             f"data/prepared was left as it was")
+        manifest = build_manifest(out, spec, p, w.rejected, extra)
+        write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    params, _ = stage_main("prepare", argv)
+    manifest = run_stage(run, params)
+    counts = ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
+    print(f"prepared {manifest['dataset']} at {manifest['load_size']}px: {counts}; "
+          f"{len(manifest['rejected'])} rejected (see {params.paths.prepared}/manifest.json)")
+
+
+if __name__ == "__main__":
+    main()

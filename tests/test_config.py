@@ -1,0 +1,93 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, flatten, load_params, parse_params, to_dict
+from tests.conftest import REPO, repo_params_dict, set_key
+
+
+def test_repository_params_load():
+    p = load_params(REPO / "params.yaml")
+    assert p.lambda_cycle == 10.0 and p.lambda_identity == 0.5 and p.pool_size == 50
+    assert p.data.dataset == "synthetic"
+
+
+def test_ablation_knobs_are_top_level_keys():
+    # `dvc exp run -S lambda_cycle=5` only works on keys that exist at the top level of params.yaml
+    d = repo_params_dict()
+    for key in ("lambda_cycle", "lambda_identity", "pool_size"):
+        assert key in d
+
+
+def test_int_is_accepted_for_a_float_knob():
+    # what `-S lambda_cycle=5` writes into params.yaml
+    d = repo_params_dict()
+    d["lambda_cycle"] = 5
+    assert parse_params(d).lambda_cycle == 5.0
+
+
+def test_every_field_round_trips():
+    p = load_params(REPO / "params.yaml")
+    assert parse_params(to_dict(p)) == p
+    assert "data.synthetic.image_size" in flatten(to_dict(p))
+
+
+@pytest.mark.parametrize("key, value, expect", [
+    ("lambda_cycel", 1.0, ["unknown key(s) lambda_cycel", "allowed keys: lambda_cycle"]),
+    ("data.synthetic.n_trian_a", 3, ["data.synthetic: unknown key(s) n_trian_a", "n_train_a"]),
+    ("lambda_cycle", "ten", ["lambda_cycle: expected a number", "'ten'"]),
+    ("lambda_cycle", -1.0, ["lambda_cycle: -1.0 is out of range", "[0.0, inf]"]),
+    ("pool_size", 2.5, ["pool_size: expected an integer"]),
+    ("pool_size", True, ["pool_size: expected an integer"]),
+    ("data.dataset", "horse2zebar", ["data.dataset: 'horse2zebar' is not allowed", "horse2zebra"]),
+    ("data.sha256", "abc", ["data.sha256: 'abc' does not match"]),
+    ("prepare.load_size", 4, ["prepare.load_size: 4 is out of range", "[8, 4096]"]),
+    ("data", [1, 2], ["data: expected a mapping with keys dataset, url"]),
+])
+def test_bad_values_name_the_key_and_the_allowed_values(key, value, expect):
+    d = repo_params_dict()
+    set_key(d, key, value)
+    with pytest.raises(ConfigError) as e:
+        parse_params(d)
+    for fragment in expect:
+        assert fragment in str(e.value)
+
+
+def test_missing_key_is_an_error_not_a_hidden_default():
+    d = repo_params_dict()
+    del d["data"]["synthetic"]["seed"]
+    with pytest.raises(ConfigError, match=r"missing key\(s\) data.synthetic.seed"):
+        parse_params(d)
+
+
+def test_contradictory_settings_fail():
+    d = repo_params_dict()
+    d["prepare"]["min_size"] = d["data"]["synthetic"]["image_size"] + 1
+    with pytest.raises(ConfigError, match="prepare.min_size.*larger than data.synthetic.image_size"):
+        parse_params(d)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lambda_cycle: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_params(bad)
+
+
+def test_stage_exits_with_one_clear_line_before_any_work(tmp_path):
+    d = copy.deepcopy(repo_params_dict())
+    d["prepare"]["load_sise"] = 64
+    d["paths"] = {k: str(tmp_path / v) for k, v in d["paths"].items()}
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(d))
+    r = subprocess.run([sys.executable, "-m", "pipeline.stages.download", "--params", str(f)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2
+    assert "prepare: unknown key(s) load_sise; allowed keys: load_size" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "data").exists()  # nothing was written
