@@ -21,6 +21,10 @@ from typing import Any, Literal, Optional
 import yaml
 
 from pipeline.data.registry import DATASETS
+from pipeline.models.losses import GAN_MODES
+from pipeline.models.networks import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, UNET_LEVELS
+
+MODELS = ("cyclegan", "pix2pix")
 
 
 class ConfigError(ValueError):
@@ -68,11 +72,78 @@ class PrepareParams:
 
 
 @dataclass(frozen=True)
+class NetParams:
+    """Networks and GAN objective shared by the models (pipeline/models/networks.py)."""
+
+    generator: str = knob(choices=tuple(GENERATORS))
+    discriminator: str = knob(choices=tuple(DISCRIMINATORS))
+    n_layers_d: int = knob(min=1, max=8, doc="only for discriminator: n_layers")
+    ngf: int = knob(min=1, max=1024, doc="generator filters in the first conv layer")
+    ndf: int = knob(min=1, max=1024, doc="discriminator filters in the first conv layer")
+    norm: str = knob(choices=tuple(NORMS))
+    dropout: bool = knob()
+    init_type: str = knob(choices=INIT_TYPES)
+    init_gain: float = knob(min=0.0)
+    gan_mode: str = knob(choices=GAN_MODES)
+    lambda_gp: float = knob(min=0.0, doc="gradient-penalty weight, used when gan_mode is wgangp")
+
+
+@dataclass(frozen=True)
+class CycleGANParams(NetParams):
+    """CycleGAN (Zhu et al. 2017). Its loss weights are the top-level ablation knobs."""
+
+    adversarial: bool = knob(doc="false = 'cycle alone' ablation: no GAN term, D unused")
+    cycle_forward: bool = knob(doc="A -> B -> A term, ||F(G(x)) - x||")
+    cycle_backward: bool = knob(doc="B -> A -> B term, ||G(F(y)) - y||")
+
+
+@dataclass(frozen=True)
+class Pix2PixParams(NetParams):
+    """pix2pix (Isola et al. 2017): the paired baseline, conditional GAN + L1."""
+
+    lambda_l1: float = knob(min=0.0)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    batch_size: int = knob(min=1, max=4096)
+    crop_size: int = knob(min=8, max=4096, doc="random crop after load_size (the paper: 286 -> 256)")
+    flip: bool = knob(doc="random horizontal flip")
+    n_epochs: int = knob(min=0, doc="epochs at the initial learning rate")
+    n_epochs_decay: int = knob(min=0, doc="epochs of linear decay to zero after n_epochs")
+    lr: float = knob(min=0.0)
+    beta1: float = knob(min=0.0, max=1.0)
+    beta2: float = knob(min=0.0, max=1.0)
+    checkpoint_every: int = knob(min=1, doc="steps between checkpoints (resume point)")
+    log_every: int = knob(min=1, doc="steps between logged loss averages")
+    device: str = knob(choices=("auto", "cpu", "cuda"))
+    num_workers: int = knob(min=0, max=64)
+    deterministic: bool = knob(doc="deterministic kernels (same params -> same weights)")
+
+
+@dataclass(frozen=True)
+class TranslateParams:
+    batch_size: int = knob(min=1, max=4096)
+    device: str = knob(choices=("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    experiment: str = knob()
+    tracking_uri: Optional[str] = knob(doc="null = sqlite:///<repo root>/mlflow.db; env MLFLOW_TRACKING_URI wins")
+    log_model: bool = knob(doc="also store the final checkpoint as a run artifact")
+
+
+@dataclass(frozen=True)
 class PathsParams:
     """Every output location, in one place: dvc.yaml reads these through ${paths.*} templating."""
 
     raw: str = knob()
     prepared: str = knob()
+    checkpoints: str = knob(doc="resume state (latest.pt, previous.pt); persists across runs")
+    model: str = knob(doc="the final checkpoint that later stages read")
+    train_reports: str = knob(doc="loss curves (DVC plots) and sample grids")
+    translated: str = knob()
 
 
 @dataclass(frozen=True)
@@ -82,12 +153,38 @@ class Params:
     lambda_identity: float = knob(min=0.0, doc="identity-loss weight relative to lambda_cycle (authors' code); 0 = off")
     pool_size: int = knob(min=0, max=10_000, doc="image history buffer of past fakes for D; 0 = no pool")
     seed: int = knob(min=0, doc="training seed")
+    model: str = knob(choices=MODELS)
     data: DataParams = knob()
     prepare: PrepareParams = knob()
+    cyclegan: CycleGANParams = knob()
+    pix2pix: Pix2PixParams = knob()
+    train: TrainParams = knob()
+    translate: TranslateParams = knob()
+    mlflow: MlflowParams = knob()
     paths: PathsParams = knob()
+
+    @property
+    def net(self) -> NetParams:
+        """The network section of the selected model."""
+        return getattr(self, self.model)
 
     def check(self) -> None:
         """Cross-field rules that no single field can express."""
+        spec = DATASETS[self.data.dataset]
+        if self.model == "pix2pix" and spec.layout == "unaligned":
+            raise ConfigError(f"model=pix2pix needs paired training data, but data.dataset={spec.name} is "
+                              f"unpaired; use a paired set (synthetic, *_pix2pix) or model=cyclegan")
+        if self.train.crop_size > self.prepare.load_size:
+            raise ConfigError(f"train.crop_size={self.train.crop_size} is larger than prepare.load_size="
+                              f"{self.prepare.load_size}; crop_size must be <= load_size")
+        net = self.net
+        if net.generator.startswith("unet_"):
+            side = 2 ** UNET_LEVELS[net.generator]
+            if self.train.crop_size % side:
+                raise ConfigError(f"{self.model}.generator={net.generator} needs train.crop_size divisible by "
+                                  f"{side}, got {self.train.crop_size}")
+        elif self.train.crop_size % 4:
+            raise ConfigError(f"train.crop_size={self.train.crop_size} must be divisible by 4 for {net.generator}")
         if self.data.dataset == "synthetic" and self.prepare.min_size > self.data.synthetic.image_size:
             raise ConfigError(
                 f"prepare.min_size={self.prepare.min_size} is larger than data.synthetic.image_size="

@@ -1,0 +1,56 @@
+"""Checkpoints: atomic writes, a previous copy to fall back on, and loading with weights_only=True
+(only tensors and plain Python data are stored, so no pickle code runs when a file is read).
+
+Resume state lives in <checkpoints>/latest.pt; the one before it is kept as previous.pt. A write goes
+to a temporary file first; latest.pt is only ever replaced by a complete file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from pipeline.io import atomic_file
+
+log = logging.getLogger("pipeline")
+FORMAT = 1
+
+
+def save(path: str | Path, state: dict) -> None:
+    with atomic_file(path) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a checkpoint of this pipeline (format {FORMAT})")
+    return state
+
+
+def save_resume_state(folder: str | Path, state: dict) -> None:
+    """latest.pt <- state, keeping the former latest as previous.pt."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    latest, previous = folder / "latest.pt", folder / "previous.pt"
+    with atomic_file(latest) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
+        if latest.exists():
+            os.replace(latest, previous)
+    # (a crash between the two renames leaves previous.pt only, which load_resume_state falls back to)
+
+
+def load_resume_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict | None:
+    """The newest readable resume state, or None. A corrupt latest.pt falls back to previous.pt."""
+    for name in ("latest.pt", "previous.pt"):
+        path = Path(folder) / name
+        if not path.exists():
+            continue
+        try:
+            return load(path, map_location)
+        except Exception as e:  # truncated or corrupt file: torch raises several types
+            log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(e).__name__, e)
+    return None

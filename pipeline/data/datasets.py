@@ -1,0 +1,121 @@
+"""Torch datasets over data/prepared, with augmentation that is a pure function of
+(seed, epoch, index): the data a step sees never depends on what ran before it, so a run resumed
+mid-epoch sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).glob("*.png"))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float tensor (3, H, W) in [-1, 1], the generators' tanh range."""
+    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(a.transpose(2, 0, 1).copy())
+
+
+def to_image(t: torch.Tensor) -> np.ndarray:
+    """Tensor (3, H, W) in [-1, 1] -> uint8 (H, W, 3)."""
+    a = ((t.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return a.permute(1, 2, 0).cpu().numpy()
+
+
+def load_tensor(path: Path) -> torch.Tensor:
+    with Image.open(path) as img:
+        return to_tensor(img)
+
+
+def _rng(seed: int, epoch: int, index: int, stream: int) -> np.random.Generator:
+    """Stream 0 orders the epoch (index unused); streams 1, 2 augment item `index`."""
+    return np.random.default_rng([seed, epoch, index, stream])
+
+
+def augment_params(rng: np.random.Generator, size: int, crop: int, flip: bool) -> tuple[int, int, bool]:
+    """Random crop offset and flip (the authors' 'resize_and_crop' + flip, resize done in prepare)."""
+    top = int(rng.integers(0, size - crop + 1))
+    left = int(rng.integers(0, size - crop + 1))
+    return top, left, bool(flip and rng.random() < 0.5)
+
+
+def apply_augment(x: torch.Tensor, top: int, left: int, flipped: bool, crop: int) -> torch.Tensor:
+    x = x[:, top:top + crop, left:left + crop]
+    return x.flip(-1) if flipped else x
+
+
+class UnalignedDataset(Dataset):
+    """CycleGAN training data: an image of A and an unrelated image of B per item.
+
+    An epoch has max(|A|, |B|) items, as in the authors' code; both domains are visited in a fresh
+    random order every epoch.
+    """
+
+    def __init__(self, dir_a: Path, dir_b: Path, *, crop: int, flip: bool, seed: int):
+        self.a, self.b = list_images(dir_a), list_images(dir_b)
+        if not self.a or not self.b:
+            raise ValueError(f"no images in {dir_a if not self.a else dir_b}")
+        self.crop, self.flip, self.seed = crop, flip, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        rng = _rng(self.seed, epoch, 0, 0)
+        self.order_a, self.order_b = rng.permutation(len(self.a)), rng.permutation(len(self.b))
+
+    def __len__(self) -> int:
+        return max(len(self.a), len(self.b))
+
+    def _item(self, path: Path, index: int, stream: int) -> torch.Tensor:
+        x = load_tensor(path)
+        top, left, flipped = augment_params(_rng(self.seed, self.epoch, index, stream), x.shape[-1], self.crop, self.flip)
+        return apply_augment(x, top, left, flipped, self.crop)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        a = self.a[self.order_a[i % len(self.a)]]
+        b = self.b[self.order_b[i % len(self.b)]]
+        return {"A": self._item(a, i, 1), "B": self._item(b, i, 2)}
+
+
+class AlignedDataset(Dataset):
+    """pix2pix training data: (A, B) pairs matched by file name, augmented identically."""
+
+    def __init__(self, dir_a: Path, dir_b: Path, *, crop: int, flip: bool, seed: int):
+        names_a = {p.name for p in list_images(dir_a)}
+        names_b = {p.name for p in list_images(dir_b)}
+        names = sorted(names_a & names_b)
+        if not names:
+            raise ValueError(f"no pairs: {dir_a} and {dir_b} share no file names")
+        self.pairs = [(Path(dir_a) / n, Path(dir_b) / n) for n in names]
+        self.crop, self.flip, self.seed = crop, flip, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order = _rng(self.seed, epoch, 0, 0).permutation(len(self.pairs))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        pa, pb = self.pairs[self.order[i]]
+        a, b = load_tensor(pa), load_tensor(pb)
+        top, left, flipped = augment_params(_rng(self.seed, self.epoch, i, 1), a.shape[-1], self.crop, self.flip)
+        return {"A": apply_augment(a, top, left, flipped, self.crop), "B": apply_augment(b, top, left, flipped, self.crop)}
+
+
+def batches(n_items: int, batch_size: int) -> list[list[int]]:
+    """Item indices of each step of one epoch; the last batch may be smaller (none dropped)."""
+    return [list(range(s, min(s + batch_size, n_items))) for s in range(0, n_items, batch_size)]
+
+
+def steps_per_epoch(n_items: int, batch_size: int) -> int:
+    return math.ceil(n_items / batch_size)

@@ -1,0 +1,226 @@
+"""CycleGAN and pix2pix training steps, written to read like the papers' objectives.
+
+Names follow the authors' code, mapped to the CycleGAN paper (Zhu et al. 2017, Sec. 3):
+    G_A  = G   : A -> B   (X -> Y)
+    G_B  = F   : B -> A   (Y -> X)
+    D_A  = D_Y : judges images of domain B (real y vs G(x))
+    D_B  = D_X : judges images of domain A (real x vs F(y))
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.models.losses import gan_loss, gradient_penalty, l1
+from pipeline.models.networks import build_discriminator, build_generator, init_weights
+from pipeline.models.pool import ImagePool
+
+
+@dataclass
+class Net:
+    """A network with the spec that rebuilds it: {'role', 'name', 'kwargs'}."""
+
+    module: nn.Module
+    spec: dict
+
+
+def make_net(role: str, name: str, init_type: str, init_gain: float, device: torch.device, **kwargs) -> Net:
+    build = build_generator if role == "generator" else build_discriminator
+    module = init_weights(build(name, **kwargs), init_type, init_gain).to(device)
+    return Net(module, {"role": role, "name": name, "kwargs": kwargs})
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    """Freeze D while G is updated (saves computing D's weight gradients)."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+class GANModel:
+    """What the training loop needs of any model: a step, the lr, and state to checkpoint."""
+
+    nets: dict[str, Net]
+    optimizers: dict[str, torch.optim.Optimizer]
+    generators: tuple[str, ...]  # the nets later stages need (kept in the final checkpoint)
+
+    def set_lr(self, lr: float) -> None:
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.nets.values():
+            net.module.train(mode)
+
+    def state_dict(self) -> dict:
+        return {
+            "nets": {k: n.module.state_dict() for k, n in self.nets.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "pools": {k: p.state_dict() for k, p in getattr(self, "pools", {}).items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, n in self.nets.items():
+            n.module.load_state_dict(state["nets"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, p in getattr(self, "pools", {}).items():
+            p.load_state_dict(state["pools"][k], self.device)
+
+
+def _adam(nets: list[nn.Module], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    return torch.optim.Adam(itertools.chain(*(n.parameters() for n in nets)), lr=lr, betas=betas)
+
+
+class CycleGAN(GANModel):
+    """Full objective (Eq. 3): L_GAN(G, D_Y) + L_GAN(F, D_X) + lambda * L_cyc(G, F), plus the
+    identity term of Sec. 5.2 weighted lambda_identity * lambda (the authors' convention)."""
+
+    generators = ("G_A", "G_B")
+
+    def __init__(self, G_A: Net, G_B: Net, D_A: Net, D_B: Net, *, lambda_cycle: float, lambda_identity: float,
+                 cycle_forward: bool, cycle_backward: bool, adversarial: bool, gan_mode: str, lambda_gp: float,
+                 pool_size: int, lr: float, betas: tuple[float, float], seed: int, device: torch.device):
+        self.nets = {"G_A": G_A, "G_B": G_B, "D_A": D_A, "D_B": D_B}
+        self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
+        self.cycle_forward, self.cycle_backward, self.adversarial = cycle_forward, cycle_backward, adversarial
+        self.gan_mode, self.lambda_gp, self.device = gan_mode, lambda_gp, device
+        # Separate pools of generated A and generated B images (seeded apart).
+        self.pools = {"fake_A": ImagePool(pool_size, seed * 2 + 1), "fake_B": ImagePool(pool_size, seed * 2 + 2)}
+        self.optimizers = {"G": _adam([G_A.module, G_B.module], lr, betas), "D": _adam([D_A.module, D_B.module], lr, betas)}
+
+    def translate(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        G, F = self.nets["G_A"].module, self.nets["G_B"].module
+        fake_B = G(real_A)
+        fake_A = F(real_B)
+        return {"fake_B": fake_B, "rec_A": F(fake_B), "fake_A": fake_A, "rec_B": G(fake_A)}
+
+    def _d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Least-squares (or chosen) D loss, halved as in the authors' code to slow D relative to G."""
+        loss = (gan_loss(D(real), True, self.gan_mode) + gan_loss(D(fake.detach()), False, self.gan_mode)) * 0.5
+        if self.gan_mode == "wgangp":
+            loss = loss + gradient_penalty(D, real, fake.detach(), self.lambda_gp)
+        return loss
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        G, F = self.nets["G_A"].module, self.nets["G_B"].module
+        D_Y, D_X = self.nets["D_A"].module, self.nets["D_B"].module
+        out = self.translate(real_A, real_B)
+        fake_B, rec_A, fake_A, rec_B = out["fake_B"], out["rec_A"], out["fake_A"], out["rec_B"]
+        zero = real_A.new_zeros(())
+
+        # --- G and F: adversarial + cycle + identity -------------------------------------------
+        set_requires_grad([D_Y, D_X], False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        loss_G_A = gan_loss(D_Y(fake_B), True, self.gan_mode) if self.adversarial else zero
+        loss_G_B = gan_loss(D_X(fake_A), True, self.gan_mode) if self.adversarial else zero
+        # Forward cycle x -> G(x) -> F(G(x)) ~ x and backward cycle y -> F(y) -> G(F(y)) ~ y (Eq. 2).
+        loss_cycle_A = l1(rec_A, real_A) * self.lambda_cycle if self.cycle_forward else zero
+        loss_cycle_B = l1(rec_B, real_B) * self.lambda_cycle if self.cycle_backward else zero
+        # Identity (Sec. 5.2, Taigman et al.): G(y) ~ y and F(x) ~ x, preserves colour composition.
+        if self.lambda_identity > 0:
+            w = self.lambda_identity * self.lambda_cycle
+            loss_idt_A = l1(G(real_B), real_B) * w
+            loss_idt_B = l1(F(real_A), real_A) * w
+        else:
+            loss_idt_A = loss_idt_B = zero
+        loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+        loss_G.backward()
+        self.optimizers["G"].step()
+
+        # --- D_Y and D_X on real images and on the pool of past fakes -----------------------------
+        losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cycle_A, "cycle_B": loss_cycle_B,
+                  "idt_A": loss_idt_A, "idt_B": loss_idt_B, "G": loss_G}
+        if self.adversarial:
+            set_requires_grad([D_Y, D_X], True)
+            self.optimizers["D"].zero_grad(set_to_none=True)
+            loss_D_A = self._d_loss(D_Y, real_B, self.pools["fake_B"].query(fake_B))
+            loss_D_B = self._d_loss(D_X, real_A, self.pools["fake_A"].query(fake_A))
+            (loss_D_A + loss_D_B).backward()
+            self.optimizers["D"].step()
+            losses.update(D_A=loss_D_A, D_B=loss_D_B, D=loss_D_A + loss_D_B)
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
+        """Rows of a sample grid: input | translation | reconstruction, for both directions."""
+        out = self.translate(real_A, real_B)
+        return [torch.stack([a, fb, ra]) for a, fb, ra in zip(real_A, out["fake_B"], out["rec_A"])] + \
+               [torch.stack([b, fa, rb]) for b, fa, rb in zip(real_B, out["fake_A"], out["rec_B"])]
+
+
+class Pix2Pix(GANModel):
+    """Conditional GAN + L1 (pix2pix Eq. 4): G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G).
+    D sees the input concatenated with the output (conditional PatchGAN)."""
+
+    generators = ("G",)
+
+    def __init__(self, G: Net, D: Net, *, lambda_l1: float, gan_mode: str, lambda_gp: float,
+                 lr: float, betas: tuple[float, float], device: torch.device):
+        self.nets = {"G": G, "D": D}
+        self.lambda_l1, self.gan_mode, self.lambda_gp, self.device = lambda_l1, gan_mode, lambda_gp, device
+        self.optimizers = {"G": _adam([G.module], lr, betas), "D": _adam([D.module], lr, betas)}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        G, D = self.nets["G"].module, self.nets["D"].module
+        fake_B = G(real_A)
+
+        # --- D: real pairs (A, B) vs generated pairs (A, G(A)); halved as in the authors' code ---
+        set_requires_grad([D], True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        fake_AB = torch.cat([real_A, fake_B], 1).detach()
+        real_AB = torch.cat([real_A, real_B], 1)
+        loss_D = (gan_loss(D(fake_AB), False, self.gan_mode) + gan_loss(D(real_AB), True, self.gan_mode)) * 0.5
+        if self.gan_mode == "wgangp":
+            loss_D = loss_D + gradient_penalty(D, real_AB, fake_AB, self.lambda_gp)
+        loss_D.backward()
+        self.optimizers["D"].step()
+
+        # --- G: fool D, stay close to the ground truth in L1 -------------------------------------
+        set_requires_grad([D], False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        loss_G_GAN = gan_loss(D(torch.cat([real_A, fake_B], 1)), True, self.gan_mode)
+        loss_G_L1 = l1(fake_B, real_B) * self.lambda_l1
+        (loss_G_GAN + loss_G_L1).backward()
+        self.optimizers["G"].step()
+        losses = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "D": loss_D, "G": loss_G_GAN + loss_G_L1}
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
+        """Rows: input | translation | ground truth."""
+        fake_B = self.nets["G"].module(real_A)
+        return [torch.stack([a, f, b]) for a, f, b in zip(real_A, fake_B, real_B)]
+
+
+def build_cyclegan(params, device: torch.device) -> CycleGAN:
+    """From params.yaml: the `cyclegan` section plus the top-level ablation knobs."""
+    n, t = params.cyclegan, params.train
+    gen = dict(in_channels=3, out_channels=3, ngf=n.ngf, norm=n.norm, dropout=n.dropout)
+    dis = dict(in_channels=3, ndf=n.ndf, norm=n.norm, **({"n_layers": n.n_layers_d} if n.discriminator == "n_layers" else {}))
+    g = lambda: make_net("generator", n.generator, n.init_type, n.init_gain, device, **gen)  # noqa: E731
+    d = lambda: make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device, **dis)  # noqa: E731
+    return CycleGAN(g(), g(), d(), d(), lambda_cycle=params.lambda_cycle, lambda_identity=params.lambda_identity,
+                    cycle_forward=n.cycle_forward, cycle_backward=n.cycle_backward, adversarial=n.adversarial,
+                    gan_mode=n.gan_mode, lambda_gp=n.lambda_gp, pool_size=params.pool_size, lr=t.lr,
+                    betas=(t.beta1, t.beta2), seed=params.seed, device=device)
+
+
+def build_pix2pix(params, device: torch.device) -> Pix2Pix:
+    n, t = params.pix2pix, params.train
+    dis = dict(in_channels=6, ndf=n.ndf, norm=n.norm, **({"n_layers": n.n_layers_d} if n.discriminator == "n_layers" else {}))
+    G = make_net("generator", n.generator, n.init_type, n.init_gain, device,
+                 in_channels=3, out_channels=3, ngf=n.ngf, norm=n.norm, dropout=n.dropout)
+    D = make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device, **dis)
+    return Pix2Pix(G, D, lambda_l1=n.lambda_l1, gan_mode=n.gan_mode, lambda_gp=n.lambda_gp, lr=t.lr,
+                   betas=(t.beta1, t.beta2), device=device)
+
+
+MODEL_BUILDERS = {"cyclegan": build_cyclegan, "pix2pix": build_pix2pix}

@@ -1,0 +1,42 @@
+"""Loss terms as small pure functions (CycleGAN Sec. 3, pix2pix Sec. 3.1).
+
+GAN objectives, selected by `gan_mode`:
+- "lsgan": least-squares GAN (Mao et al. 2017), CycleGAN's choice: (D(x)-1)^2 and D(G(z))^2.
+- "vanilla": the original cross-entropy GAN (on logits), pix2pix's choice.
+- "wgangp": Wasserstein GAN with gradient penalty (Gulrajani et al. 2017).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GAN_MODES = ("lsgan", "vanilla", "wgangp")
+
+
+def gan_loss(prediction: torch.Tensor, target_is_real: bool, mode: str) -> torch.Tensor:
+    """Loss of D's patch predictions against the all-real or all-fake target."""
+    if mode == "lsgan":
+        target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+        return F.mse_loss(prediction, target)
+    if mode == "vanilla":
+        target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+    if mode == "wgangp":
+        return -prediction.mean() if target_is_real else prediction.mean()
+    raise ValueError(f"unknown gan_mode {mode!r}; valid: {', '.join(GAN_MODES)}")
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: float) -> torch.Tensor:
+    """WGAN-GP: weight * E[(||grad critic(x_hat)||_2 - 1)^2] at random interpolates x_hat."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    out = critic(x_hat)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    norm = grad.flatten(1).norm(2, dim=1)
+    return weight * ((norm - 1) ** 2).mean()
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error: the cycle (Eq. 2), identity and pix2pix reconstruction terms."""
+    return (a - b).abs().mean()

@@ -1,0 +1,221 @@
+"""Generators and discriminators of CycleGAN and pix2pix, with explicit constructors.
+
+Architectures follow the papers and the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix,
+models/networks.py):
+- ResNet generator (Johnson et al. 2016), as CycleGAN appendix 7.2: c7s1-64, d128, d256,
+  n x R256, u128, u64, c7s1-3; reflection padding; 6 blocks for 128px, 9 for 256px.
+- U-Net generator (pix2pix): encoder-decoder with skips between mirrored layers; `num_downs`
+  halvings, so the input side must be divisible by 2**num_downs.
+- PatchGAN discriminator: n_layers=3 is the 70x70 PatchGAN (receptive field 70 pixels);
+  the pixel variant is the 1x1 PatchGAN.
+
+Registries are plain dicts of constructors; `build_*` returns the module and the exact spec (name
+and keyword arguments) that a checkpoint stores so the network can be rebuilt from the file alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+from torch import nn
+
+NORMS: dict[str, Callable[[int], nn.Module] | None] = {
+    # Instance norm without affine parameters and running stats, as in CycleGAN.
+    "instance": functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False),
+    "batch": functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True),
+    "none": None,
+}
+
+
+def _norm(name: str, channels: int) -> nn.Module:
+    layer = NORMS[name]
+    return nn.Identity() if layer is None else layer(channels)
+
+
+def _use_bias(norm: str) -> bool:
+    # BatchNorm has its own affine shift, so the preceding conv needs no bias; instance norm (no
+    # affine) and no norm do.
+    return norm != "batch"
+
+
+class ResnetBlock(nn.Module):
+    """Two 3x3 convs with reflection padding and a residual connection (R256 in the paper)."""
+
+    def __init__(self, dim: int, norm: str, dropout: bool):
+        super().__init__()
+        bias = _use_bias(norm)
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), _norm(norm, dim), nn.ReLU(True)]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), _norm(norm, dim)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ResnetGenerator(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, ngf: int, norm: str, dropout: bool, n_blocks: int):
+        super().__init__()
+        bias = _use_bias(norm)
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias),
+                                   _norm(norm, ngf), nn.ReLU(True)]
+        for i in range(2):  # d128, d256: stride-2 downsampling
+            c = ngf * 2 ** i
+            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=bias), _norm(norm, 2 * c), nn.ReLU(True)]
+        layers += [ResnetBlock(ngf * 4, norm, dropout) for _ in range(n_blocks)]
+        for i in (2, 1):  # u128, u64: fractionally strided convolutions
+            c = ngf * 2 ** i
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                       _norm(norm, c // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class UnetBlock(nn.Module):
+    """One level of the U-Net: down, the inner levels, up, and the skip concatenation."""
+
+    def __init__(self, outer: int, inner: int, norm: str, *, inner_block: nn.Module | None = None,
+                 in_channels: int | None = None, outermost: bool = False, dropout: bool = False):
+        super().__init__()
+        self.outermost = outermost
+        bias = _use_bias(norm)
+        in_channels = outer if in_channels is None else in_channels
+        down = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1, bias=bias)
+        up_in = inner if inner_block is None else inner * 2  # skip doubles the channels, except innermost
+        if outermost:
+            layers = [down, inner_block, nn.ReLU(True), nn.ConvTranspose2d(up_in, outer, 4, 2, 1), nn.Tanh()]
+        elif inner_block is None:  # innermost: no norm at the 1x1 bottleneck
+            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True),
+                      nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias), _norm(norm, outer)]
+        else:
+            layers = [nn.LeakyReLU(0.2, True), down, _norm(norm, inner), inner_block, nn.ReLU(True),
+                      nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias), _norm(norm, outer)]
+            if dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, ngf: int, norm: str, dropout: bool, num_downs: int):
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError(f"num_downs={num_downs}: the U-Net needs at least 5 levels")
+        block = UnetBlock(ngf * 8, ngf * 8, norm)  # innermost
+        for _ in range(num_downs - 5):  # the ngf*8 middle levels carry pix2pix's dropout noise
+            block = UnetBlock(ngf * 8, ngf * 8, norm, inner_block=block, dropout=dropout)
+        for mult in (4, 2, 1):
+            block = UnetBlock(ngf * mult, ngf * mult * 2, norm, inner_block=block)
+        self.model = UnetBlock(out_channels, ngf, norm, inner_block=block, in_channels=in_channels, outermost=True)
+        self.num_downs = num_downs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = 2 ** self.num_downs
+        if x.shape[-1] % side or x.shape[-2] % side:
+            raise ValueError(f"U-Net with {self.num_downs} levels needs sides divisible by {side}, got {tuple(x.shape[-2:])}")
+        return self.model(x)
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN: classifies overlapping patches as real or fake; n_layers=3 gives 70x70 patches."""
+
+    def __init__(self, in_channels: int, ndf: int, norm: str, n_layers: int):
+        super().__init__()
+        bias = _use_bias(norm)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2 ** n, 8)
+            stride = 2 if n < n_layers else 1  # the last of these keeps the resolution
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=bias),
+                       _norm(norm, ndf * mult), nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))  # one logit per patch
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PatchGAN: judges each pixel's colour statistics alone."""
+
+    def __init__(self, in_channels: int, ndf: int, norm: str):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Conv2d(in_channels, ndf, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=_use_bias(norm)), _norm(norm, ndf * 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+UNET_LEVELS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}  # name -> num_downs
+
+GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    "resnet_9blocks": functools.partial(ResnetGenerator, n_blocks=9),
+    "resnet_6blocks": functools.partial(ResnetGenerator, n_blocks=6),
+    **{name: functools.partial(UnetGenerator, num_downs=n) for name, n in UNET_LEVELS.items()},
+}
+
+DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
+    "basic": functools.partial(NLayerDiscriminator, n_layers=3),  # 70x70 PatchGAN
+    "n_layers": NLayerDiscriminator,
+    "pixel": PixelDiscriminator,
+}
+
+
+def init_weights(net: nn.Module, init_type: str, gain: float) -> nn.Module:
+    """Initialise conv weights as the papers do: normal(0, 0.02) by default; biases to 0;
+    BatchNorm scale ~ normal(1, gain)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if init_type == "normal":
+                nn.init.normal_(m.weight, 0.0, gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            elif init_type == "orthogonal":
+                nn.init.orthogonal_(m.weight, gain=gain)
+            else:
+                raise ValueError(f"unknown init_type {init_type!r}; valid: {', '.join(INIT_TYPES)}")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+
+
+def _lookup(registry: dict, kind: str, name: str) -> Callable[..., nn.Module]:
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(registry)}")
+    return registry[name]
+
+
+def build_generator(name: str, **kwargs) -> nn.Module:
+    """kwargs: in_channels, out_channels, ngf, norm, dropout (see GENERATORS)."""
+    return _lookup(GENERATORS, "generator", name)(**kwargs)
+
+
+def build_discriminator(name: str, **kwargs) -> nn.Module:
+    """kwargs: in_channels, ndf, norm, and n_layers for 'n_layers' (see DISCRIMINATORS)."""
+    return _lookup(DISCRIMINATORS, "discriminator", name)(**kwargs)
+
+
+def build(spec: dict) -> nn.Module:
+    """Rebuild a network from the spec a checkpoint stores: {'role', 'name', 'kwargs'}."""
+    builder = build_generator if spec["role"] == "generator" else build_discriminator
+    return builder(spec["name"], **spec["kwargs"])

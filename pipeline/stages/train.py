@@ -1,0 +1,267 @@
+"""Stage `train`: data/prepared -> the final checkpoint (paths.model), loss curves and sample grids
+(paths.train_reports), and one MLflow run.
+
+Resumable: a checkpoint is written every `train.checkpoint_every` steps to paths.checkpoints (kept
+across runs by DVC's `persist: true`); a re-run with the same params and data continues from it and
+ends with the same weights as an uninterrupted run. A checkpoint made with other params or data is
+ignored (its fingerprint differs), so an experiment never resumes another one's state.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pipeline import checkpoint
+from pipeline.config import Params, flatten, to_dict
+from pipeline.data.datasets import AlignedDataset, UnalignedDataset, batches, list_images, load_tensor, to_image
+from pipeline.io import atomic_dir, save_png
+from pipeline.models.gan import MODEL_BUILDERS, GANModel
+from pipeline.stages.common import StageError, run_stage, stage_main
+from pipeline.tracking import Tracker, git_rev, tracking_uri
+
+log = logging.getLogger("pipeline")
+SAMPLES = 4  # test images per direction in the sample grids
+
+# Params that change how a run is executed or reported but not what it computes: a checkpoint made
+# under other values of these may be resumed.
+EXECUTION_ONLY = {"translate", "mlflow", "paths", "train.checkpoint_every", "train.log_every",
+                  "train.num_workers", "train.device"}
+
+
+def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """Learning-rate multiplier during 0-based `epoch` (the authors' 'linear' policy): 1 for the
+    first n_epochs, then falling linearly by 1/(n_epochs_decay + 1) per epoch towards 0."""
+    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
+
+
+def fingerprint(params: Params, manifest_text: str) -> str:
+    relevant = {k: v for k, v in flatten(to_dict(params)).items()
+                if k not in EXECUTION_ONLY and k.split(".")[0] not in EXECUTION_ONLY}
+    blob = json.dumps({"params": relevant, "data": hashlib.sha256(manifest_text.encode()).hexdigest()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise StageError("train.device=cuda but no CUDA device is visible; use auto or cpu")
+    return torch.device(name)
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def read_manifest(prepared: Path) -> tuple[dict, str]:
+    path = prepared / "manifest.json"
+    if not path.exists():
+        raise StageError(f"{path} missing; run the prepare stage first (dvc repro prepare)")
+    text = path.read_text()
+    return json.loads(text), text
+
+
+def build_dataset(params: Params, prepared: Path, manifest: dict):
+    t = params.train
+    if params.model == "pix2pix":
+        pairs = manifest["pairs"]["train"]
+        if not pairs:
+            raise StageError(f"model=pix2pix needs paired training data, but {manifest['dataset']} has none")
+        return AlignedDataset(prepared / pairs[0], prepared / pairs[1], crop=t.crop_size, flip=t.flip, seed=params.seed)
+    return UnalignedDataset(prepared / "trainA", prepared / "trainB", crop=t.crop_size, flip=t.flip, seed=params.seed)
+
+
+def sample_batch(prepared: Path, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first test images of each domain, centre-cropped to the training size (fixed across runs)."""
+    def load(sub: str) -> torch.Tensor:
+        xs = [load_tensor(p) for p in list_images(prepared / sub)[:SAMPLES]]
+        x = torch.stack(xs)
+        o = (x.shape[-1] - crop) // 2
+        return x[..., o:o + crop, o:o + crop]
+    return load("testA"), load("testB")
+
+
+def grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
+    """Rows of images (each a stack (k, 3, H, W)) -> one uint8 picture with white gutters."""
+    h, w = rows[0].shape[-2:]
+    k = max(r.shape[0] for r in rows)
+    out = np.full((len(rows) * (h + pad) + pad, k * (w + pad) + pad, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y:y + h, x:x + w] = to_image(img)
+    return out
+
+
+def write_history_csv(history: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    path.write_text(buf.getvalue())
+
+
+def check_finite(losses: dict[str, float], step: int, ckpt_dir: Path) -> None:
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if bad:
+        raise StageError(f"non-finite loss at step {step}: {bad}; training stopped, the last good checkpoint in "
+                         f"{ckpt_dir} is kept. Lower train.lr, or check the data")
+
+
+def start_tracking(params: Params, run_id: str | None) -> Tracker:
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    tags = {"dvc.exp_name": exp_name or "", "git.rev": git_rev(), "pipeline.model": params.model,
+            "pipeline.dataset": params.data.dataset, "pipeline.stage": "train"}
+    tracker = Tracker(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, run_id=run_id,
+                      run_name=exp_name or f"{params.model}-{params.data.dataset}", tags=tags)
+    if run_id is None:
+        tracker.log_params(flatten(to_dict(params)))
+    return tracker
+
+
+def train(params: Params, *, progress: bool = True, stop_at_step: int | None = None) -> dict:
+    """Run (or resume) one training. `stop_at_step` simulates a crash for tests: it returns
+    abruptly after that many steps of this call without writing anything more."""
+    t, paths = params.train, params.paths
+    prepared, ckpt_dir = Path(paths.prepared), Path(paths.checkpoints)
+    manifest, manifest_text = read_manifest(prepared)
+    device = resolve_device(t.device)
+    set_determinism(params.seed, t.deterministic)
+
+    model: GANModel = MODEL_BUILDERS[params.model](params, device)
+    data = build_dataset(params, prepared, manifest)
+    epochs = t.n_epochs + t.n_epochs_decay
+    steps_per_epoch = math.ceil(len(data) / t.batch_size)
+    total_steps = epochs * steps_per_epoch
+    fp = fingerprint(params, manifest_text)
+
+    # --- resume, if a checkpoint of this very experiment exists ---------------------------------
+    state = checkpoint.load_resume_state(ckpt_dir)
+    if state is not None and state["fingerprint"] != fp:
+        log.info("ignoring the checkpoint in %s: it was made with other params or data", ckpt_dir)
+        state = None
+    step, history, run_id = 0, [], None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history, run_id = state["step"], state["history"], state["mlflow_run_id"]
+        log.info("resuming from step %d of %d (%s)", step, total_steps, ckpt_dir)
+    tracker = start_tracking(params, run_id)
+
+    def save_checkpoint() -> None:
+        checkpoint.save_resume_state(ckpt_dir, {
+            "fingerprint": fp, "step": step, "model": model.state_dict(), "torch_rng": torch.get_rng_state(),
+            "history": history, "mlflow_run_id": tracker.run_id})
+
+    samples = sample_batch(prepared, t.crop_size)
+
+    def sample_grid() -> np.ndarray:
+        model.train(False)
+        picture = grid(model.sample_rows(samples[0].to(device), samples[1].to(device)))
+        model.train()
+        return picture
+    bar = tqdm(total=total_steps, initial=step, desc=f"train {params.model}", unit="step", disable=not progress)
+    steps_this_call, window = 0, []
+    try:
+        model.train()
+        while step < total_steps:
+            epoch, first = divmod(step, steps_per_epoch)
+            lr = t.lr * lr_factor(epoch, t.n_epochs, t.n_epochs_decay)
+            model.set_lr(lr)
+            data.set_epoch(epoch)
+            loader = DataLoader(data, batch_sampler=batches(len(data), t.batch_size)[first:],
+                                num_workers=t.num_workers, pin_memory=device.type == "cuda")
+            for batch in loader:
+                losses = model.train_step(batch)
+                check_finite(losses, step + 1, ckpt_dir)
+                step += 1
+                steps_this_call += 1
+                window.append(losses)
+                bar.update(1)
+                if step % t.log_every == 0 or step == total_steps:
+                    row = {"step": step, "epoch": epoch + 1, "lr": lr,
+                           **{k: float(np.mean([w[k] for w in window])) for k in window[0]}}
+                    history.append(row)
+                    tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k not in ("step", "epoch")}, step)
+                    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("G", "D_A", "D_B", "D") if k in row})
+                    window = []
+                if stop_at_step is not None and steps_this_call >= stop_at_step:
+                    return {"stopped_at": step}
+                if step % t.checkpoint_every == 0:
+                    save_checkpoint()
+            with_tmp_png(tracker, sample_grid(), f"samples/epoch_{epoch + 1:03d}.png")
+        save_checkpoint()
+        result = export(params, model, history, sample_grid(), fp, tracker)
+        tracker.finish()
+        return result
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    finally:
+        bar.close()
+
+
+def with_tmp_png(tracker: Tracker, image: np.ndarray, artifact: str) -> None:
+    """Log a picture to the MLflow run under `artifact` (a relative path with a folder)."""
+    import tempfile
+
+    folder, name = artifact.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_png(Path(tmp) / name, image)
+        tracker.log_artifact(Path(tmp) / name, folder)
+
+
+def export(params: Params, model: GANModel, history: list[dict], samples: np.ndarray, fp: str,
+           tracker: Tracker) -> dict:
+    """Write the final checkpoint (generators + constructor specs + resolved config), the loss
+    curves and the sample grid, and attach them to the MLflow run."""
+    paths = params.paths
+    final = {
+        "model": params.model,
+        "nets": {k: {"spec": model.nets[k].spec, "state_dict": model.nets[k].module.state_dict()}
+                 for k in model.generators},
+        "config": to_dict(params),
+        "fingerprint": fp,
+        "mlflow_run_id": tracker.run_id,
+        "mlflow_tracking_uri": tracker.uri,
+        "steps": history[-1]["step"] if history else 0,
+    }
+    checkpoint.save(paths.model, final)
+    with atomic_dir(paths.train_reports) as tmp:
+        write_history_csv(history, tmp / "losses.csv")
+        save_png(tmp / "samples.png", samples)
+    reports = Path(paths.train_reports)
+    tracker.log_artifact(reports / "losses.csv")
+    tracker.log_artifact(reports / "samples.png")
+    if params.mlflow.log_model:
+        tracker.log_artifact(paths.model, "checkpoint")
+    final_losses = {f"final/{k}": v for k, v in history[-1].items() if k not in ("step", "epoch", "lr")} if history else {}
+    tracker.log_metrics(final_losses, final["steps"])
+    return {"model": paths.model, "mlflow_run_id": tracker.run_id, "steps": final["steps"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    params, _ = stage_main("train", argv)
+    result = run_stage(train, params)
+    print(f"trained {params.model} for {result['steps']} steps -> {result['model']} (MLflow run {result['mlflow_run_id']})")
+
+
+if __name__ == "__main__":
+    main()

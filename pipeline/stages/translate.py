@@ -1,0 +1,92 @@
+"""Stage `translate`: the final checkpoint + test images -> translated images (paths.translated).
+
+    AtoB/    G_A(testA)          (pix2pix: G(testA))
+    BtoA/    G_B(testB)          (CycleGAN only)
+    AtoBtoA/ G_B(G_A(testA))     reconstructions, CycleGAN only
+    BtoAtoB/ G_A(G_B(testB))
+
+File names match the inputs. The generators are rebuilt from the checkpoint alone (constructor
+spec + weights), in eval mode (deterministic: dropout off, BatchNorm running statistics).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline import checkpoint
+from pipeline.config import Params
+from pipeline.data.datasets import list_images, load_tensor, to_image
+from pipeline.io import atomic_dir, save_png, write_json
+from pipeline.models.networks import build
+from pipeline.stages.common import StageError, run_stage, stage_main
+from pipeline.stages.train import resolve_device
+
+
+def load_generators(path: str | Path, device: torch.device) -> tuple[dict, dict[str, torch.nn.Module]]:
+    """(final checkpoint, {name: generator in eval mode}) from the file alone."""
+    if not Path(path).exists():
+        raise StageError(f"{path} missing; run the train stage first (dvc repro train)")
+    ckpt = checkpoint.load(path, device)
+    nets = {}
+    for name, entry in ckpt["nets"].items():
+        net = build(entry["spec"]).to(device)
+        net.load_state_dict(entry["state_dict"])
+        nets[name] = net.eval()
+    return ckpt, nets
+
+
+def fit_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Test images are stored at load_size; the generators were trained on crop_size crops.
+    Resize the whole image (no crop, nothing of the test image is dropped)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+# output folder -> (input folder, chain of generators applied in order), per model
+ROUTES = {
+    "cyclegan": {"AtoB": ("testA", ("G_A",)), "AtoBtoA": ("testA", ("G_A", "G_B")),
+                 "BtoA": ("testB", ("G_B",)), "BtoAtoB": ("testB", ("G_B", "G_A"))},
+    "pix2pix": {"AtoB": ("testA", ("G",))},
+}
+
+
+@torch.no_grad()
+def translate(params: Params, *, progress: bool = True) -> dict:
+    device = resolve_device(params.translate.device)
+    ckpt, nets = load_generators(params.paths.model, device)
+    size = ckpt["config"]["train"]["crop_size"]
+    prepared = Path(params.paths.prepared)
+    routes = ROUTES[ckpt["model"]]
+    counts = {}
+    with atomic_dir(params.paths.translated) as out:
+        for folder, (source, chain) in routes.items():
+            (out / folder).mkdir()
+            files = list_images(prepared / source)
+            bs = params.translate.batch_size
+            for i in tqdm(range(0, len(files), bs), desc=folder, disable=not progress):
+                chunk = files[i:i + bs]
+                x = fit_to(torch.stack([load_tensor(p) for p in chunk]).to(device), size)
+                for name in chain:
+                    x = nets[name](x)
+                for p, img in zip(chunk, x):
+                    save_png(out / folder / p.name, to_image(img))
+            counts[folder] = len(files)
+        info = {"model": ckpt["model"], "checkpoint": str(params.paths.model), "size": size, "counts": counts,
+                "routes": {k: {"input": v[0], "generators": list(v[1])} for k, v in routes.items()},
+                "mlflow_run_id": ckpt["mlflow_run_id"]}
+        write_json(out / "info.json", info)
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    params, _ = stage_main("translate", argv)
+    info = run_stage(translate, params)
+    print(f"translated {', '.join(f'{k}={v}' for k, v in info['counts'].items())} -> {params.paths.translated}")
+
+
+if __name__ == "__main__":
+    main()
