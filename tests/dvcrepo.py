@@ -59,4 +59,6 @@ def make_repo(dest: Path, overrides: dict) -> Path:
 TINY = {
     "data.synthetic.n_train_a": 8, "data.synthetic.n_train_b": 8, "data.synthetic.n_test": 4,
     "data.synthetic.image_size": 32, "prepare.load_size": 32, "prepare.min_size": 16,
+    "cyclegan.ngf": 4, "cyclegan.ndf": 4, "train.crop_size": 32, "train.n_epochs": 1, "train.n_epochs_decay": 1,
+    "train.checkpoint_every": 4, "train.log_every": 4, "train.device": "cpu", "translate.device": "cpu",
 }

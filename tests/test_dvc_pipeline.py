@@ -1,22 +1,47 @@
-"""`dvc repro` of the whole pipeline on the tiny embedded dataset, in a throwaway git repo."""
+"""`dvc repro` and `dvc exp run` of the whole pipeline on the tiny embedded dataset, in a
+throwaway git repo: what a user runs, literally."""
 
 import json
+
+import mlflow
 
 from tests.dvcrepo import TINY, make_repo, run
 
 
-def test_dvc_repro_runs_every_stage_offline(tmp_path):
+def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     repo = make_repo(tmp_path / "repo", TINY)
-    run(["dvc", "repro"], repo)
+    r = run(["dvc", "repro"], repo)
+    for stage in ("download", "prepare", "train", "translate"):
+        assert f"Running stage '{stage}'" in r.stdout
     manifest = json.loads((repo / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["counts"]["trainA"] == 8 and manifest["counts"]["testB"] == 4
+    assert len(list((repo / "data" / "translated" / "AtoB").glob("*.png"))) == 4
+    assert (repo / "reports" / "train" / "samples.png").exists()
     # a second repro is a no-op: every stage is up to date
     r = run(["dvc", "repro"], repo)
-    assert "didn't change, skipping" in r.stdout or "up to date" in r.stdout
-    # a data param change reruns download and prepare
+    assert "Running stage" not in r.stdout
+
+    # the ablation command of the README, literally: only train and what follows it rerun
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline"], repo)
+    r = run(["dvc", "exp", "run", "-S", "lambda_cycle=5", "-n", "cyc5"], repo)
+    assert "Running stage 'train'" in r.stdout and "Running stage 'translate'" in r.stdout
+    assert "Running stage 'download'" not in r.stdout and "Running stage 'prepare'" not in r.stdout
+    assert "lambda_cycle: 5" in (repo / "params.yaml").read_text()
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("cyclegan-pipeline").experiment_id])
+    assert len(runs) == 2
+    exp_run = next(r for r in runs if r.data.tags.get("dvc.exp_name") == "cyc5")
+    assert exp_run.data.params["lambda_cycle"] == "5.0" and exp_run.info.status == "FINISHED"
+
+
+def test_a_data_param_change_reruns_the_data_stages(tmp_path):
+    repo = make_repo(tmp_path / "repo", {**TINY, "train.n_epochs": 0, "train.n_epochs_decay": 0})
+    run(["dvc", "repro", "prepare"], repo)
     params = (repo / "params.yaml").read_text().replace("n_test: 4", "n_test: 5")
     (repo / "params.yaml").write_text(params)
-    r = run(["dvc", "repro"], repo)
+    r = run(["dvc", "repro", "prepare"], repo)
     assert "Running stage 'download'" in r.stdout and "Running stage 'prepare'" in r.stdout
     manifest = json.loads((repo / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["counts"]["testB"] == 5

@@ -157,18 +157,18 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
     if state is not None and state["fingerprint"] != fp:
         log.info("ignoring the checkpoint in %s: it was made with other params or data", ckpt_dir)
         state = None
-    step, history, run_id = 0, [], None
+    step, history, window, run_id = 0, [], [], None  # window: losses of steps not yet logged
     if state is not None:
         model.load_state_dict(state["model"])
         torch.set_rng_state(state["torch_rng"])
-        step, history, run_id = state["step"], state["history"], state["mlflow_run_id"]
+        step, history, window, run_id = state["step"], state["history"], state["window"], state["mlflow_run_id"]
         log.info("resuming from step %d of %d (%s)", step, total_steps, ckpt_dir)
     tracker = start_tracking(params, run_id)
 
     def save_checkpoint() -> None:
         checkpoint.save_resume_state(ckpt_dir, {
             "fingerprint": fp, "step": step, "model": model.state_dict(), "torch_rng": torch.get_rng_state(),
-            "history": history, "mlflow_run_id": tracker.run_id})
+            "history": history, "window": window, "mlflow_run_id": tracker.run_id})
 
     samples = sample_batch(prepared, t.crop_size)
 
@@ -178,7 +178,7 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
         model.train()
         return picture
     bar = tqdm(total=total_steps, initial=step, desc=f"train {params.model}", unit="step", disable=not progress)
-    steps_this_call, window = 0, []
+    steps_this_call = 0
     try:
         model.train()
         while step < total_steps:
@@ -201,7 +201,7 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
                     history.append(row)
                     tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k not in ("step", "epoch")}, step)
                     bar.set_postfix({k: f"{row[k]:.3f}" for k in ("G", "D_A", "D_B", "D") if k in row})
-                    window = []
+                    window.clear()
                 if stop_at_step is not None and steps_this_call >= stop_at_step:
                     return {"stopped_at": step}
                 if step % t.checkpoint_every == 0:

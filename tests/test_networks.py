@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from pipeline.models import networks
+from pipeline.models.networks import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, init_weights
+
+
+@pytest.mark.parametrize("name", list(GENERATORS))
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+def test_every_generator_maps_an_image_to_an_image(name, norm):
+    side = 2 ** networks.UNET_LEVELS.get(name, 2) * 2 if name.startswith("unet") else 32
+    g = build_generator(name, in_channels=3, out_channels=3, ngf=4, norm=norm, dropout=True)
+    x = torch.randn(2, 3, side, side)
+    y = g(x)
+    assert y.shape == x.shape
+    assert y.abs().max() <= 1.0  # tanh output, the image range
+
+
+@pytest.mark.parametrize("name, kwargs, out_side", [
+    ("basic", {}, 6),               # 64 -> 32 -> 16 -> 8 -> 7 -> 6
+    ("n_layers", {"n_layers": 1}, 30),
+    ("pixel", {}, 64),
+])
+def test_every_discriminator_gives_a_map_of_patch_logits(name, kwargs, out_side):
+    d = build_discriminator(name, in_channels=6, ndf=4, norm="instance", **kwargs)
+    assert d(torch.randn(2, 6, 64, 64)).shape == (2, 1, out_side, out_side)
+
+
+def test_basic_patchgan_sees_70x70_patches():
+    """The receptive field of one output logit of the 3-layer PatchGAN is 70 pixels (pix2pix)."""
+    d = build_discriminator("basic", in_channels=1, ndf=2, norm="none")
+    init_weights(d, "normal", 0.02)
+    x = torch.randn(1, 1, 160, 160, requires_grad=True)
+    out = d(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = (x.grad[0, 0].abs().sum(1) > 0).nonzero()
+    assert int(rows.max() - rows.min() + 1) == 70
+
+
+def test_resnet_block_counts_match_their_names():
+    for name, n in (("resnet_6blocks", 6), ("resnet_9blocks", 9)):
+        g = build_generator(name, in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False)
+        assert sum(isinstance(m, networks.ResnetBlock) for m in g.modules()) == n
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown generator 'resnet_7blocks'; valid: resnet_9blocks, resnet_6blocks"):
+        build_generator("resnet_7blocks", in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False)
+    with pytest.raises(ValueError, match="unknown discriminator 'huge'; valid: basic, n_layers, pixel"):
+        build_discriminator("huge", in_channels=3, ndf=4, norm="instance")
+
+
+def test_unet_rejects_a_side_it_cannot_halve():
+    g = build_generator("unet_64", in_channels=3, out_channels=3, ngf=2, norm="batch", dropout=False)
+    with pytest.raises(ValueError, match="divisible by 64"):
+        g(torch.randn(1, 3, 48, 48))
+
+
+@pytest.mark.parametrize("init_type", networks.INIT_TYPES)
+def test_init_types(init_type):
+    g = build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=8, norm="batch", dropout=False)
+    init_weights(g, init_type, 0.02)
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
+    if init_type == "normal":  # the papers' N(0, 0.02)
+        w = torch.cat([c.weight.detach().flatten() for c in convs])
+        assert abs(float(w.std()) - 0.02) < 0.002 and abs(float(w.mean())) < 0.002
+    assert all(c.bias is None or not c.bias.any() for c in convs)
+    bn = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn and all(abs(float(m.weight.detach().mean()) - 1) < 0.05 for m in bn)
+
+
+def test_conv_bias_only_without_batchnorm():
+    with_bn = build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=4, norm="batch", dropout=False)
+    with_in = build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False)
+    assert with_bn.model[1].bias is None and with_in.model[1].bias is not None
