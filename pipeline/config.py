@@ -128,6 +128,28 @@ class TranslateParams:
 
 
 @dataclass(frozen=True)
+class EvaluatorParams:
+    """The segmenter of the FCN-score, trained on real target-domain photos (pipeline/metrics/segmenter.py)."""
+
+    width: int = knob(min=1, max=512)
+    epochs: int = knob(min=1, max=10_000)
+    batch_size: int = knob(min=1, max=4096)
+    lr: float = knob(min=0.0)
+    seed: int = knob(min=0)
+    device: str = knob(choices=("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    device: str = knob(choices=("auto", "cpu", "cuda"))
+    batch_size: int = knob(min=1, max=4096)
+    inception_weights: Optional[str] = knob(doc="torch-fidelity format .pth; null = cache, download, or offline conversion")
+    kid_subset_size: int = knob(min=2, doc="capped at the number of test images; the size used is reported")
+    kid_subsets: int = knob(min=1)
+    lpips_backbone: Optional[str] = knob(doc="torchvision AlexNet weights file; null = torchvision's cache")
+
+
+@dataclass(frozen=True)
 class MlflowParams:
     experiment: str = knob()
     tracking_uri: Optional[str] = knob(doc="null = sqlite:///<repo root>/mlflow.db; env MLFLOW_TRACKING_URI wins")
@@ -144,6 +166,10 @@ class PathsParams:
     model: str = knob(doc="the final checkpoint that later stages read")
     train_reports: str = knob(doc="loss curves (DVC plots) and sample grids")
     translated: str = knob()
+    ref_stats: str = knob(doc="Inception features of the real test images, shared by every experiment")
+    evaluator: str = knob(doc="the FCN-score segmenter")
+    metrics: str = knob(doc="flat metrics JSON for dvc metrics show/diff")
+    eval_reports: str = knob(doc="per-image CSV, protocols, image grids")
 
 
 @dataclass(frozen=True)
@@ -160,6 +186,8 @@ class Params:
     pix2pix: Pix2PixParams = knob()
     train: TrainParams = knob()
     translate: TranslateParams = knob()
+    evaluator: EvaluatorParams = knob()
+    evaluate: EvaluateParams = knob()
     mlflow: MlflowParams = knob()
     paths: PathsParams = knob()
 

@@ -30,6 +30,32 @@ def to_image(t: torch.Tensor) -> np.ndarray:
     return a.permute(1, 2, 0).cpu().numpy()
 
 
+def grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
+    """Rows of images (each a stack (k, 3, H, W)) -> one uint8 picture with white gutters."""
+    h, w = rows[0].shape[-2:]
+    k = max(r.shape[0] for r in rows)
+    out = np.full((len(rows) * (h + pad) + pad, k * (w + pad) + pad, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y:y + h, x:x + w] = to_image(img)
+    return out
+
+
+def load_uint8(paths: list[Path], size: int | None = None, labels: bool = False) -> torch.Tensor:
+    """Images -> uint8 (N, 3, H, W), or class-id maps -> uint8 (N, H, W) when `labels`; resized to
+    size x size if given (bicubic for images, nearest for ids)."""
+    arrays = []
+    for p in paths:
+        with Image.open(p) as img:
+            img = img if labels else img.convert("RGB")
+            if size is not None and img.size != (size, size):
+                img = img.resize((size, size), Image.NEAREST if labels else Image.BICUBIC)
+            arrays.append(np.asarray(img))
+    t = torch.from_numpy(np.stack(arrays))
+    return t if labels else t.permute(0, 3, 1, 2).contiguous()
+
+
 def load_tensor(path: Path) -> torch.Tensor:
     with Image.open(path) as img:
         return to_tensor(img)

