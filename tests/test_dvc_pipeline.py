@@ -11,12 +11,15 @@ from tests.dvcrepo import TINY, make_repo, run
 def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     repo = make_repo(tmp_path / "repo", TINY)
     r = run(["dvc", "repro"], repo)
-    for stage in ("download", "prepare", "train", "translate"):
+    for stage in ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "evaluate"):
         assert f"Running stage '{stage}'" in r.stdout
     manifest = json.loads((repo / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["counts"]["trainA"] == 8 and manifest["counts"]["testB"] == 4
     assert len(list((repo / "data" / "translated" / "AtoB").glob("*.png"))) == 4
     assert (repo / "reports" / "train" / "samples.png").exists()
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert isinstance(metrics["fid_AtoB"], float) and isinstance(metrics["fcn_AtoB_pixel_acc"], float)
+    assert "fcn_real_pixel_acc" in run(["dvc", "metrics", "show"], repo).stdout
     # a second repro is a no-op: every stage is up to date
     r = run(["dvc", "repro"], repo)
     assert "Running stage" not in r.stdout
@@ -25,8 +28,11 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)
     r = run(["dvc", "exp", "run", "-S", "lambda_cycle=5", "-n", "cyc5"], repo)
-    assert "Running stage 'train'" in r.stdout and "Running stage 'translate'" in r.stdout
-    assert "Running stage 'download'" not in r.stdout and "Running stage 'prepare'" not in r.stdout
+    for stage in ("train", "translate", "evaluate"):
+        assert f"Running stage '{stage}'" in r.stdout
+    # data and real-image statistics are shared by every experiment: never recomputed
+    for stage in ("download", "prepare", "ref_stats", "evaluator"):
+        assert f"Running stage '{stage}'" not in r.stdout
     assert "lambda_cycle: 5" in (repo / "params.yaml").read_text()
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
@@ -34,6 +40,7 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     assert len(runs) == 2
     exp_run = next(r for r in runs if r.data.tags.get("dvc.exp_name") == "cyc5")
     assert exp_run.data.params["lambda_cycle"] == "5.0" and exp_run.info.status == "FINISHED"
+    assert "eval/fid_AtoB" in exp_run.data.metrics
 
 
 def test_a_data_param_change_reruns_the_data_stages(tmp_path):

@@ -66,7 +66,7 @@ def train_segmenter(photos: torch.Tensor, labels: torch.Tensor, *, n_classes: in
             opt.step()
         sched.step()
         if progress is not None:
-            progress(float(loss))
+            progress(float(loss.detach()))
     return net.eval()
 
 

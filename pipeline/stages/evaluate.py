@@ -30,6 +30,7 @@ from pipeline.stages import ref_stats
 from pipeline.stages.common import StageError, run_stage, stage_main
 from pipeline.stages.evaluator import load_evaluator, to_unit
 from pipeline.stages.train import read_manifest, resolve_device
+from pipeline.stages.translate import json_info as translate_info
 from pipeline.tracking import Tracker, TrackingError, tracking_uri
 
 log = logging.getLogger("pipeline")
@@ -55,10 +56,7 @@ class Context:
     def __init__(self, params: Params):
         self.params = params
         self.prepared, self.translated = Path(params.paths.prepared), Path(params.paths.translated)
-        info_path = self.translated / "info.json"
-        if not info_path.exists():
-            raise StageError(f"{info_path} missing; run the translate stage first (dvc repro translate)")
-        self.info = json.loads(info_path.read_text())
+        self.info = translate_info(self.translated)
         self.manifest, _ = read_manifest(self.prepared)
         self.size = self.info["size"]
         self.routes = self.info["routes"]  # e.g. {"AtoB": {"input": "testA", ...}}
@@ -132,8 +130,12 @@ def fid_kid(ctx: Context) -> list[Result]:
         kid_protocol = {**protocol, "kid_subset_size": subset, "kid_subsets": e.kid_subsets,
                         "kid_kernel": "polynomial, degree 3, coef0 1, gamma 1/d"}
         out += [Result(f"fid_{r}", fid["frechet_inception_distance"], protocol),
-                Result(f"kid_{r}", kid["kernel_inception_distance_mean"], kid_protocol),
-                Result(f"kid_{r}_std", kid["kernel_inception_distance_std"], kid_protocol)]
+                Result(f"kid_{r}", kid["kernel_inception_distance_mean"], kid_protocol)]
+        if subset == len(fake) == len(real):  # every "random" subset is the whole set: no spread to report
+            out += unavailable([f"kid_{r}_std"], f"one subset only: the subset size equals the sample count ({subset}); "
+                                                 f"more test images give a spread", kid_protocol)
+        else:
+            out.append(Result(f"kid_{r}_std", kid["kernel_inception_distance_std"], kid_protocol))
     return out
 
 
@@ -267,7 +269,7 @@ def sample_grid(ctx: Context, k: int = 6) -> np.ndarray:
     return grid(rows)
 
 
-def evaluate(params: Params, *, progress: bool = True) -> dict:
+def evaluate(params: Params, *, progress: bool = True, track: bool = True) -> dict:
     ctx = Context(params)
     results: list[Result] = []
     for name, fn in METRICS.items():
@@ -286,7 +288,8 @@ def evaluate(params: Params, *, progress: bool = True) -> dict:
         write_json(tmp / "protocol.json", protocol)
         (tmp / "per_image.csv").write_text(per_image_csv(results))
         save_png(tmp / "grid.png", sample_grid(ctx))
-    log_to_mlflow(params, ctx.info["mlflow_run_id"], results)
+    if track and ctx.info["mlflow_run_id"]:
+        log_to_mlflow(params, ctx.info["mlflow_run_id"], results)
     return metrics
 
 

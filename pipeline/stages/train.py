@@ -216,21 +216,27 @@ def with_tmp_png(tracker: Tracker, image: np.ndarray, artifact: str) -> None:
         tracker.log_artifact(Path(tmp) / name, folder)
 
 
-def export(params: Params, model: GANModel, history: list[dict], samples: np.ndarray, fp: str,
-           tracker: Tracker) -> dict:
-    """Write the final checkpoint (generators + constructor specs + resolved config), the loss
-    curves and the sample grid, and attach them to the MLflow run."""
-    paths = params.paths
-    final = {
+def final_checkpoint(params: Params, model: GANModel, fp: str, run_id: str | None, uri: str | None, steps: int) -> dict:
+    """What later stages need, and nothing else: each generator's constructor spec and weights,
+    the resolved config, and the MLflow run to report into."""
+    return {
         "model": params.model,
         "nets": {k: {"spec": model.nets[k].spec, "state_dict": model.nets[k].module.state_dict()}
                  for k in model.generators},
         "config": to_dict(params),
         "fingerprint": fp,
-        "mlflow_run_id": tracker.run_id,
-        "mlflow_tracking_uri": tracker.uri,
-        "steps": history[-1]["step"] if history else 0,
+        "mlflow_run_id": run_id,
+        "mlflow_tracking_uri": uri,
+        "steps": steps,
     }
+
+
+def export(params: Params, model: GANModel, history: list[dict], samples: np.ndarray, fp: str,
+           tracker: Tracker) -> dict:
+    """Write the final checkpoint (generators + constructor specs + resolved config), the loss
+    curves and the sample grid, and attach them to the MLflow run."""
+    paths = params.paths
+    final = final_checkpoint(params, model, fp, tracker.run_id, tracker.uri, history[-1]["step"] if history else 0)
     checkpoint.save(paths.model, final)
     with atomic_dir(paths.train_reports) as tmp:
         write_history_csv(history, tmp / "losses.csv")

@@ -11,6 +11,7 @@ spec + weights), in eval mode (deterministic: dropout off, BatchNorm running sta
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -80,6 +81,14 @@ def translate(params: Params, *, progress: bool = True) -> dict:
                 "mlflow_run_id": ckpt["mlflow_run_id"]}
         write_json(out / "info.json", info)
     return info
+
+
+def json_info(translated: str | Path) -> dict:
+    """The info.json a translate run wrote: model, size, counts, routes, MLflow run."""
+    path = Path(translated) / "info.json"
+    if not path.exists():
+        raise StageError(f"{path} missing; run the translate stage first (dvc repro translate)")
+    return json.loads(path.read_text())
 
 
 def main(argv: list[str] | None = None) -> None:

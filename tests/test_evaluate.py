@@ -1,0 +1,93 @@
+"""The evaluation stages end to end on the tiny embedded dataset."""
+
+import csv
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from pipeline.stages import evaluate, evaluator, ref_stats, train, translate
+
+
+@pytest.fixture
+def no_lpips_backbone(tmp_path, monkeypatch):
+    """Offline, as here and in CI: no torchvision AlexNet weights in the hub cache."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+
+
+def run_all(p):
+    result = train.train(p, progress=False)
+    translate.translate(p, progress=False)
+    ref_stats.run(p)
+    evaluator.run(p, progress=False)
+    return result, evaluate.evaluate(p, progress=False)
+
+
+def test_evaluate_reports_every_metric_with_its_protocol(prepared, no_lpips_backbone):
+    p = prepared()
+    result, metrics = run_all(p)
+    on_disk = json.loads(Path(p.paths.metrics).read_text())
+    assert on_disk == metrics
+    numeric = ["fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA", "fcn_AtoB_pixel_acc", "fcn_AtoB_class_iou",
+               "fcn_BtoA_class_acc", "fcn_real_pixel_acc", "l1_AtoB", "psnr_AtoB", "ssim_BtoA", "cycle_l1_A", "cycle_l1_B"]
+    for key in numeric:
+        assert isinstance(metrics[key], float), key
+    assert metrics["fid_AtoB"] > 0 and 0 <= metrics["fcn_AtoB_pixel_acc"] <= 1
+    # LPIPS cannot be computed offline: a reason and the file to place, never a number
+    for key in ("lpips_AtoB_input", "lpips_AtoB_truth", "lpips_BtoA_input", "lpips_BtoA_truth"):
+        assert metrics[key].startswith("unavailable: ") and "alexnet-owt-7be5be79.pth" in metrics[key]
+
+    protocol = json.loads((Path(p.paths.eval_reports) / "protocol.json").read_text())
+    fid = protocol["fid_AtoB"]
+    assert fid["feature_extractor"].startswith("inception-v3-compat") and fid["n_translated"] == 4
+    assert fid["n_real"] == 4 and "32px" in fid["resolution"] and fid["weights"]
+    assert protocol["kid_AtoB"]["kid_subset_size"] == 4  # capped at the 4 test images, and said so
+    assert metrics["kid_AtoB_std"].startswith("unavailable: one subset only")
+    assert protocol["fcn_AtoB_pixel_acc"]["segmenter"].startswith("fcn8s-mini trained on 5 real trainB photos")
+    assert protocol["fcn_real_pixel_acc"]["method"].startswith("segment REAL test photos")
+    assert "unavailable" in protocol["lpips_AtoB_input"]
+
+    rows = list(csv.DictReader((Path(p.paths.eval_reports) / "per_image.csv").open()))
+    assert len(rows) == 4 and {"l1_AtoB", "ssim_AtoB", "fcn_AtoB_pixel_acc", "cycle_l1_A"} <= set(rows[0])
+    assert (Path(p.paths.eval_reports) / "grid.png").exists()
+
+    client = mlflow.MlflowClient(tracking_uri=p.mlflow.tracking_uri)
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.data.metrics["eval/fid_AtoB"] == pytest.approx(metrics["fid_AtoB"])
+    assert "alexnet-owt-7be5be79.pth" in run.data.tags["eval.unavailable.lpips_AtoB_input"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
+        "eval/metrics.json", "eval/protocol.json", "eval/per_image.csv", "eval/grid.png"}
+
+
+def test_fid_is_zero_for_real_images_and_grows_with_a_shift(prepared):
+    """Real test B 'translated' as themselves: FID ~ 0; darker copies: FID grows with the shift."""
+    from pipeline.data.datasets import list_images, load_uint8
+    from pipeline.metrics import inception
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    p = prepared()
+    real = load_uint8(list_images(Path(p.paths.prepared) / "testB"))
+    fe = inception.feature_extractor(inception.resolve_weights(None, allow_download=False), torch.device("cpu"))
+    f = lambda x: inception.extract_features(fe, x, 8, torch.device("cpu"))  # noqa: E731
+    stats = fid_features_to_statistics(f(real))
+    fids = [fid_statistics_to_metric(stats, fid_features_to_statistics(f((real.float() * k).to(torch.uint8))), False)
+            ["frechet_inception_distance"] for k in (1.0, 0.8, 0.5)]
+    assert abs(fids[0]) < 1e-3 and fids[0] < fids[1] < fids[2]
+
+
+def test_datasets_without_labels_report_fcn_unavailable(prepared, tmp_path):
+    p = prepared()
+    manifest_path = Path(p.paths.prepared) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["labels"] = {}
+    manifest_path.write_text(json.dumps(manifest))
+    state = evaluator.run(p, progress=False)
+    assert state == {"available": False, "reason": "dataset synthetic has no class labels for its photos (domain B)"}
+
+
+def test_evaluate_before_translate_names_the_stage_to_run(prepared):
+    from pipeline.stages.common import StageError
+    with pytest.raises(StageError, match="run the translate stage first"):
+        evaluate.evaluate(prepared(), progress=False)

@@ -1,0 +1,103 @@
+"""Metric math against hand-computed cases and independent reference implementations."""
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+
+from pipeline.metrics import math
+
+
+def fid(a, b):
+    return fid_statistics_to_metric(fid_features_to_statistics(a), fid_features_to_statistics(b), False)[
+        "frechet_inception_distance"]
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(300, 16)))
+    assert abs(fid(x, x)) < 1e-6
+    shifts = [fid(x, x + s) for s in (0.1, 0.5, 1.0, 2.0)]
+    assert shifts == sorted(shifts) and shifts[0] > 0
+    # a pure mean shift s in d dimensions adds exactly d * s^2
+    assert shifts[2] == pytest.approx(16 * 1.0, rel=1e-6)
+
+
+def _kid_numpy(f1, f2, subset, subsets, seed):
+    """Direct NumPy KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel (x.y / d + 1)^3,
+    averaged over random subsets drawn as torch-fidelity draws them."""
+    rng = np.random.RandomState(seed)
+    d = f1.shape[1]
+    vals = []
+    for _ in range(subsets):
+        x = f1[rng.choice(len(f1), subset, replace=False)]
+        y = f2[rng.choice(len(f2), subset, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        m = subset
+        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                    - 2 * kxy.mean())
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def test_kid_matches_a_direct_numpy_implementation():
+    rng = np.random.default_rng(1)
+    f1, f2 = rng.normal(size=(60, 32)), rng.normal(0.3, 1.2, size=(50, 32))
+    ours = kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), kid_subset_size=20, kid_subsets=30,
+                                  verbose=False, rng_seed=2020)
+    mean, std = _kid_numpy(f1, f2, 20, 30, 2020)
+    assert ours["kernel_inception_distance_mean"] == pytest.approx(mean, rel=1e-9)
+    assert ours["kernel_inception_distance_std"] == pytest.approx(std, rel=1e-9)
+
+
+def test_confusion_matrix_and_fcn_scores_on_a_hand_computed_case():
+    truth = np.array([[0, 0, 1, 1], [2, 2, 2, math.IGNORE]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 1]])
+    cm = math.confusion_matrix(pred, truth, 4)
+    # rows = truth, cols = prediction; the ignored pixel is left out; class 3 never occurs
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    s = math.fcn_scores(cm)
+    assert s["pixel_acc"] == pytest.approx(5 / 7)
+    assert s["class_acc"] == pytest.approx((1 / 2 + 2 / 2 + 2 / 3) / 3)
+    # IoU: class 0: 1 / (2 + 2 - 1), class 1: 2 / (2 + 3 - 2), class 2: 2 / (3 + 2 - 2)
+    assert s["class_iou"] == pytest.approx((1 / 3 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_confusion_matrix_rejects_unknown_ids():
+    with pytest.raises(ValueError, match="class ids must be < 2"):
+        math.confusion_matrix(np.array([3]), np.array([1]), 2)
+
+
+def _ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """SSIM with scipy's Gaussian filter (truncate 3.5 -> 11 taps), 'valid' region, per channel."""
+    c1, c2, pad = 0.01 ** 2, 0.03 ** 2, 5
+    vals = []
+    for c in range(x.shape[0]):
+        f = lambda a: scipy.ndimage.gaussian_filter(a, 1.5, truncate=3.5)[pad:-pad, pad:-pad]  # noqa: E731
+        a, b = x[c], y[c]
+        mx, my = f(a), f(b)
+        sxx, syy, sxy = f(a * a) - mx ** 2, f(b * b) - my ** 2, f(a * b) - mx * my
+        vals.append((((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))).mean())
+    return float(np.mean(vals))
+
+
+def test_ssim_matches_a_scipy_reference_and_is_one_for_identical_images():
+    rng = np.random.default_rng(2)
+    x = rng.random((3, 32, 32))
+    y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1)
+    ours = math.ssim_per_image(torch.from_numpy(x)[None], torch.from_numpy(y)[None]).item()
+    assert ours == pytest.approx(_ssim_reference(x, y), abs=1e-6)
+    assert math.ssim_per_image(torch.from_numpy(x)[None], torch.from_numpy(x)[None]).item() == pytest.approx(1.0)
+
+
+def test_psnr_and_l1_known_values():
+    x = torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    y = torch.full_like(x, 0.1)
+    assert math.psnr_per_image(x, y).item() == pytest.approx(20.0)  # mse 0.01 -> 20 dB
+    assert math.l1_per_image(x, y).item() == pytest.approx(0.1)
+
+
+def test_nearest_palette_reads_slightly_off_colours():
+    palette = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
+    img = np.array([[[10, 5, 3], [240, 20, 10], [5, 5, 200]]], dtype=np.uint8)
+    assert math.nearest_palette(img, palette).tolist() == [[0, 1, 2]]
