@@ -165,14 +165,19 @@ def test_symlink_inside_target_is_allowed(tmp_path):
     assert (tmp_path / "files" / "set" / "alias.txt").read_text() == "x"
 
 
-def test_download_and_prepare_stages_on_an_unaligned_archive(make_params, tmp_path):
+def download_and_prepare(make_params, tmp_path, dataset: str, archive: str, build, n: int):
+    """Serve an archive built by `build` on 127.0.0.1 and run the download and prepare stages on it."""
     site = tmp_path / "site"
     site.mkdir()
-    make_cyclegan_zip(site / "horse2zebra.zip", n=3)
+    build(site / archive, n=n)
     with serve(site) as (url, _):
-        p = make_params(data__dataset="horse2zebra", data__url=f"{url}/horse2zebra.zip")
+        p = make_params(data__dataset=dataset, data__url=f"{url}/{archive}")
         download.run(p.data, Path(p.paths.raw), progress=False)
-    manifest = prepare.run(p, progress=False)
+    return p, prepare.run(p, progress=False)
+
+
+def test_download_and_prepare_stages_on_an_unaligned_archive(make_params, tmp_path):
+    p, manifest = download_and_prepare(make_params, tmp_path, "horse2zebra", "horse2zebra.zip", make_cyclegan_zip, 3)
     assert manifest["counts"] == {"testA": 3, "testB": 3, "trainA": 3, "trainB": 3}
     assert manifest["pairs"] == {"train": None, "test": None}
     img = Image.open(Path(p.paths.prepared) / "trainA" / "n000.png")
@@ -180,13 +185,7 @@ def test_download_and_prepare_stages_on_an_unaligned_archive(make_params, tmp_pa
 
 
 def test_download_and_prepare_stages_on_an_aligned_archive(make_params, tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    make_pix2pix_tar(site / "facades.tar.gz", n=2)
-    with serve(site) as (url, _):
-        p = make_params(data__dataset="facades_pix2pix", data__url=f"{url}/facades.tar.gz")
-        download.run(p.data, Path(p.paths.raw), progress=False)
-    manifest = prepare.run(p, progress=False)
+    p, manifest = download_and_prepare(make_params, tmp_path, "facades_pix2pix", "facades.tar.gz", make_pix2pix_tar, 2)
     assert manifest["counts"] == {"testA": 2, "testB": 2, "trainA": 2, "trainB": 2}
     assert manifest["pairs"]["train"] == ["trainA", "trainB"]
     # facades: photo|labels, and our A is the labels side (right half)
