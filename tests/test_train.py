@@ -202,3 +202,12 @@ def test_cyclegan_measurably_learns_the_embedded_task(make_params, tmp_path):
     after, after_other_scene = l1_to_truth(trained)
     assert after < 0.75 * before
     assert after < after_other_scene
+
+
+def test_a_checkpoint_of_other_training_code_is_not_resumed(prepared, monkeypatch, caplog):
+    p = prepared()
+    train.train(p, progress=False)
+    monkeypatch.setattr(train, "code_digest", lambda: "edited training code")
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        train.train(p, progress=False)
+    assert "ignoring the checkpoint" in caplog.text

@@ -3,8 +3,8 @@
 
 Resumable: a checkpoint is written every `train.checkpoint_every` steps to paths.checkpoints (kept
 across runs by DVC's `persist: true`); a re-run with the same params and data continues from it and
-ends with the same weights as an uninterrupted run. A checkpoint made with other params or data is
-ignored (its fingerprint differs), so an experiment never resumes another one's state.
+ends with the same weights as an uninterrupted run. A checkpoint made with other params, data or
+training code is ignored (its fingerprint differs), so an experiment never resumes another one's state.
 """
 
 from __future__ import annotations
@@ -46,10 +46,25 @@ def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
     return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
 
 
+# The code that decides what a training computes: a checkpoint made by other code is not resumed.
+TRAINING_CODE = ("models", "stages/train.py", "data/datasets.py")
+
+
+def code_digest() -> str:
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(f for rel in TRAINING_CODE for f in ([root / rel] if (root / rel).is_file() else (root / rel).rglob("*.py")))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def fingerprint(params: Params, manifest_text: str) -> str:
+    """Identity of a training: params (less execution-only ones), data manifest, training code."""
     relevant = {k: v for k, v in flatten(to_dict(params)).items()
                 if k not in EXECUTION_ONLY and k.split(".")[0] not in EXECUTION_ONLY}
-    blob = json.dumps({"params": relevant, "data": hashlib.sha256(manifest_text.encode()).hexdigest()}, sort_keys=True)
+    blob = json.dumps({"params": relevant, "data": hashlib.sha256(manifest_text.encode()).hexdigest(),
+                       "code": code_digest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -143,7 +158,7 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
     # --- resume, if a checkpoint of this very experiment exists ---------------------------------
     state = checkpoint.load_resume_state(ckpt_dir)
     if state is not None and state["fingerprint"] != fp:
-        log.info("ignoring the checkpoint in %s: it was made with other params or data", ckpt_dir)
+        log.info("ignoring the checkpoint in %s: it was made with other params, data or training code", ckpt_dir)
         state = None
     step, history, window, run_id = 0, [], [], None  # window: losses of steps not yet logged
     if state is not None:
