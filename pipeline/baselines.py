@@ -25,11 +25,6 @@ from pipeline.stages import evaluate, translate
 from pipeline.stages.common import run_stage, stage_main
 from pipeline.stages.train import final_checkpoint, set_determinism
 
-# metric -> True if higher is better (the direction a trained model should move it)
-HIGHER_IS_BETTER = {"fid": False, "kid": False, "lpips": False, "fcn": True, "l1": False, "psnr": True, "ssim": True,
-                    "cycle": False}
-
-
 def with_paths(params: Params, **paths: str) -> Params:
     return dataclasses.replace(params, paths=dataclasses.replace(params.paths, **paths))
 
@@ -80,7 +75,7 @@ def verdict(key: str, trained: float, other: float, baseline: str) -> str:
         return "n/a: a spread"
     if key.startswith("cycle_") and baseline == "identity":
         return "n/a: identity cycles perfectly"
-    higher = HIGHER_IS_BETTER[key.split("_")[0]]
+    higher = evaluate.higher_is_better(key)
     return "yes" if (trained > other if higher else trained < other) else "no"
 
 

@@ -245,6 +245,15 @@ METRICS: dict[str, Callable[[Context], list[Result]]] = {
 
 # --- outputs ------------------------------------------------------------------------------------
 
+# metric family (key prefix) -> whether a higher value is better
+HIGHER_IS_BETTER = {"fid": False, "kid": False, "lpips": False, "fcn": True, "l1": False, "psnr": True, "ssim": True,
+                    "cycle": False}
+
+
+def higher_is_better(key: str) -> bool:
+    return HIGHER_IS_BETTER[key.split("_")[0]]
+
+
 def flat_metrics(results: list[Result]) -> dict:
     return {r.key: (r.value if r.reason is None else UNAVAILABLE + r.reason) for r in results}
 

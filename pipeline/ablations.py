@@ -1,0 +1,94 @@
+"""The paper's ablation study as queued DVC experiments, one command:
+
+    python -m pipeline.ablations --seeds 0 1 2 --jobs 1            # queue, run, report
+    python -m pipeline.ablations --only full gan_alone --queue-only  # just queue them
+
+Each ablation is a plain set of `-S` overrides (ABLATIONS, printed as it is queued): nothing is
+hidden in code, and any of them can be run by hand with `dvc exp run -S ...`. Experiments are
+named `<ablation>-s<seed>`; the report groups them over seeds (mean and spread).
+
+Zhu et al. 2017, Sec. 5.1.3, Tables 4-5 (Cityscapes labels <-> photos): cycle alone, GAN alone,
+GAN + forward cycle, GAN + backward cycle, full CycleGAN; plus the identity loss (Sec. 5.2) and the
+image pool (Sec. 4) switched off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from pipeline.config import load_params
+from pipeline.tracking import Tracker, tracking_uri
+
+ABLATIONS: dict[str, dict[str, object]] = {
+    "full": {},
+    "gan_alone": {"lambda_cycle": 0},
+    "cycle_alone": {"cyclegan.adversarial": False},
+    "gan_forward_cycle": {"cyclegan.cycle_backward": False},
+    "gan_backward_cycle": {"cyclegan.cycle_forward": False},
+    "no_identity": {"lambda_identity": 0},
+    "no_pool": {"pool_size": 0},
+}
+
+
+def yaml_value(v: object) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def exp_commands(names: list[str], seeds: list[int], extra: list[str]) -> list[list[str]]:
+    """The `dvc exp run --queue` command of every (ablation, seed)."""
+    cmds = []
+    for name in names:
+        for seed in seeds:
+            sets = [f"{k}={yaml_value(v)}" for k, v in ABLATIONS[name].items()] + [f"seed={seed}"] + extra
+            cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{name}-s{seed}", *[a for s in sets for a in ("-S", s)]])
+    return cmds
+
+
+def init_tracking(params_file: str = "params.yaml") -> str:
+    """Create the MLflow store and experiment once, before parallel workers race to do it
+    (concurrent first-time creation of a sqlite store crashes)."""
+    params = load_params(params_file)
+    uri = tracking_uri(params.mlflow.tracking_uri)
+    tracker = Tracker(uri, params.mlflow.experiment, run_name="store-init", tags={"pipeline.stage": "init"})
+    tracker.client.delete_run(tracker.run_id)
+    return uri
+
+
+def queue_busy() -> bool:
+    out = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True).stdout
+    return any(word in out for word in ("Queued", "Running"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.ablations", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="extra overrides for every experiment, e.g. train.n_epochs=2")
+    ap.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers (dvc queue start -j)")
+    ap.add_argument("--queue-only", action="store_true", help="queue the experiments and stop")
+    args = ap.parse_args(argv)
+
+    uri = init_tracking()
+    print(f"MLflow store: {uri}")
+    for cmd in exp_commands(args.only, args.seeds, args.set):
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    if args.queue_only:
+        print(f"queued; run them with: dvc queue start -j {args.jobs}; then: python -m pipeline.report")
+        return
+    subprocess.run(["dvc", "queue", "start", "-j", str(args.jobs)], check=True)
+    while queue_busy():
+        time.sleep(10)
+    subprocess.run(["dvc", "queue", "status"])
+    from pipeline import report
+
+    report.main([])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

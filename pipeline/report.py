@@ -1,0 +1,140 @@
+"""The comparison of every tracked training: knobs and metrics, per run and over seeds.
+
+    python -m pipeline.report          # reads the MLflow store of params.yaml (or MLFLOW_TRACKING_URI)
+
+Writes under reports/: ablation_runs.csv (one row per run), ablation.csv and ablation.md (one row
+per configuration, mean +- standard deviation over its seeds, n = number of seeds, best mean per
+column in bold), ablation_lambda_cycle.png (metrics against lambda_cycle) and ablation_losses.png
+(generator loss curves overlaid). Not a DVC stage: it reads across experiments, which no single
+experiment's dependencies can describe.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import load_params
+from pipeline.io import atomic_file, write_text
+from pipeline.stages.common import stage_main
+from pipeline.stages.evaluate import higher_is_better
+from pipeline.tracking import tracking_uri
+
+KNOBS = ["model", "data.dataset", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
+         "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs", "train.n_epochs_decay"]
+METRICS = ["fcn_AtoB_pixel_acc", "fcn_AtoB_class_acc", "fcn_AtoB_class_iou", "fcn_BtoA_pixel_acc",
+           "fcn_BtoA_class_acc", "fcn_BtoA_class_iou", "fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA",
+           "l1_AtoB", "ssim_AtoB", "cycle_l1_A", "cycle_l1_B"]
+
+
+def collect(uri: str, experiment: str):
+    """One row per finished training run that has evaluation metrics; and the MLflow client."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return pd.DataFrame(), client
+    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=50_000)
+    rows = []
+    for r in runs:
+        if r.data.tags.get("pipeline.stage") != "train" or not any(k.startswith("eval/") for k in r.data.metrics):
+            continue
+        name = r.data.tags.get("dvc.exp_name") or r.info.run_name
+        rows.append({"run": name, "run_id": r.info.run_id, "start": r.info.start_time, "seed": r.data.params.get("seed"),
+                     "config": re.sub(r"-s\d+$", "", name),
+                     **{k: r.data.params.get(k) for k in KNOBS},
+                     **{m: r.data.metrics.get(f"eval/{m}") for m in METRICS}})
+    runs = pd.DataFrame(rows)
+    if not runs.empty:  # a configuration re-run with the same seed counts once: its latest run
+        runs = runs.sort_values("start").drop_duplicates(["config", *KNOBS, "seed"], keep="last")
+    return runs, client
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation (ddof 1; 0 for one seed) and n (seeds) of each configuration."""
+    metrics = [m for m in METRICS if m in runs and runs[m].notna().any()]
+    grouped = runs.groupby(["config", *KNOBS], dropna=False)
+    mean, std = grouped[metrics].mean(), grouped[metrics].std(ddof=1).fillna(0.0)
+    out = mean.add_suffix("_mean").join(std.add_suffix("_std"))
+    out["n"] = grouped.size()
+    return out.reset_index()
+
+
+def markdown(agg: pd.DataFrame) -> str:
+    metrics = [c[:-5] for c in agg.columns if c.endswith("_mean")]
+    best = {m: (agg[f"{m}_mean"].max() if higher_is_better(m) else agg[f"{m}_mean"].min()) for m in metrics}
+    header = ["config", "lambda_cycle", "lambda_identity", "pool_size", "adversarial", "fwd", "bwd", "n", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in agg.iterrows():
+        cells = [r["config"], r["lambda_cycle"], r["lambda_identity"], r["pool_size"], r["cyclegan.adversarial"],
+                 r["cyclegan.cycle_forward"], r["cyclegan.cycle_backward"], str(r["n"])]
+        for m in metrics:
+            mean, std = r[f"{m}_mean"], r[f"{m}_std"]
+            cell = f"{mean:.3f} ± {std:.3f}" if pd.notna(mean) else "-"
+            cells.append(f"**{cell}**" if pd.notna(mean) and mean == best[m] else cell)
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    arrows = ", ".join(f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in metrics)
+    return "\n".join(lines) + f"\n\nmean ± standard deviation over n seeds; best mean in bold; {arrows}\n"
+
+
+def plot(runs: pd.DataFrame, client, folder: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    metrics = [m for m in ("fcn_AtoB_class_iou", "fcn_BtoA_class_iou", "fid_AtoB", "cycle_l1_A") if runs[m].notna().any()]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    lc = runs["lambda_cycle"].astype(float)
+    for ax, m in zip(axes[0], metrics):
+        ax.scatter(lc, runs[m], alpha=0.7)
+        ax.set_xlabel("lambda_cycle")
+        ax.set_title(m)
+    fig.tight_layout()
+    written.append(_save(fig, folder / "ablation_lambda_cycle.png"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for _, r in runs.iterrows():
+        hist = client.get_metric_history(r["run_id"], "train/G")
+        ax.plot([h.step for h in hist], [h.value for h in hist], label=r["run"], linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("generator loss (train/G)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    written.append(_save(fig, folder / "ablation_losses.png"))
+    plt.close("all")
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path
+
+
+def build(uri: str, experiment: str, folder: Path) -> pd.DataFrame:
+    runs, client = collect(uri, experiment)
+    if runs.empty:
+        raise SystemExit(f"no finished, evaluated training runs in experiment {experiment!r} of {uri}; run `dvc repro` "
+                         f"or `python -m pipeline.ablations` first")
+    folder.mkdir(parents=True, exist_ok=True)
+    agg = aggregate(runs)
+    write_text(folder / "ablation_runs.csv", runs.to_csv(index=False))
+    write_text(folder / "ablation.csv", agg.to_csv(index=False))
+    write_text(folder / "ablation.md", "# Ablations\n\nMade by `python -m pipeline.report` from " + uri + ".\n\n" + markdown(agg))
+    plot(runs, client, folder)
+    return agg
+
+
+def main(argv: list[str] | None = None) -> None:
+    params, _ = stage_main("report", argv)
+    folder = Path(params.paths.metrics).parent
+    agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder)
+    print((folder / "ablation.md").read_text())
+    print(f"{len(agg)} configurations -> {folder}/ablation.md, ablation.csv, ablation_runs.csv, ablation_*.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The ablation sweep: plain -S overrides, queued DVC experiments in parallel workers, one MLflow
+store, and the comparison table over seeds."""
+
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+
+from pipeline import ablations, report
+from tests.dvcrepo import TINY, env, make_repo, run
+
+
+def test_every_ablation_is_a_plain_override_set():
+    cmds = ablations.exp_commands(["cycle_alone", "gan_alone"], [0, 1], ["train.n_epochs=2"])
+    assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "cycle_alone-s0",
+                       "-S", "cyclegan.adversarial=false", "-S", "seed=0", "-S", "train.n_epochs=2"]
+    assert [c[5] for c in cmds] == ["cycle_alone-s0", "cycle_alone-s1", "gan_alone-s0", "gan_alone-s1"]
+    assert ablations.ABLATIONS["full"] == {}  # the defaults of params.yaml are the full model
+
+
+def test_aggregate_over_seeds_and_mark_the_best():
+    rows = []
+    for config, lc, values in (("full", "10.0", [0.8, 0.6]), ("gan_alone", "0.0", [0.3, 0.5])):
+        for seed, v in enumerate(values):
+            rows.append({"run": f"{config}-s{seed}", "run_id": "x", "seed": str(seed), "config": config,
+                         **{k: "v" for k in report.KNOBS}, "lambda_cycle": lc,
+                         "fcn_AtoB_pixel_acc": v, "fid_AtoB": 100 * v})
+    agg = report.aggregate(pd.DataFrame(rows))
+    full = agg[agg.config == "full"].iloc[0]
+    assert full["n"] == 2 and full["fcn_AtoB_pixel_acc_mean"] == 0.7
+    assert abs(full["fcn_AtoB_pixel_acc_std"] - 0.1414) < 1e-3  # sample standard deviation
+    md = report.markdown(agg)
+    assert "**0.700 ± 0.141**" in md          # higher FCN accuracy is better
+    assert "**40.000 ± 14.142**" in md        # lower FID is better
+
+
+def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
+    repo = make_repo(tmp_path / "repo", TINY)
+    run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline"], repo)
+    r = subprocess.run([sys.executable, "-m", "pipeline.ablations", "--only", "full", "gan_alone", "--seeds", "0",
+                        "-j", "2"], cwd=repo, env=env(), capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("cyclegan-pipeline")
+    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'")
+    names = {x.data.tags.get("dvc.exp_name") for x in runs}
+    assert {"full-s0", "gan_alone-s0"} <= names
+    gan_alone = next(x for x in runs if x.data.tags.get("dvc.exp_name") == "gan_alone-s0")
+    assert gan_alone.data.params["lambda_cycle"] == "0.0" and "eval/fcn_AtoB_pixel_acc" in gan_alone.data.metrics
+    table = (repo / "reports" / "ablation.md").read_text()
+    assert "| full |" in table and "| gan_alone |" in table
+    runs_csv = pd.read_csv(repo / "reports" / "ablation_runs.csv")
+    assert {"full-s0", "gan_alone-s0"} <= set(runs_csv["run"])
+    assert (repo / "reports" / "ablation_lambda_cycle.png").exists() and (repo / "reports" / "ablation_losses.png").exists()
