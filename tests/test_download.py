@@ -193,3 +193,34 @@ def test_download_and_prepare_stages_on_an_aligned_archive(make_params, tmp_path
     right = np.asarray(src.crop((40, 0, 80, 40)).resize((32, 32), Image.BICUBIC))
     got = np.asarray(Image.open(Path(p.paths.prepared) / "trainA" / "0.png"))
     assert np.array_equal(got, right)
+
+
+def make_cityscapes_tar(path: Path, n=2) -> Path:
+    """pix2pix's Cityscapes layout: photo | colour label map, side by side."""
+    with tarfile.open(path, "w:gz") as tf:
+        for split in ("train", "val"):
+            for i in range(n):
+                label = np.zeros((40, 40, 3), np.uint8)
+                label[:20] = (70, 130, 180)                     # sky
+                label[20:, :30] = (128, 64, 128)                # road
+                label[20:, 30:] = (0, 0, 0)                     # unlabeled
+                label[0, 0] = (75, 128, 178)                    # a slightly off colour (JPEG noise)
+                photo = np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+                buf = io.BytesIO()
+                Image.fromarray(np.concatenate([photo, label], 1)).save(buf, format="PNG")
+                info = tarfile.TarInfo(f"cityscapes/{split}/{i}.png")
+                info.size = len(buf.getvalue())
+                tf.addfile(info, io.BytesIO(buf.getvalue()))
+    return path
+
+
+def test_cityscapes_colour_labels_become_class_ids_for_the_fcn_score(make_params, tmp_path):
+    p, manifest = download_and_prepare(make_params, tmp_path, "cityscapes_pix2pix", "cityscapes.tar.gz",
+                                       make_cityscapes_tar, 2)
+    assert manifest["labels"] == {"trainB": "trainB_labels", "testB": "testB_labels"}
+    assert manifest["classes"][0] == "road" and len(manifest["classes"]) == 19 and manifest["ignore_label"] == 255
+    ids = np.asarray(Image.open(Path(p.paths.prepared) / "testB_labels" / "0.png"))
+    assert ids.shape == (32, 32)
+    assert ids[2, 2] == manifest["classes"].index("sky") and ids[0, 0] == manifest["classes"].index("sky")
+    assert ids[30, 2] == manifest["classes"].index("road")
+    assert ids[30, 30] == 255  # unlabeled stays out of the score

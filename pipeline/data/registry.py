@@ -22,6 +22,18 @@ CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 
 
+# Cityscapes' 19 evaluation classes (trainIds 0..18) and their colours in the label images;
+# everything else (black "unlabeled" included) is ignored by the FCN-score.
+CITYSCAPES_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("road", (128, 64, 128)), ("sidewalk", (244, 35, 232)), ("building", (70, 70, 70)), ("wall", (102, 102, 156)),
+    ("fence", (190, 153, 153)), ("pole", (153, 153, 153)), ("traffic light", (250, 170, 30)),
+    ("traffic sign", (220, 220, 0)), ("vegetation", (107, 142, 35)), ("terrain", (152, 251, 152)),
+    ("sky", (70, 130, 180)), ("person", (220, 20, 60)), ("rider", (255, 0, 0)), ("car", (0, 0, 142)),
+    ("truck", (0, 0, 70)), ("bus", (0, 60, 100)), ("train", (0, 80, 100)), ("motorcycle", (0, 0, 230)),
+    ("bicycle", (119, 11, 32)),
+)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -30,14 +42,18 @@ class DatasetSpec:
     # aligned only: which half of each side-by-side image is our domain A, and the test split
     a_side: Literal["left", "right"] = "left"
     test_split: str = "test"
+    # when domain A is a colour label map: its classes, so prepare can derive class-id maps of the
+    # B photos (nearest palette colour; farther than label_tolerance -> ignore) for the FCN-score
+    label_classes: tuple[tuple[str, tuple[int, int, int]], ...] | None = None
+    label_tolerance: float = 40.0
 
 
 def _cyclegan(name: str) -> DatasetSpec:
     return DatasetSpec(name, "unaligned", CYCLEGAN_URL.format(name=name))
 
 
-def _pix2pix(name: str, a_side: Literal["left", "right"], test_split: str) -> DatasetSpec:
-    return DatasetSpec(f"{name}_pix2pix", "aligned", PIX2PIX_URL.format(name=name), a_side, test_split)
+def _pix2pix(name: str, a_side: Literal["left", "right"], test_split: str, label_classes=None) -> DatasetSpec:
+    return DatasetSpec(f"{name}_pix2pix", "aligned", PIX2PIX_URL.format(name=name), a_side, test_split, label_classes)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -48,7 +64,8 @@ DATASETS: dict[str, DatasetSpec] = {
         "ukiyoe2photo", "vangogh2photo", "maps", "cityscapes", "facades", "iphone2dslr_flower")},
     # pix2pix (paired) sets; A = labels/map side as in the paper's tasks
     **{s.name: s for s in (
-        _pix2pix("cityscapes", a_side="right", test_split="val"),   # photo|labels; labels -> photo
+        _pix2pix("cityscapes", a_side="right", test_split="val",   # photo|labels; labels -> photo
+                 label_classes=CITYSCAPES_CLASSES),
         _pix2pix("facades", a_side="right", test_split="test"),     # photo|labels; labels -> photo
         _pix2pix("maps", a_side="left", test_split="val"),          # aerial|map; aerial -> map
         _pix2pix("edges2shoes", a_side="left", test_split="val"),

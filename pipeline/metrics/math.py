@@ -76,7 +76,11 @@ def fcn_scores(cm: np.ndarray) -> dict[str, float]:
             "class_iou": float(iou.mean()) if present.any() else float("nan")}
 
 
-def nearest_palette(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Colour label map (H, W, 3) uint8 -> class ids: each pixel takes the nearest palette colour."""
+def nearest_palette(image: np.ndarray, palette: np.ndarray, max_distance: float | None = None) -> np.ndarray:
+    """Colour label map (H, W, 3) uint8 -> class ids: each pixel takes the nearest palette colour;
+    with max_distance, pixels farther than that (RGB Euclidean) from every colour become IGNORE."""
     d = ((image[..., None, :].astype(np.int32) - palette[None, None].astype(np.int32)) ** 2).sum(-1)
-    return d.argmin(-1).astype(np.uint8)
+    ids = d.argmin(-1).astype(np.uint8)
+    if max_distance is not None:
+        ids[d.min(-1) > max_distance ** 2] = IGNORE
+    return ids

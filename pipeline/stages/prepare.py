@@ -18,6 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -25,6 +26,7 @@ from pipeline.config import Params, PrepareParams
 from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, split_aligned
 from pipeline.data.registry import DATASETS, DatasetSpec
 from pipeline.io import atomic_dir, write_json
+from pipeline.metrics.math import IGNORE, nearest_palette
 from pipeline.stages.common import StageError, run_stage, stage_main
 
 DOMAINS = ("trainA", "trainB", "testA", "testB")
@@ -105,6 +107,20 @@ class Writer:
                 self.reject(self.origin[f"{s}/{name}"], f"no counterpart in {', '.join(missing)}")
 
 
+def derive_labels(out: Path, spec: DatasetSpec) -> dict:
+    """Class-id maps of the B photos from their paired A colour label maps (e.g. Cityscapes)."""
+    palette = np.array([c for _, c in spec.label_classes], dtype=np.uint8)
+    for a, lab in (("trainA", "trainB_labels"), ("testA", "testB_labels")):
+        (out / lab).mkdir(exist_ok=True)
+        for f in sorted((out / a).glob("*.png")):
+            with Image.open(f) as img:
+                ids = nearest_palette(np.asarray(img.convert("RGB")), palette, spec.label_tolerance)
+            Image.fromarray(ids, mode="L").save(out / lab / f.name)
+    return {"classes": [n for n, _ in spec.label_classes], "palette": palette.tolist(), "ignore_label": IGNORE,
+            "labels_from": f"nearest {spec.name} palette colour of the A label maps (farther than "
+                           f"{spec.label_tolerance} -> ignore)"}
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -154,6 +170,8 @@ def run(params: Params, *, progress: bool = True) -> dict:
             root = _find_root(raw / "files", "train")
             w.aligned(root / "train", ("trainA", "trainB"), spec.a_side, p, progress)
             w.aligned(root / spec.test_split, ("testA", "testB"), spec.a_side, p, progress)
+        if spec.label_classes:
+            extra = derive_labels(out, spec)
         if spec.layout == "synthetic":
             w.keep_pairs(("testA", "testB", "testB_labels"))
             w.keep_pairs(("paired_trainA", "trainB", "trainB_labels"))
