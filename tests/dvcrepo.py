@@ -51,6 +51,9 @@ def make_repo(dest: Path, overrides: dict) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dest / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
     run(["git", "init", "-q", "-b", "main"], dest)
+    # an identity of the repo's own: DVC commits experiments, and a fresh machine may have no global one
+    run(["git", "config", "user.name", "test"], dest)
+    run(["git", "config", "user.email", "test@example.invalid"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "init"], dest)
     return dest
