@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import load_params
 from pipeline.io import atomic_file, write_text
 from pipeline.stages.common import stage_main
 from pipeline.stages.evaluate import higher_is_better
