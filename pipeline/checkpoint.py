@@ -44,10 +44,16 @@ def save_resume_state(folder: str | Path, state: dict) -> None:
 
 
 def load_resume_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict | None:
-    """The newest readable resume state, or None. A corrupt latest.pt falls back to previous.pt."""
+    """The newest readable resume state, or None. A corrupt latest.pt falls back to previous.pt.
+    Temporary files of a write that was killed (SIGKILL skips every cleanup) are removed first."""
+    for stale in Path(folder).glob(".latest.pt.*.tmp"):
+        log.info("removing %s, left by an interrupted checkpoint write", stale)
+        stale.unlink(missing_ok=True)
     for name in ("latest.pt", "previous.pt"):
         path = Path(folder) / name
         if not path.exists():
+            if name == "latest.pt" and (Path(folder) / "previous.pt").exists():
+                log.warning("%s is missing (a checkpoint write was interrupted); trying previous.pt", path)
             continue
         try:
             return load(path, map_location)

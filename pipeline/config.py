@@ -144,7 +144,8 @@ class EvaluateParams:
     device: str = knob(choices=("auto", "cpu", "cuda"))
     batch_size: int = knob(min=1, max=4096)
     inception_weights: Optional[str] = knob(doc="torch-fidelity format .pth; null = cache, download, or offline conversion")
-    kid_subset_size: int = knob(min=2, doc="capped at the number of test images; the size used is reported")
+    kid_subset_size: Optional[int] = knob(min=2, doc="null = min(1000, test-set size), torch-fidelity's default "
+                                          "adapted to small sets; a number above the test-set size is an error")
     kid_subsets: int = knob(min=1)
     lpips_backbone: Optional[str] = knob(doc="torchvision AlexNet weights file; null = torchvision's cache")
 
@@ -213,10 +214,21 @@ class Params:
                                   f"{side}, got {self.train.crop_size}")
         elif self.train.crop_size % 4:
             raise ConfigError(f"train.crop_size={self.train.crop_size} must be divisible by 4 for {net.generator}")
+        if self.data.dataset == "synthetic":
+            self.check_test_set_size(self.data.synthetic.n_test)
         if self.data.dataset == "synthetic" and self.prepare.min_size > self.data.synthetic.image_size:
             raise ConfigError(
                 f"prepare.min_size={self.prepare.min_size} is larger than data.synthetic.image_size="
                 f"{self.data.synthetic.image_size}: every generated image would be rejected; lower min_size")
+
+    def check_test_set_size(self, n_test: int) -> None:
+        """Rules that need the number of test images: known from params for the embedded dataset, from
+        the prepared manifest otherwise (train and evaluate call this before they start work)."""
+        k = self.evaluate.kid_subset_size
+        if k is not None and k > n_test:
+            raise ConfigError(f"evaluate.kid_subset_size={k} is larger than the test set ({n_test} images per "
+                              f"domain): KID would sample the same images over and over; set it to null "
+                              f"(= min(1000, test-set size)) or to at most {n_test}")
 
 
 # ---------------------------------------------------------------------------------------------

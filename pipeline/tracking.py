@@ -56,11 +56,34 @@ def git_rev() -> str:
         return "unknown"
 
 
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when the store cannot be used: a server
+    that does not answer, or a sqlite file whose folder is missing or read-only."""
+    import urllib.error
+    import urllib.request
+
+    fix = "start the server, fix MLFLOW_TRACKING_URI / mlflow.tracking_uri, or unset both for the local store"
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except urllib.error.HTTPError:
+            pass  # it answered: a proxy without /health is still a server
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); {fix}. "
+                                f"Nothing was trained, so nothing is lost") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise TrackingError(f"MLflow store {uri}: folder {folder} is missing or not writable; {fix}")
+
+
 class Tracker:
     """A thin handle on one MLflow run (created, or reopened by id)."""
 
     def __init__(self, uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None,
                  tags: dict[str, str] | None = None):
+        check_reachable(uri)
         import mlflow  # lazy: seconds of import time
 
         self.mlflow = mlflow
@@ -81,21 +104,34 @@ class Tracker:
                                 f"check MLFLOW_TRACKING_URI / mlflow.tracking_uri") from None
 
     def log_params(self, params: dict[str, Any]) -> None:
+        """Log the params the run does not hold yet (a resumed run may have been cut off mid-way)."""
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)) for k, v in params.items()]
+        held = self.client.get_run(self.run_id).data.params
+        items = [Param(k, str(v)) for k, v in params.items() if k not in held]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.log_rows([{"step": step or 0, **metrics}], "")
+
+    def log_rows(self, rows: list[dict[str, float]], prefix: str, skip: tuple[str, ...] = ("step",)) -> None:
+        """Rows of a loss curve ({"step": s, "G": ...}) in one batch per 1000 points, each at its step."""
         import time
 
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
+        items = [Metric(prefix + k, float(v), ts, int(row["step"])) for row in rows for k, v in row.items() if k not in skip]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+
+    def last_step(self, key: str) -> int:
+        """The last step at which metric `key` was logged (-1 when never)."""
+        return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=-1)
+
+    def metric_keys(self) -> set[str]:
+        return set(self.client.get_run(self.run_id).data.metrics)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():

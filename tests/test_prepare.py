@@ -126,3 +126,24 @@ def test_empty_domain_fails_and_keeps_the_previous_output(raw):
 def test_missing_raw_dataset_names_the_stage_to_run(make_params):
     with pytest.raises(StageError, match="run the download stage first"):
         prepare.run(make_params(), progress=False)
+
+
+def test_images_smaller_than_the_crop_or_huge_are_resized_to_load_size(raw):
+    p, folder = raw
+    assert p.train.crop_size == 32 and p.prepare.min_size == 16
+    Image.new("RGB", (20, 24), (10, 200, 30)).save(folder / "trainA" / "small.png")  # < crop, >= min_size
+    Image.new("RGB", (3000, 2000), (200, 10, 30)).save(folder / "trainA" / "huge.png")  # large, not a bomb
+    m = prepare.run(p, progress=False)
+    assert m["rejected"] == []
+    for name in ("small", "huge"):
+        img = Image.open(Path(p.paths.prepared) / "trainA" / f"{name}.png")
+        assert img.size == (32, 32), name
+
+
+def test_a_missing_domain_folder_fails_naming_it(raw):
+    import shutil
+
+    p, folder = raw
+    shutil.rmtree(folder / "trainB")
+    with pytest.raises(StageError, match=r"domain\(s\) trainB empty"):
+        prepare.run(p, progress=False)

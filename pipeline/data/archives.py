@@ -8,6 +8,7 @@ Layout under data/raw/<dataset>/:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -93,6 +94,8 @@ def download(url: str, dest: Path, *, attempts: int = 5, timeout: float = 60.0, 
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; check data.dataset or data.url") from None
             last_error = e
         except (urllib.error.URLError, OSError, http.client.HTTPException, DownloadError) as e:
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # retrying cannot help; the partial file stays and is resumed once space is freed
             last_error = e
         time.sleep(backoff * (attempt + 1))
     else:

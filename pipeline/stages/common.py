@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -37,8 +38,17 @@ def fail(message: str) -> None:
 def run_stage(fn, *args, **kwargs):
     """Call a stage's work; user-fixable errors end in one clear line instead of a traceback."""
     from pipeline.data.archives import DownloadError  # local: keeps import cost off other stages
+    from pipeline.tracking import TrackingError
 
     try:
         return fn(*args, **kwargs)
-    except (StageError, ConfigError, DownloadError) as e:
+    except (StageError, ConfigError, DownloadError, TrackingError) as e:
         fail(str(e))
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # every output is written to a temporary sibling and renamed into place, so the old output
+        # (or none) is what a later stage sees, never a half-written one
+        fail(f"disk full while writing {e.filename or 'an output'} ({e.strerror}); nothing half-written was "
+             f"kept (outputs are replaced atomically; partial downloads and checkpoints are kept for resuming). "
+             f"Free space and re-run")

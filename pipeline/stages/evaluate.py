@@ -28,12 +28,13 @@ from pipeline.metrics import inception, math, perceptual
 from pipeline.stages import ref_stats
 from pipeline.stages.common import StageError, run_stage, stage_main
 from pipeline.stages.evaluator import load_evaluator, to_unit
-from pipeline.stages.train import read_manifest, resolve_device
+from pipeline.stages.train import check_data, read_manifest, resolve_device
 from pipeline.stages.translate import json_info as translate_info
-from pipeline.tracking import Tracker, TrackingError, tracking_uri
+from pipeline.tracking import Tracker, TrackingError, check_reachable, tracking_uri
 
 log = logging.getLogger("pipeline")
 UNAVAILABLE = "unavailable: "
+KID_DEFAULT_SUBSET = 1000  # torch-fidelity's default kid_subset_size
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Context:
         self.prepared, self.translated = Path(params.paths.prepared), Path(params.paths.translated)
         self.info = translate_info(self.translated)
         self.manifest, _ = read_manifest(self.prepared)
+        check_data(params, self.manifest)
         self.size = self.info["size"]
         self.routes = self.info["routes"]  # e.g. {"AtoB": {"input": "testA", ...}}
         self.device = resolve_device(params.evaluate.device)
@@ -118,7 +120,9 @@ def fid_kid(ctx: Context) -> list[Result]:
         ref = refs[r]
         fake = inception.extract_features(fe, ctx.fake(r), e.batch_size, ctx.device)
         real = ref["features"]
-        subset = min(e.kid_subset_size, len(fake), len(real))
+        # null: torch-fidelity's default subset size, adapted to small sets; an explicit size above the
+        # set size was refused before any work (Params.check_test_set_size)
+        subset = e.kid_subset_size or min(KID_DEFAULT_SUBSET, len(fake), len(real))
         protocol = {"feature_extractor": f"{inception.EXTRACTOR} (TF Inception 2015-12-05, pool3 2048-d), "
                                          f"torch-fidelity {tf_version}",
                     "weights": weights.source, "resolution": f"{ctx.size}px (real: {ref['resolution']}px), resized to 299",
@@ -279,6 +283,8 @@ def sample_grid(ctx: Context, k: int = 6) -> np.ndarray:
 
 def evaluate(params: Params, *, progress: bool = True, track: bool = True) -> dict:
     ctx = Context(params)
+    if track and ctx.info["mlflow_run_id"]:
+        check_reachable(tracking_uri(params.mlflow.tracking_uri))  # fail now, not after the metrics
     results: list[Result] = []
     for name, fn in METRICS.items():
         log.info("metric %s", name)

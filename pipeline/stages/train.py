@@ -9,6 +9,7 @@ training code is ignored (its fingerprint differs), so an experiment never resum
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -92,6 +93,12 @@ def read_manifest(prepared: Path) -> tuple[dict, str]:
     return json.loads(text), text
 
 
+def check_data(params: Params, manifest: dict) -> None:
+    """Params rules that need the prepared data (the test-set size), checked before any work."""
+    counts = manifest["counts"]
+    params.check_test_set_size(min(counts.get("testA", 0), counts.get("testB", 0)))
+
+
 def build_dataset(params: Params, prepared: Path, manifest: dict):
     t = params.train
     if params.model == "pix2pix":
@@ -132,11 +139,8 @@ def start_tracking(params: Params, run_id: str | None) -> Tracker:
     exp_name = os.environ.get("DVC_EXP_NAME")
     tags = {"dvc.exp_name": exp_name or "", "git.rev": git_rev(), "pipeline.model": params.model,
             "pipeline.dataset": params.data.dataset, "pipeline.stage": "train"}
-    tracker = Tracker(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, run_id=run_id,
-                      run_name=exp_name or f"{params.model}-{params.data.dataset}", tags=tags)
-    if run_id is None:
-        tracker.log_params(flatten(to_dict(params)))
-    return tracker
+    return Tracker(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, run_id=run_id,
+                   run_name=exp_name or f"{params.model}-{params.data.dataset}", tags=tags)
 
 
 def train(params: Params, *, progress: bool = True, stop_at_step: int | None = None) -> dict:
@@ -145,6 +149,7 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
     t, paths = params.train, params.paths
     prepared, ckpt_dir = Path(paths.prepared), Path(paths.checkpoints)
     manifest, manifest_text = read_manifest(prepared)
+    check_data(params, manifest)
     device = resolve_device(t.device)
     set_determinism(params.seed, t.deterministic)
 
@@ -167,11 +172,27 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
         step, history, window, run_id = state["step"], state["history"], state["window"], state["mlflow_run_id"]
         log.info("resuming from step %d of %d (%s)", step, total_steps, ckpt_dir)
     tracker = start_tracking(params, run_id)
+    # The loss curve reaches MLflow when a checkpoint holding it is written, so a crash never leaves
+    # points in the run that the resumed training would log again. After a crash between the two,
+    # the rows MLflow lacks are the checkpoint's rows past the last step it holds.
+    sent = tracker.last_step("train/lr") if state is not None else -1
+    saved_step = step if state is not None else -1
+
+    def send_curve() -> None:
+        nonlocal sent
+        rows = [row for row in history if row["step"] > sent]
+        if rows:
+            tracker.log_rows(rows, "train/", skip=("step", "epoch"))
+            sent = rows[-1]["step"]
 
     def save_checkpoint() -> None:
-        checkpoint.save_resume_state(ckpt_dir, {
-            "fingerprint": fp, "step": step, "model": model.state_dict(), "torch_rng": torch.get_rng_state(),
-            "history": history, "window": window, "mlflow_run_id": tracker.run_id})
+        nonlocal saved_step
+        if saved_step != step:
+            checkpoint.save_resume_state(ckpt_dir, {
+                "fingerprint": fp, "step": step, "model": model.state_dict(), "torch_rng": torch.get_rng_state(),
+                "history": history, "window": window, "mlflow_run_id": tracker.run_id})
+            saved_step = step
+        send_curve()
 
     samples = sample_batch(prepared, t.crop_size)
 
@@ -183,6 +204,9 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
     bar = tqdm(total=total_steps, initial=step, desc=f"train {params.model}", unit="step", disable=not progress)
     steps_this_call = 0
     try:
+        if state is None:
+            save_checkpoint()  # step 0: from now on a restart reopens this MLflow run instead of orphaning it
+        tracker.log_params(flatten(to_dict(params)))  # only what the run lacks: a crash may have cut it short
         model.train()
         while step < total_steps:
             epoch, first = divmod(step, steps_per_epoch)
@@ -202,7 +226,6 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
                     row = {"step": step, "epoch": epoch + 1, "lr": lr,
                            **{k: float(np.mean([w[k] for w in window])) for k in window[0]}}
                     history.append(row)
-                    tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k not in ("step", "epoch")}, step)
                     bar.set_postfix({k: f"{row[k]:.3f}" for k in ("G", "D_A", "D_B", "D") if k in row})
                     window.clear()
                 if stop_at_step is not None and steps_this_call >= stop_at_step:
@@ -215,7 +238,11 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
         tracker.finish()
         return result
     except BaseException:
-        tracker.finish("FAILED")
+        # an error (not a kill): the curve up to the failure helps diagnose it; a resume skips what was sent
+        with contextlib.suppress(Exception):
+            send_curve()
+        with contextlib.suppress(Exception):
+            tracker.finish("FAILED")
         raise
     finally:
         bar.close()
@@ -261,7 +288,9 @@ def export(params: Params, model: GANModel, history: list[dict], samples: np.nda
     tracker.log_artifact(reports / "samples.png")
     if params.mlflow.log_model:
         tracker.log_artifact(paths.model, "checkpoint")
-    final_losses = {f"final/{k}": v for k, v in history[-1].items() if k not in ("step", "epoch", "lr")} if history else {}
+    held = tracker.metric_keys()  # a rerun after a crash inside export logs nothing twice
+    final_losses = {f"final/{k}": v for k, v in history[-1].items()
+                    if k not in ("step", "epoch", "lr") and f"final/{k}" not in held} if history else {}
     tracker.log_metrics(final_losses, final["steps"])
     return {"model": paths.model, "mlflow_run_id": tracker.run_id, "steps": final["steps"]}
 

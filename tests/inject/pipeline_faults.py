@@ -1,0 +1,108 @@
+"""Fault injection for the robustness tests: kill the training process with SIGKILL (no cleanup code,
+no `finally`, no atexit runs: what an OOM killer or a pulled plug does) at a chosen point.
+
+PIPELINE_FAULT="<point>:<n>" picks the point and which occurrence of it; see FAULTS.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from typing import Callable
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def counter(n: int) -> Callable[[], bool]:
+    seen = [0]
+
+    def hit() -> bool:
+        seen[0] += 1
+        return seen[0] == n
+    return hit
+
+
+def at_step(n: int) -> None:
+    """Killed inside the n-th optimisation step of this process (weights half-updated in memory)."""
+    from pipeline.models import gan
+
+    hit = counter(n)
+    for cls in (gan.CycleGAN, gan.Pix2Pix):
+        real = cls.train_step
+
+        def step(self, batch, real=real):
+            if hit():
+                die()
+            return real(self, batch)
+        cls.train_step = step
+
+
+def mid_checkpoint_write(n: int) -> None:
+    """Killed after half of the bytes of the n-th torch.save of pipeline.checkpoint reached the disk."""
+    from pipeline import checkpoint
+
+    hit, real = counter(n), checkpoint.torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if not hit():
+            return real(obj, f, *args, **kwargs)
+        buf = io.BytesIO()
+        real(obj, buf)
+        with open(f, "wb") as out:
+            out.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+            out.flush()
+            os.fsync(out.fileno())
+        die()
+    checkpoint.torch.save = save
+
+
+def between_renames(n: int) -> None:
+    """Killed the n-th time latest.pt has become previous.pt, before the new latest.pt is in place."""
+    from pipeline import checkpoint
+
+    hit, real = counter(n), checkpoint.os.replace
+
+    def replace(src, dst):
+        real(src, dst)
+        if str(dst).endswith("previous.pt") and hit():
+            die()
+    checkpoint.os.replace = replace
+
+
+def before_mlflow_batch(n: int) -> None:
+    """Killed just before the n-th batch of the loss curve is sent to MLflow (checkpoint already on disk)."""
+    from pipeline.tracking import Tracker
+
+    hit, real = counter(n), Tracker.log_rows
+
+    def log_rows(self, *args, **kwargs):
+        if hit():
+            die()
+        return real(self, *args, **kwargs)
+    Tracker.log_rows = log_rows
+
+
+def after_final_model(n: int) -> None:
+    """Killed right after the n-th final checkpoint (paths.model) was written: reports and MLflow
+    artifacts not yet."""
+    from pipeline import checkpoint
+
+    hit, real = counter(n), checkpoint.save
+
+    def save(path, state):
+        real(path, state)
+        if hit():
+            die()
+    checkpoint.save = save
+
+
+FAULTS = {"step": at_step, "checkpoint-write": mid_checkpoint_write, "checkpoint-rename": between_renames,
+          "mlflow": before_mlflow_batch, "export": after_final_model}
+
+
+def install(spec: str) -> None:
+    point, n = spec.split(":")
+    FAULTS[point](int(n))
