@@ -22,9 +22,11 @@ import yaml
 
 from pipeline.data.registry import DATASETS
 from pipeline.models.losses import GAN_MODES
-from pipeline.models.networks import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, UNET_LEVELS
+from pipeline.models.networks import (DISCRIMINATORS, ENCODERS, GENERATORS, INIT_TYPES, LATENT_GENERATORS, NORMS,
+                                      UNET_LEVELS, WHERE_ADD)
 
-MODELS = ("cyclegan", "pix2pix")
+MODELS = ("cyclegan", "pix2pix", "bicyclegan")
+PAIRED_MODELS = ("pix2pix", "bicyclegan")  # trained on aligned (A, B) pairs
 
 
 class ConfigError(ValueError):
@@ -105,6 +107,23 @@ class Pix2PixParams(NetParams):
 
 
 @dataclass(frozen=True)
+class BicycleGANParams(NetParams):
+    """BicycleGAN (Zhu et al. 2017b): G(A, z) + encoder E(B) -> z, cVAE-GAN + cLR-GAN (Eq. 7)."""
+
+    generator: str = knob(choices=tuple(LATENT_GENERATORS), doc="U-Net taking z (paper: unet_256 at 256px)")
+    variant: str = knob(choices=("bicyclegan", "pix2pix_noise"), doc="pix2pix_noise = the paper's baseline")
+    nz: int = knob(min=1, max=1024, doc="latent code length (paper: 8)")
+    where_add: str = knob(choices=WHERE_ADD, doc="z concatenated to G's input only, or to every encoder level")
+    encoder: str = knob(choices=tuple(ENCODERS))
+    nef: int = knob(min=1, max=1024, doc="encoder filters in the first conv layer (paper: 64)")
+    lambda_l1: float = knob(min=0.0, doc="lambda of the image L1 of the cVAE-GAN cycle (paper: 10)")
+    lambda_kl: float = knob(min=0.0, doc="lambda_KL (paper: 0.01)")
+    lambda_z: float = knob(min=0.0, doc="lambda_latent, L1 between z and E(G(A, z)) (paper: 0.5)")
+    lambda_gan: float = knob(min=0.0, doc="weight of D's adversarial term (cVAE-GAN)")
+    lambda_gan2: float = knob(min=0.0, doc="weight of D2's adversarial term (cLR-GAN)")
+
+
+@dataclass(frozen=True)
 class TrainParams:
     batch_size: int = knob(min=1, max=4096)
     crop_size: int = knob(min=8, max=4096, doc="random crop after load_size (the paper: 286 -> 256)")
@@ -124,6 +143,7 @@ class TrainParams:
 @dataclass(frozen=True)
 class TranslateParams:
     batch_size: int = knob(min=1, max=4096)
+    n_samples: int = knob(min=2, max=1000, doc="outputs per input of a multimodal model (random z each)")
     device: str = knob(choices=("auto", "cpu", "cuda"))
 
 
@@ -185,6 +205,7 @@ class Params:
     prepare: PrepareParams = knob()
     cyclegan: CycleGANParams = knob()
     pix2pix: Pix2PixParams = knob()
+    bicyclegan: BicycleGANParams = knob()
     train: TrainParams = knob()
     translate: TranslateParams = knob()
     evaluator: EvaluatorParams = knob()
@@ -200,8 +221,8 @@ class Params:
     def check(self) -> None:
         """Cross-field rules that no single field can express."""
         spec = DATASETS[self.data.dataset]
-        if self.model == "pix2pix" and spec.layout == "unaligned":
-            raise ConfigError(f"model=pix2pix needs paired training data, but data.dataset={spec.name} is "
+        if self.model in PAIRED_MODELS and spec.layout == "unaligned":
+            raise ConfigError(f"model={self.model} needs paired training data, but data.dataset={spec.name} is "
                               f"unpaired; use a paired set (synthetic, *_pix2pix) or model=cyclegan")
         if self.train.crop_size > self.prepare.load_size:
             raise ConfigError(f"train.crop_size={self.train.crop_size} is larger than prepare.load_size="

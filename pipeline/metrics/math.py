@@ -84,3 +84,8 @@ def nearest_palette(image: np.ndarray, palette: np.ndarray, max_distance: float 
     if max_distance is not None:
         ids[d.min(-1) > max_distance ** 2] = IGNORE
     return ids
+
+
+def sample_pairs(k: int) -> list[tuple[int, int]]:
+    """Every unordered pair (i, j), i < j, of k samples: the pairs a diversity score averages over."""
+    return [(i, j) for i in range(k) for j in range(i + 1, k)]

@@ -1,4 +1,4 @@
-"""CycleGAN and pix2pix training steps, written to read like the papers' objectives.
+"""CycleGAN, pix2pix and BicycleGAN training steps, written to read like the papers' objectives.
 
 Names follow the authors' code, mapped to the CycleGAN paper (Zhu et al. 2017, Sec. 3):
     G_A  = G   : A -> B   (X -> Y)
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.models.losses import gan_loss, gradient_penalty, l1
-from pipeline.models.networks import build_discriminator, build_generator, init_weights
+from pipeline.models.losses import gan_loss, gradient_penalty, kl_to_standard_normal, l1
+from pipeline.models.networks import build_net, init_weights
 from pipeline.models.pool import ImagePool
 
 
@@ -29,8 +29,7 @@ class Net:
 
 
 def make_net(role: str, name: str, init_type: str, init_gain: float, device: torch.device, **kwargs) -> Net:
-    build = build_generator if role == "generator" else build_discriminator
-    module = init_weights(build(name, **kwargs), init_type, init_gain).to(device)
+    module = init_weights(build_net(role, name, **kwargs), init_type, init_gain).to(device)
     return Net(module, {"role": role, "name": name, "kwargs": kwargs})
 
 
@@ -200,6 +199,121 @@ class Pix2Pix(GANModel):
         return [torch.stack([a, f, b]) for a, f, b in zip(real_A, fake_B, real_B)]
 
 
+class BicycleGAN(GANModel):
+    """BicycleGAN (Zhu et al. 2017b, "Toward Multimodal Image-to-Image Translation", Eq. 7): two cycles
+    through one generator G(A, z) and one encoder E(B) -> q(z|B), each with its own discriminator.
+
+    cVAE-GAN (B -> z -> B):  z ~ E(B) (reparameterised); G(A, z) should be B (L1, lambda_l1) and look real
+                             to D (lambda_gan); KL(q(z|B) || N(0, I)) (lambda_kl).
+    cLR-GAN  (z -> B -> z):  z ~ N(0, I); G(A, z) should look real to D2 (lambda_gan2), and E should
+                             recover z from it (L1 on the mean, lambda_z; updates G only, as the authors do,
+                             so E is not pulled towards G's outputs).
+    variant "pix2pix_noise": the paper's baseline: G(A, z) with random z, cGAN + L1 to the ground
+    truth, no encoder: G learns to ignore z (mode collapse), the reference point for diversity.
+
+    The authors split a batch of 2 into a cVAE half and a cLR half; here both cycles use the whole
+    batch (the same A), so batch size 1 works too. D and D2 are unconditional PatchGANs (see B only),
+    the authors' default. Net names: G, E, D (cVAE-GAN), D2 (cLR-GAN).
+    """
+
+    generators = ("G", "E")
+
+    def __init__(self, G: Net, E: Net | None, D: Net, D2: Net | None, *, variant: str, nz: int,
+                 lambda_l1: float, lambda_kl: float, lambda_z: float, lambda_gan: float, lambda_gan2: float,
+                 gan_mode: str, lambda_gp: float, lr: float, betas: tuple[float, float], seed: int,
+                 device: torch.device):
+        self.nets = {"G": G, "D": D, **({"E": E} if E else {}), **({"D2": D2} if D2 else {})}
+        self.generators = tuple(k for k in ("G", "E") if k in self.nets)
+        self.variant, self.nz, self.device = variant, nz, device
+        self.lambda_l1, self.lambda_kl, self.lambda_z = lambda_l1, lambda_kl, lambda_z
+        self.lambda_gan, self.lambda_gan2, self.gan_mode, self.lambda_gp = lambda_gan, lambda_gan2, gan_mode, lambda_gp
+        # z and the reparameterisation noise come from a seeded CPU generator kept in the checkpoint,
+        # so a resumed run draws the same codes as an uninterrupted one on any device.
+        self.rng = torch.Generator().manual_seed(seed * 2 + 3)
+        self.optimizers = {"G": _adam([G.module], lr, betas), "D": _adam([n.module for n in (D, D2) if n], lr, betas)}
+        if E:
+            self.optimizers["E"] = _adam([E.module], lr, betas)
+
+    def randn(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.nz, generator=self.rng).to(self.device)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.rng.set_state(state["rng"])
+
+    def _d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        loss = gan_loss(D(real), True, self.gan_mode) + gan_loss(D(fake.detach()), False, self.gan_mode)
+        if self.gan_mode == "wgangp":
+            loss = loss + gradient_penalty(D, real, fake.detach(), self.lambda_gp)
+        return loss
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        G, D = self.nets["G"].module, self.nets["D"].module
+        n = real_A.shape[0]
+        z_random = self.randn(n)
+        zero = real_A.new_zeros(())
+        set_requires_grad([net.module for k, net in self.nets.items() if k.startswith("D")], False)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+
+        if self.variant == "pix2pix_noise":
+            fake = G(real_A, z_random)
+            loss_G_GAN = gan_loss(D(fake), True, self.gan_mode) * self.lambda_gan
+            loss_G_L1 = l1(fake, real_B) * self.lambda_l1
+            losses = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "G": loss_G_GAN + loss_G_L1}
+            losses["G"].backward()
+            self.optimizers["G"].step()
+            fakes = {"D": fake}
+        else:
+            E, D2 = self.nets["E"].module, self.nets["D2"].module
+            # cVAE-GAN: B -> z -> B
+            mu, logvar = E(real_B)
+            z_encoded = mu + torch.exp(0.5 * logvar) * self.randn(n)
+            fake_encoded = G(real_A, z_encoded)
+            # cLR-GAN: z -> B -> z
+            fake_random = G(real_A, z_random)
+            loss_G_GAN = gan_loss(D(fake_encoded), True, self.gan_mode) * self.lambda_gan
+            loss_G_GAN2 = gan_loss(D2(fake_random), True, self.gan_mode) * self.lambda_gan2
+            loss_G_L1 = l1(fake_encoded, real_B) * self.lambda_l1
+            loss_kl = kl_to_standard_normal(mu, logvar) * self.lambda_kl
+            (loss_G_GAN + loss_G_GAN2 + loss_G_L1 + loss_kl).backward(retain_graph=self.lambda_z > 0)
+            # latent regression updates G alone: E is frozen for this term
+            set_requires_grad([E], False)
+            mu_recovered, _ = E(fake_random)
+            loss_z_L1 = l1(mu_recovered, z_random) * self.lambda_z
+            if self.lambda_z > 0:
+                loss_z_L1.backward()
+            set_requires_grad([E], True)
+            self.optimizers["G"].step()
+            self.optimizers["E"].step()
+            losses = {"G_GAN": loss_G_GAN, "G_GAN2": loss_G_GAN2, "G_L1": loss_G_L1, "kl": loss_kl, "z_L1": loss_z_L1,
+                      "G": loss_G_GAN + loss_G_GAN2 + loss_G_L1 + loss_kl + loss_z_L1}
+            fakes = {"D": fake_encoded, "D2": fake_random}
+
+        # D sees real B against the encoded-z outputs; D2 against the random-z outputs
+        set_requires_grad([self.nets[k].module for k in fakes], True)
+        loss_D = sum((self._d_loss(self.nets[k].module, real_B, fake) for k, fake in fakes.items()), zero)
+        loss_D.backward()
+        self.optimizers["D"].step()
+        losses["D"] = loss_D
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
+        """Rows: input | ground truth | [encoded-z output] | outputs of 3 fixed random codes."""
+        G = self.nets["G"].module
+        codes = torch.randn(3, self.nz, generator=torch.Generator().manual_seed(0)).to(self.device)
+        cols = [real_A, real_B]
+        if "E" in self.nets:
+            cols.append(G(real_A, self.nets["E"].module(real_B)[0]))
+        cols += [G(real_A, z.expand(real_A.shape[0], -1)) for z in codes]
+        return [torch.stack(row) for row in zip(*cols)]
+
+
 def build_cyclegan(params, device: torch.device) -> CycleGAN:
     """From params.yaml: the `cyclegan` section plus the top-level ablation knobs."""
     n, t = params.cyclegan, params.train
@@ -223,4 +337,19 @@ def build_pix2pix(params, device: torch.device) -> Pix2Pix:
                    betas=(t.beta1, t.beta2), device=device)
 
 
-MODEL_BUILDERS = {"cyclegan": build_cyclegan, "pix2pix": build_pix2pix}
+def build_bicyclegan(params, device: torch.device) -> BicycleGAN:
+    n, t = params.bicyclegan, params.train
+    dis = dict(in_channels=3, ndf=n.ndf, norm=n.norm, **({"n_layers": n.n_layers_d} if n.discriminator == "n_layers" else {}))
+    G = make_net("latent_generator", n.generator, n.init_type, n.init_gain, device, in_channels=3, out_channels=3,
+                 ngf=n.ngf, norm=n.norm, dropout=n.dropout, nz=n.nz, where_add=n.where_add)
+    full = n.variant == "bicyclegan"
+    E = make_net("encoder", n.encoder, n.init_type, n.init_gain, device, in_channels=3, nz=n.nz, nef=n.nef,
+                 norm=n.norm) if full else None
+    D = make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device, **dis)
+    D2 = make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device, **dis) if full else None
+    return BicycleGAN(G, E, D, D2, variant=n.variant, nz=n.nz, lambda_l1=n.lambda_l1, lambda_kl=n.lambda_kl,
+                      lambda_z=n.lambda_z, lambda_gan=n.lambda_gan, lambda_gan2=n.lambda_gan2, gan_mode=n.gan_mode,
+                      lambda_gp=n.lambda_gp, lr=t.lr, betas=(t.beta1, t.beta2), seed=params.seed, device=device)
+
+
+MODEL_BUILDERS = {"cyclegan": build_cyclegan, "pix2pix": build_pix2pix, "bicyclegan": build_bicyclegan}

@@ -40,3 +40,9 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: flo
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean absolute error: the cycle (Eq. 2), identity and pix2pix reconstruction terms."""
     return (a - b).abs().mean()
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions, averaged over the batch
+    (BicycleGAN Eq. 4's L_KL; the authors sum over a half-batch of one image, the same per image)."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(1).mean()

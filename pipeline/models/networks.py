@@ -158,12 +158,118 @@ class PixelDiscriminator(nn.Module):
         return self.model(x)
 
 
+def tile(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A latent code (N, nz) spread over the spatial size of `like`: (N, nz, H, W)."""
+    return z[:, :, None, None].expand(-1, -1, like.shape[-2], like.shape[-1])
+
+
+class LatentUnetGenerator(nn.Module):
+    """BicycleGAN's generator G(A, z) (Zhu et al. 2017b, Sec. 4; authors' G_Unet_add_input and
+    G_Unet_add_all): the pix2pix U-Net with the latent code z tiled and concatenated to the input
+    (where_add="input") or to the input of every encoder level (where_add="all"). The skip
+    connections carry the features without z, as in the authors' code.
+
+    Level i halves the resolution: d_i = down_i([d_{i-1}, z]); u_i = up_i([d_i, u_{i+1}]).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, ngf: int, norm: str, dropout: bool, num_downs: int,
+                 nz: int, where_add: str):
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError(f"num_downs={num_downs}: the U-Net needs at least 5 levels")
+        if where_add not in WHERE_ADD:
+            raise ValueError(f"where_add={where_add!r}; valid: {', '.join(WHERE_ADD)}")
+        self.nz, self.where_add, self.num_downs = nz, where_add, num_downs
+        bias = _use_bias(norm)
+        width = [ngf * min(2 ** i, 8) for i in range(num_downs)]  # channels after level i
+        self.downs, self.ups = nn.ModuleList(), nn.ModuleList()
+        for i in range(num_downs):
+            c_in = (in_channels if i == 0 else width[i - 1]) + (nz if i == 0 or where_add == "all" else 0)
+            innermost = i == num_downs - 1
+            down: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
+            down.append(nn.Conv2d(c_in, width[i], 4, stride=2, padding=1, bias=bias))
+            if 0 < i < num_downs - 1:  # no norm on the outermost input and at the 1x1 bottleneck
+                down.append(_norm(norm, width[i]))
+            self.downs.append(nn.Sequential(*down))
+            up_in = width[i] if innermost else 2 * width[i]
+            if i == 0:
+                up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1), nn.Tanh()]
+            else:
+                up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, width[i - 1], 4, 2, 1, bias=bias), _norm(norm, width[i - 1])]
+                if dropout and 4 <= i < num_downs - 1:  # pix2pix's dropout sits on the ngf*8 middle levels
+                    up.append(nn.Dropout(0.5))
+            self.ups.append(nn.Sequential(*up))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        side = 2 ** self.num_downs
+        if x.shape[-1] % side or x.shape[-2] % side:
+            raise ValueError(f"U-Net with {self.num_downs} levels needs sides divisible by {side}, got {tuple(x.shape[-2:])}")
+        skips, h = [], x
+        for i, down in enumerate(self.downs):
+            if i == 0 or self.where_add == "all":
+                h = torch.cat([h, tile(z, h)], 1)
+            h = down(h)
+            skips.append(h)
+        h = self.ups[-1](skips[-1])
+        for i in range(self.num_downs - 2, -1, -1):
+            h = self.ups[i](torch.cat([skips[i], h], 1))
+        return h
+
+
+class EncoderBlock(nn.Module):
+    """Residual block that halves the resolution (authors' BasicBlock of E_ResNet): norm, LeakyReLU,
+    3x3 conv, norm, LeakyReLU, 3x3 conv + 2x2 mean pool; shortcut: mean pool + 1x1 conv."""
+
+    def __init__(self, c_in: int, c_out: int, norm: str):
+        super().__init__()
+        self.conv = nn.Sequential(
+            _norm(norm, c_in), nn.LeakyReLU(0.2, True), nn.Conv2d(c_in, c_in, 3, padding=1),
+            _norm(norm, c_in), nn.LeakyReLU(0.2, True), nn.Conv2d(c_in, c_out, 3, padding=1), nn.AvgPool2d(2))
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(c_in, c_out, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.shortcut(x)
+
+
+class ResnetEncoder(nn.Module):
+    """BicycleGAN's encoder E(B) -> (mu, logvar) of q(z|B) (authors' E_ResNet, vaeLike): a strided
+    4x4 conv, n_blocks - 1 halving residual blocks, global average pooling, two linear heads.
+    The authors pool with a fixed 8x8 window (256px: 5 blocks, 128px: 4); a global pool is the
+    same there and lets every image size work."""
+
+    def __init__(self, in_channels: int, nz: int, nef: int, norm: str, n_blocks: int):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, nef, 4, stride=2, padding=1)]
+        for n in range(1, n_blocks):
+            layers.append(EncoderBlock(nef * min(n, 4), nef * min(n + 1, 4), norm))
+        layers += [nn.LeakyReLU(0.2, True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        width = nef * min(n_blocks, 4)
+        self.mu, self.logvar = nn.Linear(width, nz), nn.Linear(width, nz)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.mu(h), self.logvar(h)
+
+
+WHERE_ADD = ("input", "all")
+
+
 UNET_LEVELS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}  # name -> num_downs
 
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "resnet_9blocks": functools.partial(ResnetGenerator, n_blocks=9),
     "resnet_6blocks": functools.partial(ResnetGenerator, n_blocks=6),
     **{name: functools.partial(UnetGenerator, num_downs=n) for name, n in UNET_LEVELS.items()},
+}
+
+# BicycleGAN: G(A, z) and E(B); kwargs add nz and where_add (generators), nz and nef (encoders).
+LATENT_GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    name: functools.partial(LatentUnetGenerator, num_downs=n) for name, n in UNET_LEVELS.items()}
+ENCODERS: dict[str, Callable[..., nn.Module]] = {
+    "resnet_64": functools.partial(ResnetEncoder, n_blocks=3),   # 64px -> 8x8 before pooling
+    "resnet_128": functools.partial(ResnetEncoder, n_blocks=4),  # the authors' choice at 128px
+    "resnet_256": functools.partial(ResnetEncoder, n_blocks=5),  # and at 256px
 }
 
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
@@ -205,17 +311,30 @@ def _lookup(registry: dict, kind: str, name: str) -> Callable[..., nn.Module]:
     return registry[name]
 
 
+ROLES: dict[str, tuple[str, dict[str, Callable[..., nn.Module]]]] = {
+    "generator": ("generator", GENERATORS),
+    "discriminator": ("discriminator", DISCRIMINATORS),
+    "latent_generator": ("latent generator", LATENT_GENERATORS),
+    "encoder": ("encoder", ENCODERS),
+}
+
+
+def build_net(role: str, name: str, **kwargs) -> nn.Module:
+    """The network `name` of `role` (a key of ROLES) from its registry, with its constructor kwargs."""
+    kind, registry = ROLES[role]
+    return _lookup(registry, kind, name)(**kwargs)
+
+
 def build_generator(name: str, **kwargs) -> nn.Module:
     """kwargs: in_channels, out_channels, ngf, norm, dropout (see GENERATORS)."""
-    return _lookup(GENERATORS, "generator", name)(**kwargs)
+    return build_net("generator", name, **kwargs)
 
 
 def build_discriminator(name: str, **kwargs) -> nn.Module:
     """kwargs: in_channels, ndf, norm, and n_layers for 'n_layers' (see DISCRIMINATORS)."""
-    return _lookup(DISCRIMINATORS, "discriminator", name)(**kwargs)
+    return build_net("discriminator", name, **kwargs)
 
 
 def build(spec: dict) -> nn.Module:
     """Rebuild a network from the spec a checkpoint stores: {'role', 'name', 'kwargs'}."""
-    builder = build_generator if spec["role"] == "generator" else build_discriminator
-    return builder(spec["name"], **spec["kwargs"])
+    return build_net(spec["role"], spec["name"], **spec["kwargs"])

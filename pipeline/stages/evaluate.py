@@ -237,12 +237,43 @@ def cycle(ctx: Context) -> list[Result]:
     return out
 
 
+def diversity(ctx: Context) -> list[Result]:
+    """Diversity of a multimodal model (BicycleGAN, Zhu et al. 2017b, Sec. 5.1): the mean LPIPS distance
+    between outputs of the same input under different random codes. The paper averages 19 random pairs
+    for each of 100 inputs; here every pair of the translate.n_samples outputs of every test input.
+    Beside it the same average in pixel space (L1 in [0, 1]), which needs no network weights.
+    Models with one output per input (CycleGAN, pix2pix: deterministic at test time) have no such keys."""
+    spec = ctx.info.get("samples")
+    if spec is None:
+        return []
+    k = spec["n_samples"]
+    samples = [ctx._load(ctx.translated / spec["folder"] / f"{i:02d}") for i in range(k)]
+    pairs = math.sample_pairs(k)
+    protocol = {"resolution": f"{ctx.size}px", "n_inputs": len(samples[0]), "pairs_per_input": len(pairs),
+                "n_pairs": len(pairs) * len(samples[0]), "codes": f"z ~ N(0, I), nz={spec['nz']}, seed {spec['seed']}",
+                "input": "testA"}
+    names = ctx.names(f"{spec['folder']}/00")
+    l1 = torch.stack([math.l1_per_image(samples[i].double() / 255, samples[j].double() / 255) for i, j in pairs]).mean(0)
+    out = [Result("diversity_l1_AtoB", float(l1.mean()), {**protocol, "distance": "mean |a - b|, [0, 1] RGB"},
+                  per_image=dict(zip(names, l1.tolist())))]
+    try:
+        model, net_protocol = perceptual.load_lpips(ctx.params.evaluate.lpips_backbone, ctx.device)
+    except inception.Unavailable as e:
+        return out + unavailable(["diversity_lpips_AtoB"], str(e), {**protocol, "network": "lpips v0.1, AlexNet"})
+    bs = ctx.params.evaluate.batch_size
+    d = torch.stack([perceptual.lpips_distances(model, to_unit(samples[i]), to_unit(samples[j]), bs, ctx.device)
+                     for i, j in pairs]).mean(0)
+    return out + [Result("diversity_lpips_AtoB", float(d.mean()), {**protocol, **net_protocol},
+                         per_image=dict(zip(names, d.tolist())))]
+
+
 METRICS: dict[str, Callable[[Context], list[Result]]] = {
     "fid_kid": fid_kid,
     "lpips": lpips,
     "fcn": fcn_score,
     "paired": paired,
     "cycle": cycle,
+    "diversity": diversity,
 }
 
 
@@ -250,7 +281,7 @@ METRICS: dict[str, Callable[[Context], list[Result]]] = {
 
 # metric family (key prefix) -> whether a higher value is better
 HIGHER_IS_BETTER = {"fid": False, "kid": False, "lpips": False, "fcn": True, "l1": False, "psnr": True, "ssim": True,
-                    "cycle": False}
+                    "cycle": False, "diversity": True}
 
 
 def higher_is_better(key: str) -> bool:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline import checkpoint
-from pipeline.config import Params, flatten, to_dict
+from pipeline.config import PAIRED_MODELS, Params, flatten, to_dict
 from pipeline.data.datasets import AlignedDataset, UnalignedDataset, batches, grid, list_images, load_tensor
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.gan import MODEL_BUILDERS, GANModel
@@ -101,10 +101,10 @@ def check_data(params: Params, manifest: dict) -> None:
 
 def build_dataset(params: Params, prepared: Path, manifest: dict):
     t = params.train
-    if params.model == "pix2pix":
+    if params.model in PAIRED_MODELS:
         pairs = manifest["pairs"]["train"]
         if not pairs:
-            raise StageError(f"model=pix2pix needs paired training data, but {manifest['dataset']} has none")
+            raise StageError(f"model={params.model} needs paired training data, but {manifest['dataset']} has none")
         return AlignedDataset(prepared / pairs[0], prepared / pairs[1], crop=t.crop_size, flip=t.flip, seed=params.seed)
     return UnalignedDataset(prepared / "trainA", prepared / "trainB", crop=t.crop_size, flip=t.flip, seed=params.seed)
 

@@ -5,6 +5,12 @@
     AtoBtoA/ G_B(G_A(testA))     reconstructions, CycleGAN only
     BtoAtoB/ G_A(G_B(testB))
 
+BicycleGAN (G(A, z), multimodal):
+    samples/<k>/  G(testA, z_k), k < translate.n_samples, one random code z_k ~ N(0, I) per (input, k),
+                  drawn from a generator seeded with params `seed` (the same codes every run)
+    AtoB/         = samples/00: one random sample per input, what realism and paired metrics judge
+    AtoB_encoded/ G(testA, mean of E(testB)): the ground truth's own style (a reconstruction)
+
 File names match the inputs. The generators are rebuilt from the checkpoint alone (constructor
 spec + weights), in eval mode (deterministic: dropout off, BatchNorm running statistics).
 """
@@ -12,6 +18,7 @@ spec + weights), in eval mode (deterministic: dropout off, BatchNorm running sta
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -55,30 +62,64 @@ ROUTES = {
 }
 
 
+def latent_outputs(nets: dict[str, torch.nn.Module], a: torch.Tensor, b: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A multimodal generator's outputs for a batch: one per code (codes: (K, N, nz)), and, with an
+    encoder, the one of the ground truth's encoded style."""
+    G = nets["G"]
+    out = {f"samples/{k:02d}": G(a, z) for k, z in enumerate(codes)}
+    if "E" in nets:
+        out["AtoB_encoded"] = G(a, nets["E"](b)[0])
+    return out
+
+
+def write_batch(out: Path, folder: str, names: list[Path], images: torch.Tensor) -> None:
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    for p, img in zip(names, images):
+        save_png(out / folder / p.name, to_image(img))
+
+
+def load_batch(files: list[Path], size: int, device: torch.device) -> torch.Tensor:
+    return fit_to(torch.stack([load_tensor(p) for p in files]).to(device), size)
+
+
 @torch.no_grad()
 def translate(params: Params, *, progress: bool = True) -> dict:
     device = resolve_device(params.translate.device)
     ckpt, nets = load_generators(params.paths.model, device)
     size = ckpt["config"]["train"]["crop_size"]
     prepared = Path(params.paths.prepared)
-    routes = ROUTES[ckpt["model"]]
-    counts = {}
+    bs = params.translate.batch_size
+    counts: dict[str, int] = {}
+    extra: dict = {}
     with atomic_dir(params.paths.translated) as out:
-        for folder, (source, chain) in routes.items():
-            (out / folder).mkdir()
-            files = list_images(prepared / source)
-            bs = params.translate.batch_size
-            for i in tqdm(range(0, len(files), bs), desc=folder, disable=not progress):
-                chunk = files[i:i + bs]
-                x = fit_to(torch.stack([load_tensor(p) for p in chunk]).to(device), size)
-                for name in chain:
-                    x = nets[name](x)
-                for p, img in zip(chunk, x):
-                    save_png(out / folder / p.name, to_image(img))
-            counts[folder] = len(files)
+        if ckpt["model"] == "bicyclegan":
+            routes = {"AtoB": ("testA", ("G",))}
+            files_a, files_b = list_images(prepared / "testA"), list_images(prepared / "testB")
+            k, nz = params.translate.n_samples, ckpt["config"]["bicyclegan"]["nz"]
+            codes = torch.randn(k, len(files_a), nz, generator=torch.Generator().manual_seed(params.seed))
+            for i in tqdm(range(0, len(files_a), bs), desc="AtoB samples", disable=not progress):
+                a = load_batch(files_a[i:i + bs], size, device)
+                b = load_batch(files_b[i:i + bs], size, device)
+                for folder, images in latent_outputs(nets, a, b, codes[:, i:i + bs].to(device)).items():
+                    write_batch(out, folder, files_a[i:i + bs], images)
+            shutil.copytree(out / "samples" / "00", out / "AtoB")
+            counts = {"AtoB": len(files_a), "samples": k * len(files_a)}
+            if "E" in nets:
+                counts["AtoB_encoded"] = len(files_a)
+            extra = {"samples": {"folder": "samples", "n_samples": k, "nz": nz, "seed": params.seed}}
+        else:
+            routes = ROUTES[ckpt["model"]]
+            for folder, (source, chain) in routes.items():
+                files = list_images(prepared / source)
+                for i in tqdm(range(0, len(files), bs), desc=folder, disable=not progress):
+                    x = load_batch(files[i:i + bs], size, device)
+                    for name in chain:
+                        x = nets[name](x)
+                    write_batch(out, folder, files[i:i + bs], x)
+                counts[folder] = len(files)
         info = {"model": ckpt["model"], "checkpoint": str(params.paths.model), "size": size, "counts": counts,
                 "routes": {k: {"input": v[0], "generators": list(v[1])} for k, v in routes.items()},
-                "mlflow_run_id": ckpt["mlflow_run_id"]}
+                "mlflow_run_id": ckpt["mlflow_run_id"], **extra}
         write_json(out / "info.json", info)
     return info
 
