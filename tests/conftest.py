@@ -36,6 +36,7 @@ def shrink(d: dict) -> dict:
     d["prepare"].update(load_size=32, min_size=16)
     d["cyclegan"].update(ngf=4, ndf=4)
     d["pix2pix"].update(ngf=4, ndf=4, generator="unet_32")
+    d["bicyclegan"].update(ngf=4, ndf=4, nef=4, generator="unet_32")
     d["train"].update(crop_size=32, n_epochs=1, n_epochs_decay=1, checkpoint_every=3, log_every=2, device="cpu")
     d["translate"].update(device="cpu")
     d["evaluator"].update(width=4, epochs=2, device="cpu")

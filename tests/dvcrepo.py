@@ -65,5 +65,6 @@ TINY = {
     "cyclegan.ngf": 4, "cyclegan.ndf": 4, "train.crop_size": 32, "train.n_epochs": 1, "train.n_epochs_decay": 1,
     "train.checkpoint_every": 4, "train.log_every": 4, "train.device": "cpu", "translate.device": "cpu",
     "evaluator.width": 4, "evaluator.epochs": 2, "evaluator.device": "cpu", "evaluate.device": "cpu",
-    "evaluate.kid_subsets": 10,
+    "evaluate.kid_subsets": 10, "bicyclegan.generator": "unet_32", "bicyclegan.ngf": 4, "bicyclegan.ndf": 4,
+    "bicyclegan.nef": 4,
 }

@@ -267,6 +267,17 @@ def diversity(ctx: Context) -> list[Result]:
                          per_image=dict(zip(names, d.tolist())))]
 
 
+def latent(ctx: Context) -> list[Result]:
+    """BicycleGAN's latent regression at test time (cLR-GAN cycle z -> G(A, z) -> E -> z): mean L1
+    between the codes and the encoder's means, measured by the translate stage where G and E are
+    loaded; beside it the chance level sqrt(2/pi) of guessing 0 for every code."""
+    rec = ctx.info.get("latent_recovery")
+    if rec is None:
+        return []
+    protocol = {"method": rec["method"], "n": rec["n"], "resolution": f"{ctx.size}px", "chance_l1": rec["chance_l1"]}
+    return [Result("latent_l1_AtoB", rec["l1"], protocol), Result("latent_chance_l1", rec["chance_l1"], protocol)]
+
+
 METRICS: dict[str, Callable[[Context], list[Result]]] = {
     "fid_kid": fid_kid,
     "lpips": lpips,
@@ -274,6 +285,7 @@ METRICS: dict[str, Callable[[Context], list[Result]]] = {
     "paired": paired,
     "cycle": cycle,
     "diversity": diversity,
+    "latent": latent,
 }
 
 
@@ -281,7 +293,7 @@ METRICS: dict[str, Callable[[Context], list[Result]]] = {
 
 # metric family (key prefix) -> whether a higher value is better
 HIGHER_IS_BETTER = {"fid": False, "kid": False, "lpips": False, "fcn": True, "l1": False, "psnr": True, "ssim": True,
-                    "cycle": False, "diversity": True}
+                    "cycle": False, "diversity": True, "latent": False}
 
 
 def higher_is_better(key: str) -> bool:

@@ -18,6 +18,7 @@ spec + weights), in eval mode (deterministic: dropout off, BatchNorm running sta
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -72,6 +73,14 @@ def latent_outputs(nets: dict[str, torch.nn.Module], a: torch.Tensor, b: torch.T
     return out
 
 
+CHANCE_LATENT_L1 = (2 / math.pi) ** 0.5  # E|z| for z ~ N(0, 1): the best guess that ignores the image (0)
+
+
+def latent_recovery(nets: dict[str, torch.nn.Module], outputs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Per-output mean |E(G(A, z)) - z| (the cLR-GAN cycle, z -> B -> z, measured at test time)."""
+    return (nets["E"](outputs)[0] - codes).abs().mean(1)
+
+
 def write_batch(out: Path, folder: str, names: list[Path], images: torch.Tensor) -> None:
     (out / folder).mkdir(parents=True, exist_ok=True)
     for p, img in zip(names, images):
@@ -97,16 +106,24 @@ def translate(params: Params, *, progress: bool = True) -> dict:
             files_a, files_b = list_images(prepared / "testA"), list_images(prepared / "testB")
             k, nz = params.translate.n_samples, ckpt["config"]["bicyclegan"]["nz"]
             codes = torch.randn(k, len(files_a), nz, generator=torch.Generator().manual_seed(params.seed))
+            recovery = []
             for i in tqdm(range(0, len(files_a), bs), desc="AtoB samples", disable=not progress):
                 a = load_batch(files_a[i:i + bs], size, device)
                 b = load_batch(files_b[i:i + bs], size, device)
-                for folder, images in latent_outputs(nets, a, b, codes[:, i:i + bs].to(device)).items():
+                chunk = codes[:, i:i + bs].to(device)
+                for folder, images in latent_outputs(nets, a, b, chunk).items():
                     write_batch(out, folder, files_a[i:i + bs], images)
+                    if "E" in nets and folder.startswith("samples/"):
+                        recovery.append(latent_recovery(nets, images, chunk[int(folder[-2:])]).cpu())
             shutil.copytree(out / "samples" / "00", out / "AtoB")
             counts = {"AtoB": len(files_a), "samples": k * len(files_a)}
             if "E" in nets:
                 counts["AtoB_encoded"] = len(files_a)
             extra = {"samples": {"folder": "samples", "n_samples": k, "nz": nz, "seed": params.seed}}
+            if recovery:
+                extra["latent_recovery"] = {"l1": float(torch.cat(recovery).mean()), "chance_l1": CHANCE_LATENT_L1,
+                                            "n": int(sum(len(r) for r in recovery)),
+                                            "method": "mean |mu(E(G(A, z))) - z| over every sample, before 8-bit rounding"}
         else:
             routes = ROUTES[ckpt["model"]]
             for folder, (source, chain) in routes.items():

@@ -1,0 +1,119 @@
+"""BicycleGAN (Zhu et al. 2017b): networks, losses, training, samples, diversity."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.config import ConfigError
+from pipeline.metrics.math import sample_pairs
+from pipeline.models import gan
+from pipeline.models.losses import kl_to_standard_normal
+from pipeline.models.networks import build_net
+from pipeline.stages import evaluate, evaluator, ref_stats, train, translate
+from tests.test_lpips import fixture_backbone  # noqa: F401 (fixture)
+from tests.test_train import elsewhere, same_weights
+
+G_KW = dict(in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False, nz=8)
+
+
+@pytest.mark.parametrize("where_add", ["input", "all"])
+def test_the_generator_uses_z(where_add):
+    torch.manual_seed(0)
+    G = build_net("latent_generator", "unet_32", where_add=where_add, **G_KW)
+    x, z1, z2 = torch.randn(2, 3, 32, 32), torch.randn(2, 8), torch.randn(2, 8)
+    assert G(x, z1).shape == (2, 3, 32, 32)
+    assert torch.equal(G(x, z1), G(x, z1))
+    assert (G(x, z1) - G(x, z2)).abs().mean() > 1e-3
+    first = G.downs[0][0].in_channels, G.downs[1][1].in_channels
+    assert first == ((3 + 8, 4 + 8) if where_add == "all" else (3 + 8, 4))
+
+
+def test_the_generator_refuses_sides_it_cannot_halve():
+    G = build_net("latent_generator", "unet_32", where_add="input", **G_KW)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        G(torch.randn(1, 3, 48, 40), torch.randn(1, 8))
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_the_encoder_gives_mean_and_log_variance_for_any_size(size):
+    E = build_net("encoder", "resnet_128", in_channels=3, nz=8, nef=4, norm="instance")
+    mu, logvar = E(torch.randn(3, 3, size, size))
+    assert mu.shape == logvar.shape == (3, 8)
+
+
+def test_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros(5, 8), torch.ones(5, 8))
+    expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
+    assert torch.allclose(kl_to_standard_normal(mu, logvar), expected, atol=1e-5)
+    assert kl_to_standard_normal(torch.zeros(2, 8), torch.zeros(2, 8)) == 0
+
+
+def test_diversity_averages_every_pair_once():
+    assert sample_pairs(4) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert sample_pairs(1) == []
+
+
+def test_bicyclegan_needs_paired_data(make_params):
+    with pytest.raises(ConfigError, match="model=bicyclegan needs paired training data.*horse2zebra"):
+        make_params(model="bicyclegan", data__dataset="horse2zebra")
+
+
+def test_every_loss_term_of_the_paper_is_trained(make_params):
+    p = make_params(model="bicyclegan")
+    torch.manual_seed(0)
+    model = gan.build_bicyclegan(p, torch.device("cpu"))
+    assert set(model.nets) == {"G", "E", "D", "D2"}
+    before = {k: [q.clone() for q in n.module.parameters()] for k, n in model.nets.items()}
+    batch = {"A": torch.rand(2, 3, 32, 32) * 2 - 1, "B": torch.rand(2, 3, 32, 32) * 2 - 1}
+    losses = model.train_step(batch)
+    assert set(losses) == {"G_GAN", "G_GAN2", "G_L1", "kl", "z_L1", "G", "D"}
+    assert all(np.isfinite(v) for v in losses.values())
+    for k, n in model.nets.items():  # every network took a step
+        assert any(not torch.equal(a, b) for a, b in zip(before[k], n.module.parameters())), k
+
+
+def test_pix2pix_noise_baseline_has_no_encoder(make_params):
+    p = make_params(model="bicyclegan", bicyclegan__variant="pix2pix_noise")
+    model = gan.build_bicyclegan(p, torch.device("cpu"))
+    assert set(model.nets) == {"G", "D"} and model.generators == ("G",)
+    losses = model.train_step({"A": torch.rand(1, 3, 32, 32) * 2 - 1, "B": torch.rand(1, 3, 32, 32) * 2 - 1})
+    assert set(losses) == {"G_GAN", "G_L1", "G", "D"}
+
+
+def test_bicyclegan_resumes_translates_samples_and_reports_diversity(prepared, tmp_path, caplog, fixture_backbone):  # noqa: F811
+    full = prepared(model="bicyclegan", **elsewhere(tmp_path, "full"))
+    train.train(full, progress=False)
+    cut = prepared(model="bicyclegan", **elsewhere(tmp_path, "cut"))
+    train.train(cut, progress=False, stop_at_step=4)
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        train.train(cut, progress=False)
+    assert "resuming from step 3" in caplog.text
+    assert same_weights(full.paths.model, cut.paths.model)  # the z draws are resumed too
+
+    info = translate.translate(full, progress=False)
+    out = Path(full.paths.translated)
+    assert info["counts"] == {"AtoB": 4, "samples": 20, "AtoB_encoded": 4}
+    assert info["samples"] == {"folder": "samples", "n_samples": 5, "nz": 8, "seed": 0}
+    load = lambda f: np.asarray(Image.open(f), dtype=np.int16)  # noqa: E731
+    for f in sorted((out / "AtoB").glob("*.png")):
+        assert np.array_equal(load(f), load(out / "samples" / "00" / f.name))
+        outputs = [load(out / "samples" / f"{k:02d}" / f.name) for k in range(5)]
+        for i, j in sample_pairs(5):  # different codes, different images
+            assert np.abs(outputs[i] - outputs[j]).max() > 0, (f.name, i, j)
+    assert (out / "AtoB_encoded" / "00000.png").exists()
+
+    ref_stats.run(full)
+    evaluator.run(full, progress=False)
+    p = prepared(model="bicyclegan", evaluate__lpips_backbone=str(fixture_backbone), **elsewhere(tmp_path, "full"))
+    metrics = evaluate.evaluate(p, progress=False)
+    assert metrics["diversity_l1_AtoB"] > 0 and metrics["diversity_lpips_AtoB"] > 0
+    assert isinstance(metrics["fid_AtoB"], float) and isinstance(metrics["l1_AtoB"], float)
+    assert "BtoA" not in " ".join(metrics)
+    assert metrics["latent_chance_l1"] == pytest.approx(0.7979, abs=1e-4) and 0 < metrics["latent_l1_AtoB"] < 5
