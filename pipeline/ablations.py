@@ -2,6 +2,7 @@
 
     python -m pipeline.ablations --seeds 0 1 2 --jobs 1            # queue, run, report
     python -m pipeline.ablations --only full gan_alone --queue-only  # just queue them
+    python -m pipeline.ablations --study multimodal                 # pix2pix vs pix2pix+noise vs BicycleGAN
 
 Each ablation is a plain set of `-S` overrides (ABLATIONS, printed as it is queued): nothing is
 hidden in code, and any of them can be run by hand with `dvc exp run -S ...`. Experiments are
@@ -10,6 +11,10 @@ named `<ablation>-s<seed>`; the report groups them over seeds (mean and spread).
 Zhu et al. 2017, Sec. 5.1.3, Tables 4-5 (Cityscapes labels <-> photos): cycle alone, GAN alone,
 GAN + forward cycle, GAN + backward cycle, full CycleGAN; plus the identity loss (Sec. 5.2) and the
 image pool (Sec. 4) switched off.
+
+The `multimodal` study (Zhu et al. 2017b, Sec. 5): pix2pix, the pix2pix+noise baseline and
+BicycleGAN on the same paired data, compared on realism (FID/KID), diversity (LPIPS and pixel
+distance between samples) and the paired metrics.
 """
 
 from __future__ import annotations
@@ -33,16 +38,25 @@ ABLATIONS: dict[str, dict[str, object]] = {
 }
 
 
+MULTIMODAL: dict[str, dict[str, object]] = {
+    "pix2pix": {"model": "pix2pix"},
+    "pix2pix_noise": {"model": "bicyclegan", "bicyclegan.variant": "pix2pix_noise"},
+    "bicyclegan": {"model": "bicyclegan"},
+}
+
+STUDIES: dict[str, dict[str, dict[str, object]]] = {"ablation": ABLATIONS, "multimodal": MULTIMODAL}
+
+
 def yaml_value(v: object) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def exp_commands(names: list[str], seeds: list[int], extra: list[str]) -> list[list[str]]:
-    """The `dvc exp run --queue` command of every (ablation, seed)."""
+def exp_commands(names: list[str], seeds: list[int], extra: list[str], study: str = "ablation") -> list[list[str]]:
+    """The `dvc exp run --queue` command of every (configuration of the study, seed)."""
     cmds = []
     for name in names:
         for seed in seeds:
-            sets = [f"{k}={yaml_value(v)}" for k, v in ABLATIONS[name].items()] + [f"seed={seed}"] + extra
+            sets = [f"{k}={yaml_value(v)}" for k, v in STUDIES[study][name].items()] + [f"seed={seed}"] + extra
             cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{name}-s{seed}", *[a for s in sets for a in ("-S", s)]])
     return cmds
 
@@ -65,21 +79,27 @@ def queue_busy() -> bool:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m pipeline.ablations", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS))
+    ap.add_argument("--study", choices=list(STUDIES), default="ablation")
+    ap.add_argument("--only", nargs="+", choices=[n for study in STUDIES.values() for n in study],
+                    help="configurations of the study to run (default: all of it)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="extra overrides for every experiment, e.g. train.n_epochs=2")
     ap.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers (dvc queue start -j)")
     ap.add_argument("--queue-only", action="store_true", help="queue the experiments and stop")
     args = ap.parse_args(argv)
+    names = args.only or list(STUDIES[args.study])
+    unknown = [n for n in names if n not in STUDIES[args.study]]
+    if unknown:
+        ap.error(f"{', '.join(unknown)} not in study {args.study}: {', '.join(STUDIES[args.study])}")
 
     uri = init_tracking()
     print(f"MLflow store: {uri}")
-    for cmd in exp_commands(args.only, args.seeds, args.set):
+    for cmd in exp_commands(names, args.seeds, args.set, args.study):
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     if args.queue_only:
-        print(f"queued; run them with: dvc queue start -j {args.jobs}; then: python -m pipeline.report")
+        print(f"queued; run them with: dvc queue start -j {args.jobs}; then: python -m pipeline.report --study {args.study}")
         return
     subprocess.run(["dvc", "queue", "start", "-j", str(args.jobs)], check=True)
     while queue_busy():
@@ -87,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     subprocess.run(["dvc", "queue", "status"])
     from pipeline import report
 
-    report.main([])
+    report.main(["--study", args.study])
 
 
 if __name__ == "__main__":

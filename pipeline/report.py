@@ -1,6 +1,7 @@
 """The comparison of every tracked training: knobs and metrics, per run and over seeds.
 
-    python -m pipeline.report          # reads the MLflow store of params.yaml (or MLFLOW_TRACKING_URI)
+    python -m pipeline.report                     # CycleGAN ablations (reads params.yaml's MLflow store)
+    python -m pipeline.report --study multimodal  # pix2pix vs pix2pix+noise vs BicycleGAN
 
 Writes under reports/: ablation_runs.csv (one row per run), ablation.csv and ablation.md (one row
 per configuration, mean +- standard deviation over its seeds, n = number of seeds, best mean per
@@ -21,11 +22,19 @@ from pipeline.stages.common import stage_main
 from pipeline.stages.evaluate import higher_is_better
 from pipeline.tracking import tracking_uri
 
-KNOBS = ["model", "data.dataset", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
+KNOBS = ["model", "bicyclegan.variant", "data.dataset", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
          "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs", "train.n_epochs_decay"]
 METRICS = ["fcn_AtoB_pixel_acc", "fcn_AtoB_class_acc", "fcn_AtoB_class_iou", "fcn_BtoA_pixel_acc",
            "fcn_BtoA_class_acc", "fcn_BtoA_class_iou", "fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA",
-           "l1_AtoB", "ssim_AtoB", "cycle_l1_A", "cycle_l1_B"]
+           "l1_AtoB", "ssim_AtoB", "cycle_l1_A", "cycle_l1_B", "diversity_lpips_AtoB", "diversity_l1_AtoB",
+           "latent_l1_AtoB"]
+# Which runs a study's table holds, and the knobs shown beside its metrics.
+STUDIES = {
+    "ablation": {"models": ("cyclegan",), "columns": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity",
+                 "pool_size": "pool_size", "cyclegan.adversarial": "adversarial", "cyclegan.cycle_forward": "fwd",
+                 "cyclegan.cycle_backward": "bwd"}},
+    "multimodal": {"models": ("pix2pix", "bicyclegan"), "columns": {"model": "model", "bicyclegan.variant": "variant"}},
+}
 
 
 def collect(uri: str, experiment: str):
@@ -62,14 +71,14 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def markdown(agg: pd.DataFrame) -> str:
+def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     metrics = [c[:-5] for c in agg.columns if c.endswith("_mean")]
     best = {m: (agg[f"{m}_mean"].max() if higher_is_better(m) else agg[f"{m}_mean"].min()) for m in metrics}
-    header = ["config", "lambda_cycle", "lambda_identity", "pool_size", "adversarial", "fwd", "bwd", "n", *metrics]
+    columns = STUDIES[study]["columns"]
+    header = ["config", *columns.values(), "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in agg.iterrows():
-        cells = [r["config"], r["lambda_cycle"], r["lambda_identity"], r["pool_size"], r["cyclegan.adversarial"],
-                 r["cyclegan.cycle_forward"], r["cyclegan.cycle_backward"], str(r["n"])]
+        cells = [r["config"], *(r[k] for k in columns), str(r["n"])]
         for m in metrics:
             mean, std = r[f"{m}_mean"], r[f"{m}_std"]
             cell = f"{mean:.3f} ± {std:.3f}" if pd.notna(mean) else "-"
@@ -113,26 +122,37 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def build(uri: str, experiment: str, folder: Path) -> pd.DataFrame:
+def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> pd.DataFrame:
     runs, client = collect(uri, experiment)
+    if not runs.empty:
+        runs = runs[runs["model"].isin(STUDIES[study]["models"])]
     if runs.empty:
-        raise SystemExit(f"no finished, evaluated training runs in experiment {experiment!r} of {uri}; run `dvc repro` "
-                         f"or `python -m pipeline.ablations` first")
+        raise SystemExit(f"no finished, evaluated training runs of {study} models {STUDIES[study]['models']} in experiment "
+                         f"{experiment!r} of {uri}; run `dvc repro` or `python -m pipeline.ablations --study {study}` first")
     folder.mkdir(parents=True, exist_ok=True)
     agg = aggregate(runs)
-    write_text(folder / "ablation_runs.csv", runs.to_csv(index=False))
-    write_text(folder / "ablation.csv", agg.to_csv(index=False))
-    write_text(folder / "ablation.md", "# Ablations\n\nMade by `python -m pipeline.report` from " + uri + ".\n\n" + markdown(agg))
-    plot(runs, client, folder)
+    write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
+    write_text(folder / f"{study}.csv", agg.to_csv(index=False))
+    title = {"ablation": "Ablations", "multimodal": "Multimodal translation: realism and diversity"}[study]
+    write_text(folder / f"{study}.md", f"# {title}\n\nMade by `python -m pipeline.report --study {study}` from {uri}.\n\n"
+               + markdown(agg, study))
+    if study == "ablation":
+        plot(runs, client, folder)
     return agg
 
 
 def main(argv: list[str] | None = None) -> None:
-    params, _ = stage_main("report", argv)
+    import argparse
+
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--study", choices=list(STUDIES), default="ablation")
+    known, rest = ap.parse_known_args(argv)
+    params, _ = stage_main("report", rest)
     folder = Path(params.paths.metrics).parent
-    agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder)
-    print((folder / "ablation.md").read_text())
-    print(f"{len(agg)} configurations -> {folder}/ablation.md, ablation.csv, ablation_runs.csv, ablation_*.png")
+    s = known.study
+    agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder, s)
+    print((folder / f"{s}.md").read_text())
+    print(f"{len(agg)} configurations -> {folder}/{s}.md, {s}.csv, {s}_runs.csv" + (", ablation_*.png" if s == "ablation" else ""))
 
 
 if __name__ == "__main__":
