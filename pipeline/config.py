@@ -136,8 +136,20 @@ class TrainParams:
     checkpoint_every: int = knob(min=1, doc="steps between checkpoints (resume point)")
     log_every: int = knob(min=1, doc="steps between logged loss averages")
     device: str = knob(choices=("auto", "cpu", "cuda"))
-    num_workers: int = knob(min=0, max=64)
+    num_workers: int = knob(min=0, max=64, doc="DataLoader worker processes (pinned memory on CUDA)")
     deterministic: bool = knob(doc="deterministic kernels (same params -> same weights)")
+    # Fast paths (issue: speed and scale). Each changes how, not what, is computed; see pipeline/benchmark.py.
+    precision: str = knob(choices=("fp32", "bf16", "fp16"), doc="autocast dtype of forward passes; fp16 needs CUDA")
+    channels_last: bool = knob(doc="NHWC memory format for inputs and weights")
+    compile: bool = knob(doc="torch.compile each network (compiles on the first steps)")
+    fused_adam: bool = knob(doc="Adam(fused=True): one kernel per parameter group")
+    cudnn_benchmark: bool = knob(doc="let cuDNN time and pick conv algorithms (not deterministic)")
+    # Data parallel training with torchrun + DDP: the train stage relaunches itself under torchrun
+    # when nproc_per_node * nnodes > 1. Batch size is per process.
+    nproc_per_node: int = knob(min=1, max=1024, doc="processes per machine (one per GPU)")
+    nnodes: int = knob(min=1, max=4096, doc="machines; > 1 needs rdzv_endpoint and the stage run on each")
+    rdzv_endpoint: Optional[str] = knob(pattern=r"[^:\s]+:\d+", doc="host:port of the rendezvous for nnodes > 1")
+    dist_backend: str = knob(choices=("auto", "nccl", "gloo"), doc="auto = nccl on CUDA, gloo on CPU")
 
 
 @dataclass(frozen=True)
@@ -235,6 +247,14 @@ class Params:
                                   f"{side}, got {self.train.crop_size}")
         elif self.train.crop_size % 4:
             raise ConfigError(f"train.crop_size={self.train.crop_size} must be divisible by 4 for {net.generator}")
+        t = self.train
+        if t.cudnn_benchmark and t.deterministic:
+            raise ConfigError("train.cudnn_benchmark=true contradicts train.deterministic=true (cuDNN's timed algorithm "
+                              "choice is not reproducible); set one of them to false")
+        if t.precision == "fp16" and t.device == "cpu":
+            raise ConfigError("train.precision=fp16 needs CUDA (fp16 autocast with a GradScaler); on CPU use bf16 or fp32")
+        if t.nnodes > 1 and t.rdzv_endpoint is None:
+            raise ConfigError(f"train.nnodes={t.nnodes} needs train.rdzv_endpoint (host:port reachable from every node)")
         if self.data.dataset == "synthetic":
             self.check_test_set_size(self.data.synthetic.n_test)
         if self.data.dataset == "synthetic" and self.prepare.min_size > self.data.synthetic.image_size:

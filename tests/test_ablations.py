@@ -55,3 +55,16 @@ def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
     runs_csv = pd.read_csv(repo / "reports" / "ablation_runs.csv")
     assert {"full-s0", "gan_alone-s0"} <= set(runs_csv["run"])
     assert (repo / "reports" / "ablation_lambda_cycle.png").exists() and (repo / "reports" / "ablation_losses.png").exists()
+
+
+def test_the_multimodal_study_compares_models_on_realism_and_diversity():
+    cmds = ablations.exp_commands(["pix2pix_noise", "bicyclegan"], [0], [], study="multimodal")
+    assert cmds[0][5:] == ["pix2pix_noise-s0", "-S", "model=bicyclegan", "-S", "bicyclegan.variant=pix2pix_noise",
+                           "-S", "seed=0"]
+    rows = [{"run": f"{c}-s0", "run_id": "x", "seed": "0", "config": c, **{k: None for k in report.KNOBS},
+             "model": m, "bicyclegan.variant": v, "fid_AtoB": fid, "diversity_l1_AtoB": div}
+            for c, m, v, fid, div in (("pix2pix", "pix2pix", None, 200.0, None),
+                                      ("bicyclegan", "bicyclegan", "bicyclegan", 210.0, 0.05))]
+    md = report.markdown(report.aggregate(pd.DataFrame(rows)), "multimodal")
+    assert md.splitlines()[0] == "| config | model | variant | n | fid_AtoB | diversity_l1_AtoB |"
+    assert "**200.000 ± 0.000**" in md and "**0.050 ± 0.000**" in md  # lower FID, higher diversity is better

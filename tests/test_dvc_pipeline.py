@@ -42,6 +42,13 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     assert exp_run.data.params["lambda_cycle"] == "5.0" and exp_run.info.status == "FINISHED"
     assert "eval/fid_AtoB" in exp_run.data.metrics
 
+    # the multimodal model by one override, end to end: realism and diversity in its metrics
+    r = run(["dvc", "exp", "run", "-S", "model=bicyclegan", "-n", "bicycle"], repo)
+    assert "Running stage 'train'" in r.stdout and "Running stage 'prepare'" not in r.stdout
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert metrics["diversity_l1_AtoB"] > 0 and isinstance(metrics["fid_AtoB"], float)
+    assert len(list((repo / "data" / "translated" / "samples").iterdir())) == 5
+
 
 def test_a_data_param_change_reruns_the_data_stages(tmp_path):
     repo = make_repo(tmp_path / "repo", {**TINY, "train.n_epochs": 0, "train.n_epochs_decay": 0})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,11 +42,68 @@ def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
 
 
 class GANModel:
-    """What the training loop needs of any model: a step, the lr, and state to checkpoint."""
+    """What the training loop needs of any model: a step, the lr, and state to checkpoint.
+
+    Execution options (`configure`), none of which changes the objective:
+    - precision "bf16"/"fp16": forward passes under torch.autocast (fp16 with a GradScaler);
+    - channels_last memory format for inputs and weights; torch.compile of each network;
+    - under torchrun, each network wrapped in its own DistributedDataParallel (`net(name)`), while a
+      network that a step only reads (D in G's step) is called unwrapped (`raw(name)`): no gradient
+      sync is wasted on it and DDP sees the same pattern of calls every iteration (static graph).
+    """
 
     nets: dict[str, Net]
     optimizers: dict[str, torch.optim.Optimizer]
     generators: tuple[str, ...]  # the nets later stages need (kept in the final checkpoint)
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    memory_format: torch.memory_format = torch.contiguous_format
+    scaler: torch.amp.GradScaler | None = None
+    wrapped: dict[str, nn.Module] = {}
+
+    def configure(self, *, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+                  ddp_device_ids: list[int] | None = None, distributed: bool = False) -> None:
+        self.amp_dtype = PRECISIONS[precision]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        if channels_last:
+            self.memory_format = torch.channels_last
+            for n in self.nets.values():
+                n.module.to(memory_format=torch.channels_last)
+        if compile:
+            for n in self.nets.values():
+                n.module.compile()  # in place: state_dict keys stay those of the plain module
+        self.wrapped = {}
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.wrapped = {k: DDP(n.module, device_ids=ddp_device_ids, static_graph=True) for k, n in self.nets.items()}
+
+    def net(self, name: str) -> nn.Module:
+        """The network as trained: DDP-wrapped under torchrun, else the module itself."""
+        return self.wrapped.get(name) or self.nets[name].module
+
+    def raw(self, name: str) -> nn.Module:
+        return self.nets[name].module
+
+    def amp(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+
+    def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(batch[k].to(self.device, memory_format=self.memory_format, non_blocking=True) for k in ("A", "B"))
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, *names: str) -> None:
+        for name in names:
+            if self.scaler:
+                self.scaler.step(self.optimizers[name])
+            else:
+                self.optimizers[name].step()
+
+    def end_step(self) -> None:
+        if self.scaler:
+            self.scaler.update()
 
     def set_lr(self, lr: float) -> None:
         for opt in self.optimizers.values():
@@ -57,10 +115,11 @@ class GANModel:
             net.module.train(mode)
 
     def state_dict(self) -> dict:
+        """What every rank shares: weights and optimizer states (identical on all ranks)."""
         return {
             "nets": {k: n.module.state_dict() for k, n in self.nets.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "pools": {k: p.state_dict() for k, p in getattr(self, "pools", {}).items()},
+            "scaler": self.scaler.state_dict() if self.scaler else {},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -68,12 +127,30 @@ class GANModel:
             n.module.load_state_dict(state["nets"][k])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    def local_state(self) -> dict:
+        """What differs per rank: the image pools (and a model's own random generator)."""
+        return {"pools": {k: p.state_dict() for k, p in getattr(self, "pools", {}).items()}}
+
+    def load_local_state(self, state: dict) -> None:
         for k, p in getattr(self, "pools", {}).items():
             p.load_state_dict(state["pools"][k], self.device)
 
 
-def _adam(nets: list[nn.Module], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    return torch.optim.Adam(itertools.chain(*(n.parameters() for n in nets)), lr=lr, betas=betas)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def stream_seed(*parts: int) -> int:
+    """A seed for one random stream of one rank: distinct streams never share a sequence."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def _adam(nets: list[nn.Module], lr: float, betas: tuple[float, float], fused: bool = False) -> torch.optim.Adam:
+    # fused=False leaves torch's default (foreach); fused=True runs one kernel per parameter group
+    return torch.optim.Adam(itertools.chain(*(n.parameters() for n in nets)), lr=lr, betas=betas,
+                            **({"fused": True} if fused else {}))
 
 
 class CycleGAN(GANModel):
@@ -84,17 +161,21 @@ class CycleGAN(GANModel):
 
     def __init__(self, G_A: Net, G_B: Net, D_A: Net, D_B: Net, *, lambda_cycle: float, lambda_identity: float,
                  cycle_forward: bool, cycle_backward: bool, adversarial: bool, gan_mode: str, lambda_gp: float,
-                 pool_size: int, lr: float, betas: tuple[float, float], seed: int, device: torch.device):
+                 pool_size: int, lr: float, betas: tuple[float, float], seed: int, device: torch.device,
+                 rank: int = 0, fused_adam: bool = False):
         self.nets = {"G_A": G_A, "G_B": G_B, "D_A": D_A, "D_B": D_B}
         self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
         self.cycle_forward, self.cycle_backward, self.adversarial = cycle_forward, cycle_backward, adversarial
         self.gan_mode, self.lambda_gp, self.device = gan_mode, lambda_gp, device
-        # Separate pools of generated A and generated B images (seeded apart).
-        self.pools = {"fake_A": ImagePool(pool_size, seed * 2 + 1), "fake_B": ImagePool(pool_size, seed * 2 + 2)}
-        self.optimizers = {"G": _adam([G_A.module, G_B.module], lr, betas), "D": _adam([D_A.module, D_B.module], lr, betas)}
+        # Separate pools of generated A and generated B images, seeded apart (and per rank under torchrun).
+        self.pools = {"fake_A": ImagePool(pool_size, stream_seed(seed, 1, rank)),
+                      "fake_B": ImagePool(pool_size, stream_seed(seed, 2, rank))}
+        self.optimizers = {"G": _adam([G_A.module, G_B.module], lr, betas, fused_adam),
+                           "D": _adam([D_A.module, D_B.module], lr, betas, fused_adam)}
 
-    def translate(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        G, F = self.nets["G_A"].module, self.nets["G_B"].module
+    def translate(self, real_A: torch.Tensor, real_B: torch.Tensor, G: nn.Module | None = None,
+                  F: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        G, F = G or self.raw("G_A"), F or self.raw("G_B")
         fake_B = G(real_A)
         fake_A = F(real_B)
         return {"fake_B": fake_B, "rec_A": F(fake_B), "fake_A": fake_A, "rec_B": G(fake_A)}
@@ -107,31 +188,32 @@ class CycleGAN(GANModel):
         return loss
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
-        G, F = self.nets["G_A"].module, self.nets["G_B"].module
-        D_Y, D_X = self.nets["D_A"].module, self.nets["D_B"].module
-        out = self.translate(real_A, real_B)
-        fake_B, rec_A, fake_A, rec_B = out["fake_B"], out["rec_A"], out["fake_A"], out["rec_B"]
+        real_A, real_B = self.inputs(batch)
+        G, F = self.net("G_A"), self.net("G_B")
         zero = real_A.new_zeros(())
 
         # --- G and F: adversarial + cycle + identity -------------------------------------------
+        D_Y, D_X = self.raw("D_A"), self.raw("D_B")  # only read here: frozen, unwrapped
         set_requires_grad([D_Y, D_X], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        loss_G_A = gan_loss(D_Y(fake_B), True, self.gan_mode) if self.adversarial else zero
-        loss_G_B = gan_loss(D_X(fake_A), True, self.gan_mode) if self.adversarial else zero
-        # Forward cycle x -> G(x) -> F(G(x)) ~ x and backward cycle y -> F(y) -> G(F(y)) ~ y (Eq. 2).
-        loss_cycle_A = l1(rec_A, real_A) * self.lambda_cycle if self.cycle_forward else zero
-        loss_cycle_B = l1(rec_B, real_B) * self.lambda_cycle if self.cycle_backward else zero
-        # Identity (Sec. 5.2, Taigman et al.): G(y) ~ y and F(x) ~ x, preserves colour composition.
-        if self.lambda_identity > 0:
-            w = self.lambda_identity * self.lambda_cycle
-            loss_idt_A = l1(G(real_B), real_B) * w
-            loss_idt_B = l1(F(real_A), real_A) * w
-        else:
-            loss_idt_A = loss_idt_B = zero
-        loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
-        loss_G.backward()
-        self.optimizers["G"].step()
+        with self.amp():
+            out = self.translate(real_A, real_B, G, F)
+            fake_B, rec_A, fake_A, rec_B = out["fake_B"], out["rec_A"], out["fake_A"], out["rec_B"]
+            loss_G_A = gan_loss(D_Y(fake_B), True, self.gan_mode) if self.adversarial else zero
+            loss_G_B = gan_loss(D_X(fake_A), True, self.gan_mode) if self.adversarial else zero
+            # Forward cycle x -> G(x) -> F(G(x)) ~ x and backward cycle y -> F(y) -> G(F(y)) ~ y (Eq. 2).
+            loss_cycle_A = l1(rec_A, real_A) * self.lambda_cycle if self.cycle_forward else zero
+            loss_cycle_B = l1(rec_B, real_B) * self.lambda_cycle if self.cycle_backward else zero
+            # Identity (Sec. 5.2, Taigman et al.): G(y) ~ y and F(x) ~ x, preserves colour composition.
+            if self.lambda_identity > 0:
+                w = self.lambda_identity * self.lambda_cycle
+                loss_idt_A = l1(G(real_B), real_B) * w
+                loss_idt_B = l1(F(real_A), real_A) * w
+            else:
+                loss_idt_A = loss_idt_B = zero
+            loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+        self.backward(loss_G)
+        self.step("G")
 
         # --- D_Y and D_X on real images and on the pool of past fakes -----------------------------
         losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cycle_A, "cycle_B": loss_cycle_B,
@@ -139,11 +221,13 @@ class CycleGAN(GANModel):
         if self.adversarial:
             set_requires_grad([D_Y, D_X], True)
             self.optimizers["D"].zero_grad(set_to_none=True)
-            loss_D_A = self._d_loss(D_Y, real_B, self.pools["fake_B"].query(fake_B))
-            loss_D_B = self._d_loss(D_X, real_A, self.pools["fake_A"].query(fake_A))
-            (loss_D_A + loss_D_B).backward()
-            self.optimizers["D"].step()
+            with self.amp():
+                loss_D_A = self._d_loss(self.net("D_A"), real_B, self.pools["fake_B"].query(fake_B))
+                loss_D_B = self._d_loss(self.net("D_B"), real_A, self.pools["fake_A"].query(fake_A))
+            self.backward(loss_D_A + loss_D_B)
+            self.step("D")
             losses.update(D_A=loss_D_A, D_B=loss_D_B, D=loss_D_A + loss_D_B)
+        self.end_step()
         return {k: float(v.detach()) for k, v in losses.items()}
 
     @torch.no_grad()
@@ -161,34 +245,38 @@ class Pix2Pix(GANModel):
     generators = ("G",)
 
     def __init__(self, G: Net, D: Net, *, lambda_l1: float, gan_mode: str, lambda_gp: float,
-                 lr: float, betas: tuple[float, float], device: torch.device):
+                 lr: float, betas: tuple[float, float], device: torch.device, fused_adam: bool = False):
         self.nets = {"G": G, "D": D}
         self.lambda_l1, self.gan_mode, self.lambda_gp, self.device = lambda_l1, gan_mode, lambda_gp, device
-        self.optimizers = {"G": _adam([G.module], lr, betas), "D": _adam([D.module], lr, betas)}
+        self.optimizers = {"G": _adam([G.module], lr, betas, fused_adam), "D": _adam([D.module], lr, betas, fused_adam)}
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
-        G, D = self.nets["G"].module, self.nets["D"].module
-        fake_B = G(real_A)
+        real_A, real_B = self.inputs(batch)
+        with self.amp():
+            fake_B = self.net("G")(real_A)
 
         # --- D: real pairs (A, B) vs generated pairs (A, G(A)); halved as in the authors' code ---
-        set_requires_grad([D], True)
+        D = self.net("D")
+        set_requires_grad([self.raw("D")], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        fake_AB = torch.cat([real_A, fake_B], 1).detach()
-        real_AB = torch.cat([real_A, real_B], 1)
-        loss_D = (gan_loss(D(fake_AB), False, self.gan_mode) + gan_loss(D(real_AB), True, self.gan_mode)) * 0.5
-        if self.gan_mode == "wgangp":
-            loss_D = loss_D + gradient_penalty(D, real_AB, fake_AB, self.lambda_gp)
-        loss_D.backward()
-        self.optimizers["D"].step()
+        with self.amp():
+            fake_AB = torch.cat([real_A, fake_B], 1).detach()
+            real_AB = torch.cat([real_A, real_B], 1)
+            loss_D = (gan_loss(D(fake_AB), False, self.gan_mode) + gan_loss(D(real_AB), True, self.gan_mode)) * 0.5
+            if self.gan_mode == "wgangp":
+                loss_D = loss_D + gradient_penalty(D, real_AB, fake_AB, self.lambda_gp)
+        self.backward(loss_D)
+        self.step("D")
 
-        # --- G: fool D, stay close to the ground truth in L1 -------------------------------------
-        set_requires_grad([D], False)
+        # --- G: fool D (read only, unwrapped), stay close to the ground truth in L1 --------------
+        set_requires_grad([self.raw("D")], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        loss_G_GAN = gan_loss(D(torch.cat([real_A, fake_B], 1)), True, self.gan_mode)
-        loss_G_L1 = l1(fake_B, real_B) * self.lambda_l1
-        (loss_G_GAN + loss_G_L1).backward()
-        self.optimizers["G"].step()
+        with self.amp():
+            loss_G_GAN = gan_loss(self.raw("D")(torch.cat([real_A, fake_B], 1)), True, self.gan_mode)
+            loss_G_L1 = l1(fake_B, real_B) * self.lambda_l1
+        self.backward(loss_G_GAN + loss_G_L1)
+        self.step("G")
+        self.end_step()
         losses = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "D": loss_D, "G": loss_G_GAN + loss_G_L1}
         return {k: float(v.detach()) for k, v in losses.items()}
 
@@ -221,7 +309,7 @@ class BicycleGAN(GANModel):
     def __init__(self, G: Net, E: Net | None, D: Net, D2: Net | None, *, variant: str, nz: int,
                  lambda_l1: float, lambda_kl: float, lambda_z: float, lambda_gan: float, lambda_gan2: float,
                  gan_mode: str, lambda_gp: float, lr: float, betas: tuple[float, float], seed: int,
-                 device: torch.device):
+                 device: torch.device, rank: int = 0, fused_adam: bool = False):
         self.nets = {"G": G, "D": D, **({"E": E} if E else {}), **({"D2": D2} if D2 else {})}
         self.generators = tuple(k for k in ("G", "E") if k in self.nets)
         self.variant, self.nz, self.device = variant, nz, device
@@ -229,19 +317,20 @@ class BicycleGAN(GANModel):
         self.lambda_gan, self.lambda_gan2, self.gan_mode, self.lambda_gp = lambda_gan, lambda_gan2, gan_mode, lambda_gp
         # z and the reparameterisation noise come from a seeded CPU generator kept in the checkpoint,
         # so a resumed run draws the same codes as an uninterrupted one on any device.
-        self.rng = torch.Generator().manual_seed(seed * 2 + 3)
-        self.optimizers = {"G": _adam([G.module], lr, betas), "D": _adam([n.module for n in (D, D2) if n], lr, betas)}
+        self.rng = torch.Generator().manual_seed(stream_seed(seed, 3, rank))
+        self.optimizers = {"G": _adam([G.module], lr, betas, fused_adam),
+                           "D": _adam([n.module for n in (D, D2) if n], lr, betas, fused_adam)}
         if E:
-            self.optimizers["E"] = _adam([E.module], lr, betas)
+            self.optimizers["E"] = _adam([E.module], lr, betas, fused_adam)
 
     def randn(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.nz, generator=self.rng).to(self.device)
 
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "rng": self.rng.get_state()}
+    def local_state(self) -> dict:
+        return {**super().local_state(), "rng": self.rng.get_state()}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_local_state(self, state: dict) -> None:
+        super().load_local_state(state)
         self.rng.set_state(state["rng"])
 
     def _d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -251,54 +340,53 @@ class BicycleGAN(GANModel):
         return loss
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
-        G, D = self.nets["G"].module, self.nets["D"].module
+        real_A, real_B = self.inputs(batch)
+        G = self.net("G")
         n = real_A.shape[0]
         z_random = self.randn(n)
         zero = real_A.new_zeros(())
-        set_requires_grad([net.module for k, net in self.nets.items() if k.startswith("D")], False)
+        discriminators = [k for k in self.nets if k.startswith("D")]
+        set_requires_grad([self.raw(k) for k in discriminators], False)  # only read in G's step
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
 
-        if self.variant == "pix2pix_noise":
-            fake = G(real_A, z_random)
-            loss_G_GAN = gan_loss(D(fake), True, self.gan_mode) * self.lambda_gan
-            loss_G_L1 = l1(fake, real_B) * self.lambda_l1
-            losses = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "G": loss_G_GAN + loss_G_L1}
-            losses["G"].backward()
-            self.optimizers["G"].step()
-            fakes = {"D": fake}
-        else:
-            E, D2 = self.nets["E"].module, self.nets["D2"].module
-            # cVAE-GAN: B -> z -> B
-            mu, logvar = E(real_B)
-            z_encoded = mu + torch.exp(0.5 * logvar) * self.randn(n)
-            fake_encoded = G(real_A, z_encoded)
-            # cLR-GAN: z -> B -> z
-            fake_random = G(real_A, z_random)
-            loss_G_GAN = gan_loss(D(fake_encoded), True, self.gan_mode) * self.lambda_gan
-            loss_G_GAN2 = gan_loss(D2(fake_random), True, self.gan_mode) * self.lambda_gan2
-            loss_G_L1 = l1(fake_encoded, real_B) * self.lambda_l1
-            loss_kl = kl_to_standard_normal(mu, logvar) * self.lambda_kl
-            (loss_G_GAN + loss_G_GAN2 + loss_G_L1 + loss_kl).backward(retain_graph=self.lambda_z > 0)
-            # latent regression updates G alone: E is frozen for this term
-            set_requires_grad([E], False)
-            mu_recovered, _ = E(fake_random)
-            loss_z_L1 = l1(mu_recovered, z_random) * self.lambda_z
-            if self.lambda_z > 0:
-                loss_z_L1.backward()
-            set_requires_grad([E], True)
-            self.optimizers["G"].step()
-            self.optimizers["E"].step()
-            losses = {"G_GAN": loss_G_GAN, "G_GAN2": loss_G_GAN2, "G_L1": loss_G_L1, "kl": loss_kl, "z_L1": loss_z_L1,
-                      "G": loss_G_GAN + loss_G_GAN2 + loss_G_L1 + loss_kl + loss_z_L1}
-            fakes = {"D": fake_encoded, "D2": fake_random}
+        with self.amp():
+            if self.variant == "pix2pix_noise":
+                fake = G(real_A, z_random)
+                loss_G_GAN = gan_loss(self.raw("D")(fake), True, self.gan_mode) * self.lambda_gan
+                loss_G_L1 = l1(fake, real_B) * self.lambda_l1
+                losses = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "G": loss_G_GAN + loss_G_L1}
+                fakes = {"D": fake}
+            else:
+                E = self.net("E")
+                # cVAE-GAN: B -> z -> B
+                mu, logvar = E(real_B)
+                z_encoded = mu + torch.exp(0.5 * logvar) * self.randn(n)
+                fake_encoded = G(real_A, z_encoded)
+                # cLR-GAN: z -> B -> z
+                fake_random = G(real_A, z_random)
+                loss_G_GAN = gan_loss(self.raw("D")(fake_encoded), True, self.gan_mode) * self.lambda_gan
+                loss_G_GAN2 = gan_loss(self.raw("D2")(fake_random), True, self.gan_mode) * self.lambda_gan2
+                loss_G_L1 = l1(fake_encoded, real_B) * self.lambda_l1
+                loss_kl = kl_to_standard_normal(mu, logvar) * self.lambda_kl
+                # Latent regression trains G alone: E runs with detached weights for this term (the
+                # authors freeze E for a second backward pass; one pass here, as DDP needs).
+                frozen_E = {k: v.detach() for k, v in self.raw("E").named_parameters()}
+                mu_recovered, _ = torch.func.functional_call(self.raw("E"), frozen_E, (fake_random,))
+                loss_z_L1 = l1(mu_recovered, z_random) * self.lambda_z
+                losses = {"G_GAN": loss_G_GAN, "G_GAN2": loss_G_GAN2, "G_L1": loss_G_L1, "kl": loss_kl, "z_L1": loss_z_L1,
+                          "G": loss_G_GAN + loss_G_GAN2 + loss_G_L1 + loss_kl + loss_z_L1}
+                fakes = {"D": fake_encoded, "D2": fake_random}
+        self.backward(losses["G"])
+        self.step(*(k for k in ("G", "E") if k in self.optimizers))
 
         # D sees real B against the encoded-z outputs; D2 against the random-z outputs
-        set_requires_grad([self.nets[k].module for k in fakes], True)
-        loss_D = sum((self._d_loss(self.nets[k].module, real_B, fake) for k, fake in fakes.items()), zero)
-        loss_D.backward()
-        self.optimizers["D"].step()
+        set_requires_grad([self.raw(k) for k in fakes], True)
+        with self.amp():
+            loss_D = sum((self._d_loss(self.net(k), real_B, fake) for k, fake in fakes.items()), zero)
+        self.backward(loss_D)
+        self.step("D")
+        self.end_step()
         losses["D"] = loss_D
         return {k: float(v.detach()) for k, v in losses.items()}
 
@@ -314,7 +402,7 @@ class BicycleGAN(GANModel):
         return [torch.stack(row) for row in zip(*cols)]
 
 
-def build_cyclegan(params, device: torch.device) -> CycleGAN:
+def build_cyclegan(params, device: torch.device, rank: int = 0) -> CycleGAN:
     """From params.yaml: the `cyclegan` section plus the top-level ablation knobs."""
     n, t = params.cyclegan, params.train
     gen = dict(in_channels=3, out_channels=3, ngf=n.ngf, norm=n.norm, dropout=n.dropout)
@@ -324,20 +412,20 @@ def build_cyclegan(params, device: torch.device) -> CycleGAN:
     return CycleGAN(g(), g(), d(), d(), lambda_cycle=params.lambda_cycle, lambda_identity=params.lambda_identity,
                     cycle_forward=n.cycle_forward, cycle_backward=n.cycle_backward, adversarial=n.adversarial,
                     gan_mode=n.gan_mode, lambda_gp=n.lambda_gp, pool_size=params.pool_size, lr=t.lr,
-                    betas=(t.beta1, t.beta2), seed=params.seed, device=device)
+                    betas=(t.beta1, t.beta2), seed=params.seed, device=device, rank=rank, fused_adam=t.fused_adam)
 
 
-def build_pix2pix(params, device: torch.device) -> Pix2Pix:
+def build_pix2pix(params, device: torch.device, rank: int = 0) -> Pix2Pix:
     n, t = params.pix2pix, params.train
     dis = dict(in_channels=6, ndf=n.ndf, norm=n.norm, **({"n_layers": n.n_layers_d} if n.discriminator == "n_layers" else {}))
     G = make_net("generator", n.generator, n.init_type, n.init_gain, device,
                  in_channels=3, out_channels=3, ngf=n.ngf, norm=n.norm, dropout=n.dropout)
     D = make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device, **dis)
     return Pix2Pix(G, D, lambda_l1=n.lambda_l1, gan_mode=n.gan_mode, lambda_gp=n.lambda_gp, lr=t.lr,
-                   betas=(t.beta1, t.beta2), device=device)
+                   betas=(t.beta1, t.beta2), device=device, fused_adam=t.fused_adam)
 
 
-def build_bicyclegan(params, device: torch.device) -> BicycleGAN:
+def build_bicyclegan(params, device: torch.device, rank: int = 0) -> BicycleGAN:
     n, t = params.bicyclegan, params.train
     dis = dict(in_channels=3, ndf=n.ndf, norm=n.norm, **({"n_layers": n.n_layers_d} if n.discriminator == "n_layers" else {}))
     G = make_net("latent_generator", n.generator, n.init_type, n.init_gain, device, in_channels=3, out_channels=3,
@@ -349,7 +437,8 @@ def build_bicyclegan(params, device: torch.device) -> BicycleGAN:
     D2 = make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device, **dis) if full else None
     return BicycleGAN(G, E, D, D2, variant=n.variant, nz=n.nz, lambda_l1=n.lambda_l1, lambda_kl=n.lambda_kl,
                       lambda_z=n.lambda_z, lambda_gan=n.lambda_gan, lambda_gan2=n.lambda_gan2, gan_mode=n.gan_mode,
-                      lambda_gp=n.lambda_gp, lr=t.lr, betas=(t.beta1, t.beta2), seed=params.seed, device=device)
+                      lambda_gp=n.lambda_gp, lr=t.lr, betas=(t.beta1, t.beta2), seed=params.seed, device=device,
+                      rank=rank, fused_adam=t.fused_adam)
 
 
 MODEL_BUILDERS = {"cyclegan": build_cyclegan, "pix2pix": build_pix2pix, "bicyclegan": build_bicyclegan}

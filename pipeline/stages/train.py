@@ -17,6 +17,8 @@ import json
 import logging
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pipeline import checkpoint
+from pipeline import checkpoint, distributed
 from pipeline.config import PAIRED_MODELS, Params, flatten, to_dict
 from pipeline.data.datasets import AlignedDataset, UnalignedDataset, batches, grid, list_images, load_tensor
 from pipeline.io import atomic_dir, save_png
@@ -38,7 +40,7 @@ SAMPLES = 4  # test images per direction in the sample grids
 # Params that change how a run is executed or reported but not what it computes: a checkpoint made
 # under other values of these may be resumed.
 EXECUTION_ONLY = {"translate", "mlflow", "paths", "train.checkpoint_every", "train.log_every",
-                  "train.num_workers", "train.device"}
+                  "train.num_workers", "train.device", "train.rdzv_endpoint", "train.dist_backend"}
 
 
 def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
@@ -60,12 +62,13 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def fingerprint(params: Params, manifest_text: str) -> str:
-    """Identity of a training: params (less execution-only ones), data manifest, training code."""
+def fingerprint(params: Params, manifest_text: str, world: int = 1) -> str:
+    """Identity of a training: params (less execution-only ones), data manifest, training code, and
+    the number of processes (it decides the shards)."""
     relevant = {k: v for k, v in flatten(to_dict(params)).items()
                 if k not in EXECUTION_ONLY and k.split(".")[0] not in EXECUTION_ONLY}
     blob = json.dumps({"params": relevant, "data": hashlib.sha256(manifest_text.encode()).hexdigest(),
-                       "code": code_digest()}, sort_keys=True)
+                       "code": code_digest(), "world": world}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -135,6 +138,21 @@ def check_finite(losses: dict[str, float], step: int, ckpt_dir: Path) -> None:
                          f"{ckpt_dir} is kept. Lower train.lr, or check the data")
 
 
+class NoTracker:
+    """What ranks other than 0 use in place of a Tracker: they log nothing."""
+
+    run_id = uri = None
+
+    def last_step(self, key: str) -> int:
+        return -1
+
+    def metric_keys(self) -> set[str]:
+        return set()
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
 def start_tracking(params: Params, run_id: str | None) -> Tracker:
     exp_name = os.environ.get("DVC_EXP_NAME")
     tags = {"dvc.exp_name": exp_name or "", "git.rev": git_rev(), "pipeline.model": params.model,
@@ -150,28 +168,40 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
     prepared, ckpt_dir = Path(paths.prepared), Path(paths.checkpoints)
     manifest, manifest_text = read_manifest(prepared)
     check_data(params, manifest)
-    device = resolve_device(t.device)
+    d, device = distributed.setup(t.dist_backend, resolve_device(t.device))
+    if t.precision == "fp16" and device.type != "cuda":
+        raise StageError("train.precision=fp16 needs CUDA; this run is on the CPU: use bf16 or fp32")
     set_determinism(params.seed, t.deterministic)
+    torch.backends.cudnn.benchmark = t.cudnn_benchmark
 
-    model: GANModel = MODEL_BUILDERS[params.model](params, device)
+    model: GANModel = MODEL_BUILDERS[params.model](params, device, rank=d.rank)
     data = build_dataset(params, prepared, manifest)
     epochs = t.n_epochs + t.n_epochs_decay
-    steps_per_epoch = math.ceil(len(data) / t.batch_size)
+    steps_per_epoch = len(distributed.shard(batches(len(data), t.batch_size), d))
+    if steps_per_epoch == 0:
+        raise StageError(f"{len(data)} training items make fewer batches than the {d.world} processes; lower "
+                         f"train.batch_size or train.nproc_per_node * train.nnodes")
     total_steps = epochs * steps_per_epoch
-    fp = fingerprint(params, manifest_text)
+    fp = fingerprint(params, manifest_text, d.world)
 
     # --- resume, if a checkpoint of this very experiment exists ---------------------------------
     state = checkpoint.load_resume_state(ckpt_dir)
     if state is not None and state["fingerprint"] != fp:
-        log.info("ignoring the checkpoint in %s: it was made with other params, data or training code", ckpt_dir)
+        if d.main:
+            log.info("ignoring the checkpoint in %s: it was made with other params, data or training code", ckpt_dir)
         state = None
     step, history, window, run_id = 0, [], [], None  # window: losses of steps not yet logged
     if state is not None:
         model.load_state_dict(state["model"])
-        torch.set_rng_state(state["torch_rng"])
+        local = state["ranks"][d.rank]
+        model.load_local_state(local["model"])
+        torch.set_rng_state(local["torch_rng"])
         step, history, window, run_id = state["step"], state["history"], state["window"], state["mlflow_run_id"]
-        log.info("resuming from step %d of %d (%s)", step, total_steps, ckpt_dir)
-    tracker = start_tracking(params, run_id)
+        if d.main:
+            log.info("resuming from step %d of %d (%s)", step, total_steps, ckpt_dir)
+    model.configure(precision=t.precision, channels_last=t.channels_last, compile=t.compile, distributed=d.active,
+                    ddp_device_ids=[device.index] if d.active and device.type == "cuda" else None)
+    tracker = start_tracking(params, run_id) if d.main else NoTracker()
     # The loss curve reaches MLflow when a checkpoint holding it is written, so a crash never leaves
     # points in the run that the resumed training would log again. After a crash between the two,
     # the rows MLflow lacks are the checkpoint's rows past the last step it holds.
@@ -188,9 +218,12 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
     def save_checkpoint() -> None:
         nonlocal saved_step
         if saved_step != step:
-            checkpoint.save_resume_state(ckpt_dir, {
-                "fingerprint": fp, "step": step, "model": model.state_dict(), "torch_rng": torch.get_rng_state(),
-                "history": history, "window": window, "mlflow_run_id": tracker.run_id})
+            # every rank takes part (its pools and random state are gathered); rank 0 writes
+            ranks = distributed.gather({"model": model.local_state(), "torch_rng": torch.get_rng_state()}, d)
+            if d.main:
+                checkpoint.save_resume_state(ckpt_dir, {
+                    "fingerprint": fp, "step": step, "model": model.state_dict(), "ranks": ranks,
+                    "history": history, "window": window, "mlflow_run_id": tracker.run_id})
             saved_step = step
         send_curve()
 
@@ -201,7 +234,7 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
         picture = grid(model.sample_rows(samples[0].to(device), samples[1].to(device)))
         model.train()
         return picture
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {params.model}", unit="step", disable=not progress)
+    bar = tqdm(total=total_steps, initial=step, desc=f"train {params.model}", unit="step", disable=not (progress and d.main))
     steps_this_call = 0
     try:
         if state is None:
@@ -213,10 +246,11 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
             lr = t.lr * lr_factor(epoch, t.n_epochs, t.n_epochs_decay)
             model.set_lr(lr)
             data.set_epoch(epoch)
-            loader = DataLoader(data, batch_sampler=batches(len(data), t.batch_size)[first:],
-                                num_workers=t.num_workers, pin_memory=device.type == "cuda")
+            loader = DataLoader(data, batch_sampler=distributed.shard(batches(len(data), t.batch_size), d)[first:],
+                                num_workers=t.num_workers, pin_memory=device.type == "cuda",
+                                persistent_workers=False)
             for batch in loader:
-                losses = model.train_step(batch)
+                losses = distributed.mean_over_ranks(model.train_step(batch), d)
                 check_finite(losses, step + 1, ckpt_dir)
                 step += 1
                 steps_this_call += 1
@@ -232,10 +266,18 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
                     return {"stopped_at": step}
                 if step % t.checkpoint_every == 0:
                     save_checkpoint()
-            with_tmp_png(tracker, sample_grid(), f"samples/epoch_{epoch + 1:03d}.png")
+            if d.main:
+                with_tmp_png(tracker, sample_grid(), f"samples/epoch_{epoch + 1:03d}.png")
         save_checkpoint()
-        result = export(params, model, history, sample_grid(), fp, tracker)
-        tracker.finish()
+        digests = distributed.gather(distributed.weights_digest(n.module for n in model.nets.values()), d)
+        if len(set(digests)) > 1:
+            raise StageError(f"the {d.world} processes ended with different weights ({digests}): their gradient "
+                             f"synchronisation failed; nothing was exported")
+        result = {"steps": step, "model": paths.model, "mlflow_run_id": None}
+        if d.main:
+            sync = {"world_size": d.world, "backend": d.backend, "weights_sha256": digests} if d.active else None
+            result = export(params, model, history, sample_grid(), fp, tracker, sync)
+            tracker.finish()
         return result
     except BaseException:
         # an error (not a kill): the curve up to the failure helps diagnose it; a resume skips what was sent
@@ -246,6 +288,7 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
         raise
     finally:
         bar.close()
+        distributed.teardown(d)
 
 
 def with_tmp_png(tracker: Tracker, image: np.ndarray, artifact: str) -> None:
@@ -258,7 +301,8 @@ def with_tmp_png(tracker: Tracker, image: np.ndarray, artifact: str) -> None:
         tracker.log_artifact(Path(tmp) / name, folder)
 
 
-def final_checkpoint(params: Params, model: GANModel, fp: str, run_id: str | None, uri: str | None, steps: int) -> dict:
+def final_checkpoint(params: Params, model: GANModel, fp: str, run_id: str | None, uri: str | None, steps: int,
+                     sync: dict | None = None) -> dict:
     """What later stages need, and nothing else: each generator's constructor spec and weights,
     the resolved config, and the MLflow run to report into."""
     return {
@@ -270,15 +314,16 @@ def final_checkpoint(params: Params, model: GANModel, fp: str, run_id: str | Non
         "mlflow_run_id": run_id,
         "mlflow_tracking_uri": uri,
         "steps": steps,
+        "distributed": sync,  # world size, backend and every rank's weight hash (all equal) under torchrun
     }
 
 
 def export(params: Params, model: GANModel, history: list[dict], samples: np.ndarray, fp: str,
-           tracker: Tracker) -> dict:
+           tracker: Tracker, sync: dict | None = None) -> dict:
     """Write the final checkpoint (generators + constructor specs + resolved config), the loss
     curves and the sample grid, and attach them to the MLflow run."""
     paths = params.paths
-    final = final_checkpoint(params, model, fp, tracker.run_id, tracker.uri, history[-1]["step"] if history else 0)
+    final = final_checkpoint(params, model, fp, tracker.run_id, tracker.uri, history[-1]["step"] if history else 0, sync)
     checkpoint.save(paths.model, final)
     with atomic_dir(paths.train_reports) as tmp:
         write_history_csv(history, tmp / "losses.csv")
@@ -297,7 +342,16 @@ def export(params: Params, model: GANModel, history: list[dict], samples: np.nda
 
 def main(argv: list[str] | None = None) -> None:
     params, _ = stage_main("train", argv)
+    t = params.train
+    if t.nproc_per_node * t.nnodes > 1 and not distributed.launched():
+        # the params switch for data-parallel training: relaunch this stage under torchrun
+        cmd = distributed.torchrun_command(t.nproc_per_node, t.nnodes, t.rdzv_endpoint,
+                                           sys.argv[1:] if argv is None else argv)
+        log.info("launching %s", " ".join(cmd))
+        raise SystemExit(subprocess.run(cmd).returncode)
     result = run_stage(train, params)
+    if distributed.launched() and int(os.environ["RANK"]) != 0:
+        return  # rank 0 reports
     print(f"trained {params.model} for {result['steps']} steps -> {result['model']} (MLflow run {result['mlflow_run_id']})")
 
 
