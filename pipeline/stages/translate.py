@@ -73,12 +73,12 @@ def latent_outputs(nets: dict[str, torch.nn.Module], a: torch.Tensor, b: torch.T
     return out
 
 
-CHANCE_LATENT_L1 = (2 / math.pi) ** 0.5  # E|z| for z ~ N(0, 1): the best guess that ignores the image (0)
+ZERO_GUESS_L1 = (2 / math.pi) ** 0.5  # E|z| for z ~ N(0, 1): guessing 0 for every code
 
 
-def latent_recovery(nets: dict[str, torch.nn.Module], outputs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Per-output mean |E(G(A, z)) - z| (the cLR-GAN cycle, z -> B -> z, measured at test time)."""
-    return (nets["E"](outputs)[0] - codes).abs().mean(1)
+def latent_recovery(nets: dict[str, torch.nn.Module], outputs: torch.Tensor) -> torch.Tensor:
+    """(N, nz) codes recovered from G(A, z) by the encoder's mean (the cLR-GAN cycle z -> B -> z)."""
+    return nets["E"](outputs)[0]
 
 
 def write_batch(out: Path, folder: str, names: list[Path], images: torch.Tensor) -> None:
@@ -106,7 +106,7 @@ def translate(params: Params, *, progress: bool = True) -> dict:
             files_a, files_b = list_images(prepared / "testA"), list_images(prepared / "testB")
             k, nz = params.translate.n_samples, ckpt["config"]["bicyclegan"]["nz"]
             codes = torch.randn(k, len(files_a), nz, generator=torch.Generator().manual_seed(params.seed))
-            recovery = []
+            recovered: list[list[torch.Tensor]] = [[] for _ in range(k)]
             for i in tqdm(range(0, len(files_a), bs), desc="AtoB samples", disable=not progress):
                 a = load_batch(files_a[i:i + bs], size, device)
                 b = load_batch(files_b[i:i + bs], size, device)
@@ -114,16 +114,21 @@ def translate(params: Params, *, progress: bool = True) -> dict:
                 for folder, images in latent_outputs(nets, a, b, chunk).items():
                     write_batch(out, folder, files_a[i:i + bs], images)
                     if "E" in nets and folder.startswith("samples/"):
-                        recovery.append(latent_recovery(nets, images, chunk[int(folder[-2:])]).cpu())
+                        recovered[int(folder[-2:])].append(latent_recovery(nets, images).cpu())
             shutil.copytree(out / "samples" / "00", out / "AtoB")
             counts = {"AtoB": len(files_a), "samples": k * len(files_a)}
             if "E" in nets:
                 counts["AtoB_encoded"] = len(files_a)
             extra = {"samples": {"folder": "samples", "n_samples": k, "nz": nz, "seed": params.seed}}
-            if recovery:
-                extra["latent_recovery"] = {"l1": float(torch.cat(recovery).mean()), "chance_l1": CHANCE_LATENT_L1,
-                                            "n": int(sum(len(r) for r in recovery)),
-                                            "method": "mean |mu(E(G(A, z))) - z| over every sample, before 8-bit rounding"}
+            if "E" in nets:
+                mu = torch.stack([torch.cat(r) for r in recovered])  # (k, N, nz), like codes
+                # chance: the same recovered codes against the codes of OTHER inputs (a fixed derangement)
+                other = torch.roll(torch.arange(len(files_a)), 1)
+                extra["latent_recovery"] = {
+                    "l1": float((mu - codes).abs().mean()), "chance_l1": float((mu - codes[:, other]).abs().mean()),
+                    "zero_guess_l1": ZERO_GUESS_L1, "n": k * len(files_a),
+                    "method": "mean |mu(E(G(A, z))) - z| over every sample (before 8-bit rounding); chance: the "
+                              "same against another input's code"}
         else:
             routes = ROUTES[ckpt["model"]]
             for folder, (source, chain) in routes.items():
