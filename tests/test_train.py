@@ -231,8 +231,9 @@ def test_a_fast_path_keeps_the_loss_trajectory_of_fp32(prepared, tmp_path, overr
     12 steps. The first step agrees to 1e-4 for float32 paths (tests/test_benchmark.py); after it, Adam
     moves each weight by ~lr * sign(gradient), so a reordered sum that flips a near-zero gradient's sign
     parts the trajectories (measured for channels_last: 3e-3 after one step, at most 9e-3 in 12)."""
-    ref = prepared(**elsewhere(tmp_path, "fp32"))
-    fast = prepared(**overrides, **elsewhere(tmp_path, "fast"))
+    plain = {"train__fused_adam": False}  # the reference: no fast path at all
+    ref = prepared(**plain, **elsewhere(tmp_path, "fp32"))
+    fast = prepared(**{**plain, **overrides}, **elsewhere(tmp_path, "fast"))
     train.train(ref, progress=False)
     train.train(fast, progress=False)
     a, b = loss_curve(ref), loss_curve(fast)

@@ -50,7 +50,7 @@ def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
 
 
 # The code that decides what a training computes: a checkpoint made by other code is not resumed.
-TRAINING_CODE = ("models", "stages/train.py", "data/datasets.py")
+TRAINING_CODE = ("models", "stages/train.py", "data/datasets.py", "distributed.py")
 
 
 def code_digest() -> str:
