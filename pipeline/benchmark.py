@@ -123,6 +123,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def median_rate(fn, images: int, repeats: int, device: torch.device) -> float:
+    """Median images/s of `fn` (which handles `images` images per call) over `repeats` timed calls."""
+    rates = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        rates.append(images / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
 def batches(cfg: dict, n: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     shape = (cfg["batch"], 3, cfg["size"], cfg["size"])
@@ -143,13 +155,8 @@ def measure_training(config: str, path: str, device: torch.device, warmup: int, 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rates = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        for b in data:
-            step(b)
-        sync(device)
-        rates.append(steps * cfg["batch"] / (time.perf_counter() - t0))
+    for _ in range(repeats):  # each repeat kept: the spread is part of the report
+        rates.append(median_rate(lambda: [step(b) for b in data], steps * cfg["batch"], 1, device))
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"config": config, "path": path, "images_per_s": statistics.median(rates), "repeats": rates,
@@ -162,15 +169,8 @@ def measure_translate(config: str, device: torch.device, batch_size: int, repeat
     cfg = CONFIGS[config]
     G = build(cfg, device, {}).raw("G_A").eval()
     x = torch.rand(batch_size, 3, cfg["size"], cfg["size"], device=device) * 2 - 1
-    G(x)
-    rates = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        G(x)
-        sync(device)
-        rates.append(batch_size / (time.perf_counter() - t0))
-    return {"config": config, "batch_size": batch_size, "images_per_s": statistics.median(rates)}
+    G(x)  # warm-up
+    return {"config": config, "batch_size": batch_size, "images_per_s": median_rate(lambda: G(x), batch_size, repeats, device)}
 
 
 def measure_inception(device: torch.device, batch_size: int, repeats: int, size: int) -> dict:
@@ -181,15 +181,9 @@ def measure_inception(device: torch.device, batch_size: int, repeats: int, size:
     except inception.Unavailable as e:
         return {"unavailable": str(e)}
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
-    inception.extract_features(fe, x, batch_size, device)
-    rates = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        inception.extract_features(fe, x, batch_size, device)
-        sync(device)
-        rates.append(batch_size / (time.perf_counter() - t0))
-    return {"batch_size": batch_size, "input_size": size, "images_per_s": statistics.median(rates)}
+    run = lambda: inception.extract_features(fe, x, batch_size, device)  # noqa: E731
+    run()  # warm-up
+    return {"batch_size": batch_size, "input_size": size, "images_per_s": median_rate(run, batch_size, repeats, device)}
 
 
 def measure_loader(prepared: Path, repeats: int) -> dict:
@@ -202,12 +196,8 @@ def measure_loader(prepared: Path, repeats: int) -> dict:
     data = UnalignedDataset(prepared / "trainA", prepared / "trainB", crop=64, flip=True, seed=0)
     out = {}
     for workers in (0, 2):
-        rates = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            n = sum(len(b["A"]) for b in DataLoader(data, batch_size=1, num_workers=workers))
-            rates.append(n / (time.perf_counter() - t0))
-        out[f"workers_{workers}"] = statistics.median(rates)
+        out[f"workers_{workers}"] = median_rate(lambda: list(DataLoader(data, batch_size=1, num_workers=workers)),
+                                                len(data), repeats, torch.device("cpu"))
     return {"images_per_s": out, "n": len(data)}
 
 

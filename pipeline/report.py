@@ -27,7 +27,8 @@ KNOBS = ["model", "bicyclegan.variant", "data.dataset", "lambda_cycle", "lambda_
 METRICS = ["fcn_AtoB_pixel_acc", "fcn_AtoB_class_acc", "fcn_AtoB_class_iou", "fcn_BtoA_pixel_acc",
            "fcn_BtoA_class_acc", "fcn_BtoA_class_iou", "fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA",
            "l1_AtoB", "ssim_AtoB", "cycle_l1_A", "cycle_l1_B", "diversity_lpips_AtoB", "diversity_l1_AtoB",
-           "latent_l1_AtoB"]
+           "latent_l1_AtoB", "latent_chance_l1"]
+REFERENCES = {"latent_chance_l1"}  # reference levels shown beside a metric, never marked best
 # Which runs a study's table holds, and the knobs shown beside its metrics.
 STUDIES = {
     "ablation": {"models": ("cyclegan",), "columns": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity",
@@ -78,11 +79,12 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     header = ["config", *columns.values(), "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in agg.iterrows():
-        cells = [r["config"], *(r[k] for k in columns), str(r["n"])]
+        cells = [r["config"], *(r[k] if k != "bicyclegan.variant" or r["model"] == "bicyclegan" else "-" for k in columns),
+                 str(r["n"])]
         for m in metrics:
             mean, std = r[f"{m}_mean"], r[f"{m}_std"]
             cell = f"{mean:.3f} ± {std:.3f}" if pd.notna(mean) else "-"
-            cells.append(f"**{cell}**" if pd.notna(mean) and mean == best[m] else cell)
+            cells.append(f"**{cell}**" if pd.notna(mean) and mean == best[m] and m not in REFERENCES else cell)
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     arrows = ", ".join(f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in metrics)
     return "\n".join(lines) + f"\n\nmean ± standard deviation over n seeds; best mean in bold; {arrows}\n"
