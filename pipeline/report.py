@@ -57,8 +57,8 @@ def collect(uri: str, experiment: str):
                      **{k: r.data.params.get(k) for k in KNOBS},
                      **{m: r.data.metrics.get(f"eval/{m}") for m in METRICS}})
     runs = pd.DataFrame(rows)
-    if not runs.empty:  # a configuration re-run with the same seed counts once: its latest run
-        runs = runs.sort_values("start").drop_duplicates(["config", *KNOBS, "seed"], keep="last")
+    if not runs.empty:  # a configuration re-run with the same seed counts once: its latest run (latest code)
+        runs = runs.sort_values("start").drop_duplicates(["config", "seed"], keep="last")
     return runs, client
 
 
