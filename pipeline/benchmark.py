@@ -123,16 +123,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def median_rate(fn, images: int, repeats: int, device: torch.device) -> float:
-    """Median images/s of `fn` (which handles `images` images per call) over `repeats` timed calls."""
-    rates = []
+def rates(fn, images: int, repeats: int, device: torch.device) -> list[float]:
+    """images/s of each of `repeats` timed calls of `fn`, which handles `images` images per call."""
+    out = []
     for _ in range(repeats):
         sync(device)
         t0 = time.perf_counter()
         fn()
         sync(device)
-        rates.append(images / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        out.append(images / (time.perf_counter() - t0))
+    return out
 
 
 def batches(cfg: dict, n: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
@@ -154,12 +154,10 @@ def measure_training(config: str, path: str, device: torch.device, warmup: int, 
         step(b)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rates = []
-    for _ in range(repeats):  # each repeat kept: the spread is part of the report
-        rates.append(median_rate(lambda: [step(b) for b in data], steps * cfg["batch"], 1, device))
+    per_repeat = rates(lambda: [step(b) for b in data], steps * cfg["batch"], repeats, device)
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"config": config, "path": path, "images_per_s": statistics.median(rates), "repeats": rates,
+    return {"config": config, "path": path, "images_per_s": statistics.median(per_repeat), "repeats": per_repeat,
             "peak_memory_bytes": peak, "peak_memory_kind": "CUDA max allocated" if device.type == "cuda" else "process max RSS",
             "loss_G": trajectory}
 
@@ -170,7 +168,7 @@ def measure_translate(config: str, device: torch.device, batch_size: int, repeat
     G = build(cfg, device, {}).raw("G_A").eval()
     x = torch.rand(batch_size, 3, cfg["size"], cfg["size"], device=device) * 2 - 1
     G(x)  # warm-up
-    return {"config": config, "batch_size": batch_size, "images_per_s": median_rate(lambda: G(x), batch_size, repeats, device)}
+    return {"config": config, "batch_size": batch_size, "images_per_s": statistics.median(rates(lambda: G(x), batch_size, repeats, device))}
 
 
 def measure_inception(device: torch.device, batch_size: int, repeats: int, size: int) -> dict:
@@ -183,7 +181,7 @@ def measure_inception(device: torch.device, batch_size: int, repeats: int, size:
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     run = lambda: inception.extract_features(fe, x, batch_size, device)  # noqa: E731
     run()  # warm-up
-    return {"batch_size": batch_size, "input_size": size, "images_per_s": median_rate(run, batch_size, repeats, device)}
+    return {"batch_size": batch_size, "input_size": size, "images_per_s": statistics.median(rates(run, batch_size, repeats, device))}
 
 
 def measure_loader(prepared: Path, repeats: int) -> dict:
@@ -196,8 +194,8 @@ def measure_loader(prepared: Path, repeats: int) -> dict:
     data = UnalignedDataset(prepared / "trainA", prepared / "trainB", crop=64, flip=True, seed=0)
     out = {}
     for workers in (0, 2):
-        out[f"workers_{workers}"] = median_rate(lambda: list(DataLoader(data, batch_size=1, num_workers=workers)),
-                                                len(data), repeats, torch.device("cpu"))
+        out[f"workers_{workers}"] = statistics.median(rates(
+            lambda: list(DataLoader(data, batch_size=1, num_workers=workers)), len(data), repeats, torch.device("cpu")))
     return {"images_per_s": out, "n": len(data)}
 
 

@@ -147,6 +147,15 @@ def stream_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
+def discriminator_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, gan_mode: str, lambda_gp: float,
+                       weight: float) -> torch.Tensor:
+    """D's loss on real images vs (detached) generated ones, times `weight`, plus WGAN-GP's penalty."""
+    loss = (gan_loss(D(real), True, gan_mode) + gan_loss(D(fake.detach()), False, gan_mode)) * weight
+    if gan_mode == "wgangp":
+        loss = loss + gradient_penalty(D, real, fake.detach(), lambda_gp)
+    return loss
+
+
 def _adam(nets: list[nn.Module], lr: float, betas: tuple[float, float], fused: bool = False) -> torch.optim.Adam:
     # fused=False leaves torch's default (foreach); fused=True runs one kernel per parameter group
     return torch.optim.Adam(itertools.chain(*(n.parameters() for n in nets)), lr=lr, betas=betas,
@@ -181,11 +190,8 @@ class CycleGAN(GANModel):
         return {"fake_B": fake_B, "rec_A": F(fake_B), "fake_A": fake_A, "rec_B": G(fake_A)}
 
     def _d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Least-squares (or chosen) D loss, halved as in the authors' code to slow D relative to G."""
-        loss = (gan_loss(D(real), True, self.gan_mode) + gan_loss(D(fake.detach()), False, self.gan_mode)) * 0.5
-        if self.gan_mode == "wgangp":
-            loss = loss + gradient_penalty(D, real, fake.detach(), self.lambda_gp)
-        return loss
+        """Halved as in the authors' CycleGAN code to slow D relative to G."""
+        return discriminator_loss(D, real, fake, self.gan_mode, self.lambda_gp, weight=0.5)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         real_A, real_B = self.inputs(batch)
@@ -334,10 +340,8 @@ class BicycleGAN(GANModel):
         self.rng.set_state(state["rng"])
 
     def _d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        loss = gan_loss(D(real), True, self.gan_mode) + gan_loss(D(fake.detach()), False, self.gan_mode)
-        if self.gan_mode == "wgangp":
-            loss = loss + gradient_penalty(D, real, fake.detach(), self.lambda_gp)
-        return loss
+        """Not halved: the authors' BicycleGAN code sums the real and fake terms."""
+        return discriminator_loss(D, real, fake, self.gan_mode, self.lambda_gp, weight=1.0)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         real_A, real_B = self.inputs(batch)

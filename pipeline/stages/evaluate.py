@@ -247,7 +247,7 @@ def diversity(ctx: Context) -> list[Result]:
     if spec is None:
         return []
     k = spec["n_samples"]
-    samples = [ctx._load(ctx.translated / spec["folder"] / f"{i:02d}") for i in range(k)]
+    samples = [ctx.fake(f"{spec['folder']}/{i:02d}") for i in range(k)]
     pairs = math.sample_pairs(k)
     protocol = {"resolution": f"{ctx.size}px", "n_inputs": len(samples[0]), "pairs_per_input": len(pairs),
                 "n_pairs": len(pairs) * len(samples[0]), "codes": f"z ~ N(0, I), nz={spec['nz']}, seed {spec['seed']}",

@@ -247,8 +247,7 @@ def train(params: Params, *, progress: bool = True, stop_at_step: int | None = N
             model.set_lr(lr)
             data.set_epoch(epoch)
             loader = DataLoader(data, batch_sampler=distributed.shard(batches(len(data), t.batch_size), d)[first:],
-                                num_workers=t.num_workers, pin_memory=device.type == "cuda",
-                                persistent_workers=False)
+                                num_workers=t.num_workers, pin_memory=device.type == "cuda")
             for batch in loader:
                 losses = distributed.mean_over_ranks(model.train_step(batch), d)
                 check_finite(losses, step + 1, ckpt_dir)

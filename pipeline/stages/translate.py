@@ -117,10 +117,9 @@ def translate(params: Params, *, progress: bool = True) -> dict:
                         recovered[int(folder[-2:])].append(latent_recovery(nets, images).cpu())
             shutil.copytree(out / "samples" / "00", out / "AtoB")
             counts = {"AtoB": len(files_a), "samples": k * len(files_a)}
-            if "E" in nets:
-                counts["AtoB_encoded"] = len(files_a)
             extra = {"samples": {"folder": "samples", "n_samples": k, "nz": nz, "seed": params.seed}}
             if "E" in nets:
+                counts["AtoB_encoded"] = len(files_a)
                 mu = torch.stack([torch.cat(r) for r in recovered])  # (k, N, nz), like codes
                 # chance: the same recovered codes against the codes of OTHER inputs (a fixed derangement)
                 other = torch.roll(torch.arange(len(files_a)), 1)
