@@ -4,17 +4,22 @@
     python -m pipeline.benchmark --configs paper --paths baseline fp32 bf16 all --repeats 7
 
 For each configuration (CONFIGS: the paper's 256px resnet_9blocks, ngf=ndf=64, batch 1; and the
-embedded 64px one) and each path (PATHS), one fresh process builds CycleGAN from a fixed seed, runs
+embedded 64px one) and each path (PATHS), a fresh process builds CycleGAN from a fixed seed, runs
 `--warmup` steps (torch.compile compiles there), then `--repeats` timed runs of `--steps` steps on
-fixed random batches, and reports the median images/s, the peak memory and the generator loss of the
-first `--steps` steps. Every row is compared, in the same run, with `baseline`: a step written the
+fixed random batches. This is done `--rounds` times with the paths interleaved (a shared machine's
+slow minutes then hit every path alike); a row reports the median images/s over all timed runs, the
+peak memory and the generator loss of the first `--steps` steps (first round). Every row is compared, in the same run, with `baseline`: a step written the
 way the authors' code does it (fp32, contiguous, torch's default Adam, D_A and D_B each with its own
 backward pass). Parity: the loss trajectory of each fast path against plain fp32 (`fp32`), within
 TOLERANCE (the largest relative deviation over the steps). Also measured: the translate stage's
 generator forward (images/s at translate.batch_size), Inception feature extraction for FID/KID
-(images/s), and the training data loader on data/prepared (images/s, with 0 and 2 workers).
+(images/s), our plain step against the authors' alternating in one process (`--pairs`: the tightest
+"no slower" check), each metric of the evaluate stage on the outputs `dvc repro` left (seconds), and the
+training data loader (images/s with 0 and 2 workers, on generated PNGs stored at
+each configuration's load size, set beside the fastest training path: does loading starve the step?).
 
-Writes reports/benchmark/benchmark.json and benchmark.md (device, versions, every figure).
+Writes reports/benchmark/<device>-<configs>.json and .md (device, versions, every figure), e.g.
+cpu-embedded.md, cuda-embedded-paper.md: a GPU run never overwrites the CPU figures.
 """
 
 from __future__ import annotations
@@ -32,15 +37,17 @@ from pathlib import Path
 
 import torch
 
+from pipeline.config import load_params
 from pipeline.io import write_json, write_text
 
 CONFIGS = {
     # Zhu et al. 2017 at 256px: resnet_9blocks, 70x70 PatchGAN, ngf = ndf = 64, batch 1
-    "paper": {"size": 256, "generator": "resnet_9blocks", "ngf": 64, "ndf": 64, "batch": 1},
+    # (images stored at load_size = 286 by prepare, randomly cropped to 256)
+    "paper": {"size": 256, "load_size": 286, "generator": "resnet_9blocks", "ngf": 64, "ndf": 64, "batch": 1},
     # the embedded default of params.yaml
-    "embedded": {"size": 64, "generator": "resnet_6blocks", "ngf": 16, "ndf": 16, "batch": 1},
+    "embedded": {"size": 64, "load_size": 64, "generator": "resnet_6blocks", "ngf": 16, "ndf": 16, "batch": 1},
     # for the test of this script only
-    "tiny": {"size": 32, "generator": "resnet_6blocks", "ngf": 4, "ndf": 4, "batch": 1},
+    "tiny": {"size": 32, "load_size": 36, "generator": "resnet_6blocks", "ngf": 4, "ndf": 4, "batch": 1},
 }
 
 # path -> train.* options of GANModel.configure / the optimizer (baseline: the authors' step instead)
@@ -56,7 +63,7 @@ PATHS = {
     "all": {"precision": "bf16", "channels_last": True, "fused_adam": True, "cudnn_benchmark": True, "compile": True},
 }
 CUDA_ONLY = {"fp16", "cudnn_benchmark"}
-DEFAULT_PATHS = {"cpu": ["baseline", "fp32", "channels_last", "fused_adam", "bf16"],
+DEFAULT_PATHS = {"cpu": ["baseline", "fp32", "channels_last", "fused_adam", "bf16", "compile"],
                  "cuda": ["baseline", "fp32", "channels_last", "fused_adam", "cudnn_benchmark", "bf16", "fp16",
                           "compile", "all"]}
 # Parity with plain fp32 from the same weights and batches, as relative deviations of the G loss:
@@ -115,7 +122,7 @@ def authors_step(model, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         loss_D = (gan_loss(D(real), True, "lsgan") + gan_loss(D(fake.detach()), False, "lsgan")) * 0.5
         loss_D.backward()
     model.optimizers["D"].step()
-    return {"G": float(loss_G)}
+    return {"G": float(loss_G.detach())}
 
 
 def sync(device: torch.device) -> None:
@@ -142,14 +149,16 @@ def batches(cfg: dict, n: int, device: torch.device) -> list[dict[str, torch.Ten
             for _ in range(n)]
 
 
-def measure_training(config: str, path: str, device: torch.device, warmup: int, steps: int, repeats: int) -> dict:
-    """Run in a fresh process (see main): images/s per repeat, peak memory, loss trajectory."""
+def measure_training(config: str, path: str, device: torch.device, warmup: int, steps: int, repeats: int,
+                     trajectory: bool = True) -> dict:
+    """Run in a fresh process (see main): images/s per repeat, peak memory, and (if `trajectory`) the
+    G loss of the first `steps` steps from the shared initial weights."""
     cfg, opts = CONFIGS[config], PATHS[path]
     torch.backends.cudnn.benchmark = opts.get("cudnn_benchmark", False)
     model = build(cfg, device, opts)
     step = (lambda b: authors_step(model, b)) if path == "baseline" else model.train_step
     data = batches(cfg, steps, device)
-    trajectory = [step(b)["G"] for b in data]  # parity: the first `steps` losses from the same start
+    losses = [step(b)["G"] for b in data] if trajectory else []  # parity: the first losses from the same start
     for b in data[:warmup]:
         step(b)
     if device.type == "cuda":
@@ -159,7 +168,28 @@ def measure_training(config: str, path: str, device: torch.device, warmup: int, 
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"config": config, "path": path, "images_per_s": statistics.median(per_repeat), "repeats": per_repeat,
             "peak_memory_bytes": peak, "peak_memory_kind": "CUDA max allocated" if device.type == "cuda" else "process max RSS",
-            "loss_G": trajectory}
+            "loss_G": losses}
+
+
+def measure_paired(config: str, device: torch.device, pairs: int) -> dict:
+    """The authors' step and ours (fp32, no fast path) alternating in ONE process, each step timed: the
+    two see the same machine state within milliseconds, so their ratio is free of the drift between
+    processes that widens the ranges of the table. Which one goes first alternates too."""
+    cfg = CONFIGS[config]
+    authors, ours = build(cfg, device, {}), build(cfg, device, {})
+    data = batches(cfg, 2, device)
+    steps = {"authors": lambda b: authors_step(authors, b), "ours": ours.train_step}
+    for b in data:  # warm-up
+        steps["authors"](b), steps["ours"](b)
+    times = {"authors": [], "ours": []}
+    for i in range(pairs):
+        for name in (("authors", "ours") if i % 2 else ("ours", "authors")):
+            times[name].append(rates(lambda: steps[name](data[i % 2]), cfg["batch"], 1, device)[0])
+    ratio = [o / a for o, a in zip(times["ours"], times["authors"])]
+    q1, _, q3 = statistics.quantiles(ratio, n=4) if pairs > 1 else (ratio[0],) * 3
+    return {"config": config, "pairs": pairs, "authors_images_per_s": statistics.median(times["authors"]),
+            "ours_images_per_s": statistics.median(times["ours"]), "speedup_median": statistics.median(ratio),
+            "speedup_iqr": [q1, q3]}
 
 
 @torch.no_grad()
@@ -178,25 +208,77 @@ def measure_inception(device: torch.device, batch_size: int, repeats: int, size:
         fe = inception.feature_extractor(inception.resolve_weights(None, allow_download=False), device)
     except inception.Unavailable as e:
         return {"unavailable": str(e)}
+    except ImportError as e:  # a bare GPU image may lack torch-fidelity: the training figures still count
+        return {"unavailable": f"{e.name or e} is not installed (pip install -e .)"}
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     run = lambda: inception.extract_features(fe, x, batch_size, device)  # noqa: E731
     run()  # warm-up
     return {"batch_size": batch_size, "input_size": size, "images_per_s": statistics.median(rates(run, batch_size, repeats, device))}
 
 
-def measure_loader(prepared: Path, repeats: int) -> dict:
+def measure_evaluate(params, device: torch.device) -> dict:
+    """The evaluate stage's metrics, each timed on the outputs `dvc repro` left in the workspace (nothing
+    is written): seconds per metric and translated images judged per second overall. Loading the
+    images is timed on its own, so each metric's figure is its own work."""
+    import dataclasses
+
+    from pipeline.stages.evaluate import METRICS, Context, _source, _target
+
+    params = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, device=device.type))
+    if not (Path(params.paths.translated) / "info.json").exists():
+        return {"unavailable": f"no translations in {params.paths.translated}; run `dvc repro` first"}
+    t0 = time.perf_counter()
+    ctx = Context(params)
+    for route in ctx.routes:
+        ctx.fake(route), ctx.real(_source(route)), ctx.real(_target(route))
+    seconds, errors = {"load images": time.perf_counter() - t0}, {}
+    for name, fn in METRICS.items():
+        t0 = time.perf_counter()
+        try:
+            fn(ctx)
+        except Exception as e:  # noqa: BLE001 - e.g. torch-fidelity missing on a bare GPU image
+            errors[name] = f"{type(e).__name__}: {e}"
+        seconds[name] = time.perf_counter() - t0
+    n = sum(len(ctx.names(route)) for route in ctx.routes)
+    return {"dataset": params.data.dataset, "size": ctx.size, "routes": list(ctx.routes), "n_translations": n,
+            "seconds": seconds,
+            "errors": errors, "images_per_s": n / sum(seconds.values())}
+
+
+def write_images(folder: Path, n: int, size: int, seed: int) -> None:
+    """n smooth random RGB pictures as PNG, the format prepare stores: low-resolution noise upsampled
+    bicubically, so the files compress (and decode) roughly as photos do, unlike pure noise."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        low = Image.fromarray(rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8))
+        low.resize((size, size), Image.BICUBIC).save(folder / f"{i:05d}.png")
+
+
+def measure_loader(config: str, n: int, repeats: int, device: torch.device, workers: tuple[int, ...] = (0, 2)) -> dict:
+    """The training stage's loader on n PNG pairs stored at the configuration's load_size: images/s of a
+    whole epoch as train.py iterates it (a fresh DataLoader per epoch, so worker start-up is included;
+    batch_size 1, random crop and flip, pinned memory on CUDA), for each number of workers."""
+    import tempfile
+
     from torch.utils.data import DataLoader
 
     from pipeline.data.datasets import UnalignedDataset
 
-    if not (prepared / "trainA").is_dir():
-        return {"unavailable": f"{prepared} has no prepared data; run `dvc repro prepare` first"}
-    data = UnalignedDataset(prepared / "trainA", prepared / "trainB", crop=64, flip=True, seed=0)
+    cfg = CONFIGS[config]
     out = {}
-    for workers in (0, 2):
-        out[f"workers_{workers}"] = statistics.median(rates(
-            lambda: list(DataLoader(data, batch_size=1, num_workers=workers)), len(data), repeats, torch.device("cpu")))
-    return {"images_per_s": out, "n": len(data)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, domain in enumerate("AB"):
+            write_images(Path(tmp) / domain, n, cfg["load_size"], seed=i)
+        data = UnalignedDataset(Path(tmp) / "A", Path(tmp) / "B", crop=cfg["size"], flip=True, seed=0)
+        for w in workers:
+            epoch = lambda: [b["A"].to(device, non_blocking=True) for b in  # noqa: E731
+                             DataLoader(data, batch_size=1, num_workers=w, pin_memory=device.type == "cuda")]
+            out[f"workers_{w}"] = statistics.median(rates(epoch, n, repeats, device))
+    return {"config": config, "n": n, "load_size": cfg["load_size"], "crop": cfg["size"], "images_per_s": out}
 
 
 def device_name(device: torch.device) -> str:
@@ -205,18 +287,35 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def run_isolated(config: str, path: str, args) -> dict:
+def run_isolated(config: str, path: str, args, trajectory: bool) -> dict:
     """One (config, path) in its own process: clean memory peak, no compile cache carried over."""
     cmd = [sys.executable, "-m", "pipeline.benchmark", "--one", config, path, "--device", args.device,
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+    cmd += [] if trajectory else ["--no-trajectory"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return {"config": config, "path": path, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def merge_rounds(rounds: list[dict]) -> dict:
+    """One row from the rounds of a (config, path): the median over every timed repeat of every round,
+    each round's median (to pair with the baseline's of the same round), the largest memory peak and
+    the loss trajectory of the first round."""
+    failed = [r for r in rounds if "error" in r]
+    if failed:
+        return failed[0]
+    row = {**rounds[0], "repeats": [x for r in rounds for x in r["repeats"]],
+           "round_medians": [r["images_per_s"] for r in rounds],
+           "peak_memory_bytes": max(r["peak_memory_bytes"] for r in rounds)}
+    row["images_per_s"] = statistics.median(row["repeats"])
+    return row
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Speedup against the authors' step and loss parity against plain fp32, per configuration."""
+    """Speedup against the authors' step and loss parity against plain fp32, per configuration. The
+    speedup is the ratio of medians; its range is that of the per-round ratios (a path and the baseline
+    measured minutes apart in the same round), which shows how much the machine drifted."""
     by = {(r["config"], r["path"]): r for r in rows}
     for r in rows:
         if "error" in r:
@@ -224,6 +323,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         base, ref = by.get((r["config"], "baseline")), by.get((r["config"], "fp32"))
         if base and "error" not in base:
             r["speedup_vs_baseline"] = r["images_per_s"] / base["images_per_s"]
+            per_round = [x / y for x, y in zip(r["round_medians"], base["round_medians"])]
+            r["speedup_range"] = [min(per_round), max(per_round)]
         if ref and "error" not in ref and r["path"] != "baseline":
             devs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(r["loss_G"], ref["loss_G"])]
             r["loss_rel_dev_first"], r["loss_rel_dev_max"], r["tolerance"] = devs[0], max(devs), tolerance(r["path"])
@@ -233,9 +334,11 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def markdown(report: dict) -> str:
     lines = [f"# Benchmark: {report['device']}", "",
-             f"torch {report['torch']}, {report['date']}; median of {report['repeats']} repeats of {report['steps']} "
-             f"steps after {report['warmup']} warm-up steps. Baseline = the authors' step (fp32, no fusion).", "",
-             "| config | path | images/s | x baseline | peak memory (MiB) | G loss vs fp32: rel. dev. first step / max over steps (tolerances) |",
+             f"torch {report['torch']}, {report['date']}; images/s = median over {report['rounds']} rounds (a fresh "
+             f"process per path and round, paths interleaved) x {report['repeats']} timed repeats of {report['steps']} "
+             f"steps after {report['warmup']} warm-up steps. Baseline = the authors' step (fp32, no fusion); "
+             "x baseline = ratio of medians (range of the per-round ratios).", "",
+             "| config | path | images/s | x baseline (range) | peak memory (MiB) | G loss vs fp32: rel. dev. first step / max over steps (tolerances) |",
              "|---|---|---|---|---|---|"]
     for r in report["training"]:
         if "error" in r:
@@ -243,18 +346,34 @@ def markdown(report: dict) -> str:
             continue
         parity = (f"{r['loss_rel_dev_first']:.1e} / {r['loss_rel_dev_max']:.1e} ({r['tolerance'][0]:.0e} / "
                   f"{r['tolerance'][1]:.0e}) {'ok' if r['parity'] else 'EXCEEDED'}" if "parity" in r else "-")
-        lines.append(f"| {r['config']} | {r['path']} | {r['images_per_s']:.2f} | {r.get('speedup_vs_baseline', 1):.2f} | "
+        ratio = (f"{r['speedup_vs_baseline']:.2f} ({r['speedup_range'][0]:.2f}-{r['speedup_range'][1]:.2f})"
+                 if "speedup_vs_baseline" in r else "-")
+        lines.append(f"| {r['config']} | {r['path']} | {r['images_per_s']:.3g} | {ratio} | "
                      f"{r['peak_memory_bytes'] / 2**20:.0f} ({r['peak_memory_kind']}) | {parity} |")
+    for pr in report.get("paired", []):
+        lines.append(f"| {pr['config']} | ours vs authors' step, {pr['pairs']} alternating pairs in one process | "
+                     f"{pr['ours_images_per_s']:.3g} vs {pr['authors_images_per_s']:.3g} | {pr['speedup_median']:.3f} "
+                     f"(IQR {pr['speedup_iqr'][0]:.2f}-{pr['speedup_iqr'][1]:.2f}) | | same computation |")
     lines += ["", "| stage | figure |", "|---|---|"]
     for t in report["translate"]:
         lines.append(f"| translate ({t['config']}, batch {t['batch_size']}) | {t['images_per_s']:.1f} images/s |")
     inc = report["inception"]
     lines.append(f"| evaluate: Inception features (batch {inc.get('batch_size')}) | "
                  + (f"{inc['images_per_s']:.1f} images/s |" if "images_per_s" in inc else f"unavailable: {inc['unavailable']} |"))
-    loader = report["loader"]
-    if "images_per_s" in loader:
-        lines.append(f"| training data loader, embedded set | {loader['images_per_s']['workers_0']:.0f} images/s (0 workers), "
-                     f"{loader['images_per_s']['workers_2']:.0f} (2 workers) |")
+    ev = report["evaluate"]
+    if "images_per_s" in ev:
+        parts = ", ".join(f"{k} {v:.1f} s" + (" (failed)" if k in ev["errors"] else "") for k, v in ev["seconds"].items())
+        lines.append(f"| evaluate stage on the workspace's {ev['dataset']} outputs ({ev['n_translations']} images in "
+                     f"{', '.join(ev['routes'])} at {ev['size']}px; {parts}) | {ev['images_per_s']:.1f} images/s |")
+    else:
+        lines.append(f"| evaluate stage | unavailable: {ev['unavailable']} |")
+    for ld in report["loader"]:
+        fastest = max((r["images_per_s"] for r in report["training"] if r["config"] == ld["config"] and "error" not in r),
+                      default=None)
+        rates_ = ", ".join(f"{v:.0f} ({k.split('_')[1]} workers)" for k, v in ld["images_per_s"].items())
+        lines.append(f"| training data loader ({ld['config']}: {ld['n']} PNG pairs at {ld['load_size']}px, crop "
+                     f"{ld['crop']}) | {rates_} images/s"
+                     + (f"; the fastest training path above takes {fastest:.3g}" if fastest else "") + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -266,15 +385,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paths", nargs="+", choices=list(PATHS), help="default: all that apply to the device")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs of --steps steps per process")
+    ap.add_argument("--rounds", type=int, default=3, help="fresh processes per path, interleaved with the other paths")
+    ap.add_argument("--pairs", type=int, default=20, help="alternating authors'/our steps in the same-process check")
+    ap.add_argument("--loader-images", type=int, default=128, help="PNG pairs in the data loader measurement")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="whose outputs the evaluate timing reads")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--no-trajectory", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     if args.one:
-        print(json.dumps(measure_training(*args.one, device, args.warmup, args.steps, args.repeats)))
+        print(json.dumps(measure_training(*args.one, device, args.warmup, args.steps, args.repeats,
+                                          trajectory=not args.no_trajectory)))
         return
     paths = args.paths or DEFAULT_PATHS[device.type]
     skipped = [p for p in paths if p in CUDA_ONLY and device.type != "cuda"]
@@ -285,21 +410,28 @@ def main(argv: list[str] | None = None) -> None:
         paths.insert(1, "fp32")
     rows = []
     for config in args.configs:
-        for path in paths:
-            rows.append(run_isolated(config, path, args))
-            r = rows[-1]
-            print(f"{config:9s} {path:16s} " + (f"{r['images_per_s']:8.2f} images/s" if "error" not in r else r["error"]),
-                  flush=True)
+        # rounds interleave the paths, so a slow minute of a shared machine hits every path alike
+        rounds = {path: [] for path in paths}
+        for k in range(args.rounds):
+            for path in paths:
+                r = run_isolated(config, path, args, trajectory=k == 0)
+                rounds[path].append(r)
+                print(f"{config:9s} {path:16s} round {k + 1}/{args.rounds} "
+                      + (f"{r['images_per_s']:8.2f} images/s" if "error" not in r else r["error"]), flush=True)
+        rows += [merge_rounds(rounds[path]) for path in paths]
     report = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M"), "warmup": args.warmup, "steps": args.steps,
-              "repeats": args.repeats, "skipped_paths": skipped, "cpu_count": os.cpu_count(),
+              "repeats": args.repeats, "rounds": args.rounds, "skipped_paths": skipped, "cpu_count": os.cpu_count(),
               "training": summarise(rows),
+              "paired": [measure_paired(c, device, args.pairs) for c in args.configs],
               "translate": [measure_translate(c, device, 16, args.repeats) for c in args.configs],
               "inception": measure_inception(device, 25, args.repeats, 64),
-              "loader": measure_loader(Path("data/prepared"), min(args.repeats, 3))}
+              "evaluate": measure_evaluate(load_params(args.params), device),
+              "loader": [measure_loader(c, args.loader_images, min(args.repeats, 3), device) for c in args.configs]}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "benchmark.json", report)
-    write_text(args.out / "benchmark.md", markdown(report))
+    stem = "-".join([device.type, *args.configs])
+    write_json(args.out / f"{stem}.json", report)
+    write_text(args.out / f"{stem}.md", markdown(report))
     print(markdown(report))
 
 
