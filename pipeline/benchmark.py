@@ -213,7 +213,7 @@ def measure_inception(device: torch.device, batch_size: int, repeats: int, size:
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     run = lambda: inception.extract_features(fe, x, batch_size, device)  # noqa: E731
     run()  # warm-up
-    return {"batch_size": batch_size, "input_size": size, "images_per_s": statistics.median(rates(run, batch_size, repeats, device))}
+    return {"extractor": inception.EXTRACTOR, "batch_size": batch_size, "input_size": size, "images_per_s": statistics.median(rates(run, batch_size, repeats, device))}
 
 
 def measure_evaluate(params, device: torch.device) -> dict:
@@ -275,7 +275,7 @@ def measure_loader(config: str, n: int, repeats: int, device: torch.device, work
             write_images(Path(tmp) / domain, n, cfg["load_size"], seed=i)
         data = UnalignedDataset(Path(tmp) / "A", Path(tmp) / "B", crop=cfg["size"], flip=True, seed=0)
         for w in workers:
-            epoch = lambda: [b["A"].to(device, non_blocking=True) for b in  # noqa: E731
+            epoch = lambda: [{k: x.to(device, non_blocking=True) for k, x in b.items()} for b in  # noqa: E731
                              DataLoader(data, batch_size=1, num_workers=w, pin_memory=device.type == "cuda")]
             out[f"workers_{w}"] = statistics.median(rates(epoch, n, repeats, device))
     return {"config": config, "n": n, "load_size": cfg["load_size"], "crop": cfg["size"], "images_per_s": out}
@@ -358,7 +358,8 @@ def markdown(report: dict) -> str:
     for t in report["translate"]:
         lines.append(f"| translate ({t['config']}, batch {t['batch_size']}) | {t['images_per_s']:.1f} images/s |")
     inc = report["inception"]
-    lines.append(f"| evaluate: Inception features (batch {inc.get('batch_size')}) | "
+    lines.append(f"| evaluate: Inception features ({inc.get('extractor')}, {inc.get('input_size')}px uint8 input "
+                 f"resized to 299, batch {inc.get('batch_size')}) | "
                  + (f"{inc['images_per_s']:.1f} images/s |" if "images_per_s" in inc else f"unavailable: {inc['unavailable']} |"))
     ev = report["evaluate"]
     if "images_per_s" in ev:
