@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.errors import StageError
 from pipeline.io import atomic_file
 
 log = logging.getLogger("pipeline")
@@ -27,7 +28,8 @@ def save(path: str | Path, state: dict) -> None:
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a checkpoint of this pipeline (format {FORMAT})")
+        raise StageError(f"{path}: not a checkpoint of this pipeline's format {FORMAT} (written by another version or "
+                         f"program); re-create it with the stage that writes it (e.g. dvc repro train)")
     return state
 
 

@@ -21,17 +21,21 @@ from typing import Any, Literal, Optional
 import yaml
 
 from pipeline.data.registry import DATASETS
+from pipeline.errors import ConfigError
 from pipeline.models.losses import GAN_MODES
-from pipeline.models.networks import (DISCRIMINATORS, ENCODERS, GENERATORS, INIT_TYPES, LATENT_GENERATORS, NORMS,
-                                      UNET_LEVELS, WHERE_ADD)
+from pipeline.models.networks import (
+    DISCRIMINATORS,
+    ENCODERS,
+    GENERATORS,
+    INIT_TYPES,
+    LATENT_GENERATORS,
+    NORMS,
+    UNET_LEVELS,
+    WHERE_ADD,
+)
+from pipeline.models.registry import MODELS
 
-MODELS = ("cyclegan", "pix2pix", "bicyclegan")
-PAIRED_MODELS = ("pix2pix", "bicyclegan")  # trained on aligned (A, B) pairs
-
-
-class ConfigError(ValueError):
-    """A params.yaml problem: names the key and what would fix it."""
-
+__all__ = ["ConfigError", "Params", "load_params", "parse_params", "to_dict", "flatten"]
 
 def knob(*, min: float | None = None, max: float | None = None, choices: tuple | None = None,
          pattern: str | None = None, doc: str = "") -> Any:
@@ -138,7 +142,7 @@ class TrainParams:
     device: str = knob(choices=("auto", "cpu", "cuda"))
     num_workers: int = knob(min=0, max=64, doc="DataLoader worker processes (pinned memory on CUDA)")
     deterministic: bool = knob(doc="deterministic kernels (same params -> same weights)")
-    # Fast paths (issue: speed and scale). Each changes how, not what, is computed; see pipeline/benchmark.py.
+    # Fast paths: each changes how, not what, is computed (measured by pipeline/studies/benchmark.py).
     precision: str = knob(choices=("fp32", "bf16", "fp16"), doc="autocast dtype of forward passes; fp16 needs CUDA")
     channels_last: bool = knob(doc="NHWC memory format for inputs and weights")
     compile: bool = knob(doc="torch.compile each network (compiles on the first steps)")
@@ -212,7 +216,7 @@ class Params:
     lambda_identity: float = knob(min=0.0, doc="identity-loss weight relative to lambda_cycle (authors' code); 0 = off")
     pool_size: int = knob(min=0, max=10_000, doc="image history buffer of past fakes for D; 0 = no pool")
     seed: int = knob(min=0, doc="training seed")
-    model: str = knob(choices=MODELS)
+    model: str = knob(choices=tuple(MODELS))
     data: DataParams = knob()
     prepare: PrepareParams = knob()
     cyclegan: CycleGANParams = knob()
@@ -233,7 +237,7 @@ class Params:
     def check(self) -> None:
         """Cross-field rules that no single field can express."""
         spec = DATASETS[self.data.dataset]
-        if self.model in PAIRED_MODELS and spec.layout == "unaligned":
+        if MODELS[self.model].paired and spec.layout == "unaligned":
             raise ConfigError(f"model={self.model} needs paired training data, but data.dataset={spec.name} is "
                               f"unpaired; use a paired set (synthetic, *_pix2pix) or model=cyclegan")
         if self.train.crop_size > self.prepare.load_size:

@@ -80,7 +80,7 @@ def mean_over_ranks(values: dict[str, float], d: Dist) -> dict[str, float]:
         return values
     t = torch.tensor(list(values.values()), dtype=torch.float64)
     dist.all_reduce(t)
-    return dict(zip(values, (t / d.world).tolist()))
+    return dict(zip(values, (t / d.world).tolist(), strict=True))
 
 
 def gather(obj, d: Dist) -> list:

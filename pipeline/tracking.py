@@ -14,11 +14,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import TrackingError
+
 log = logging.getLogger("pipeline")
-
-
-class TrackingError(RuntimeError):
-    pass
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -142,3 +140,33 @@ class Tracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+class NoTracker:
+    """What ranks other than 0 of a distributed training use in place of a Tracker: the same calls,
+    and nothing is logged."""
+
+    def __init__(self):
+        self.run_id: str | None = None
+        self.uri: str | None = None
+
+    def last_step(self, key: str) -> int:
+        return -1
+
+    def metric_keys(self) -> set[str]:
+        return set()
+
+    def log_params(self, params: dict) -> None:
+        pass
+
+    def log_rows(self, rows: list[dict], prefix: str, skip: tuple[str, ...] = ("step",)) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def finish(self, status: str = "FINISHED") -> None:
+        pass

@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository's own params.yaml, shrunk and redirected into a temp folder."""
+"""Fixtures: the repository's params.yaml shrunk to the TINY configuration (tests/helpers.py) and
+redirected into a temp folder; the stage chain on it; an LPIPS backbone file; an offline hub cache."""
 
 from __future__ import annotations
 
@@ -6,22 +7,11 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
+import torch
+import torchvision
 
 from pipeline.config import Params, parse_params
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def repo_params_dict() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
-
-
-def set_key(d: dict, dotted: str, value) -> None:
-    *parents, last = dotted.split(".")
-    for p in parents:
-        d = d[p]
-    d[last] = value
+from tests.helpers import run_stages, set_key, tiny_params_dict
 
 
 @pytest.fixture(scope="session")
@@ -30,24 +20,10 @@ def mlflow_uri(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-def shrink(d: dict) -> dict:
-    """Tiny data and networks: a training step takes milliseconds."""
-    d["data"]["synthetic"].update(n_train_a=6, n_train_b=5, n_test=4, image_size=32)
-    d["prepare"].update(load_size=32, min_size=16)
-    d["cyclegan"].update(ngf=4, ndf=4)
-    d["pix2pix"].update(ngf=4, ndf=4, generator="unet_32")
-    d["bicyclegan"].update(ngf=4, ndf=4, nef=4, generator="unet_32")
-    d["train"].update(crop_size=32, n_epochs=1, n_epochs_decay=1, checkpoint_every=3, log_every=2, device="cpu")
-    d["translate"].update(device="cpu")
-    d["evaluator"].update(width=4, epochs=2, device="cpu")
-    d["evaluate"].update(device="cpu", kid_subsets=10)
-    return d
-
-
 @pytest.fixture
 def params_dict(tmp_path: Path, mlflow_uri: str) -> dict:
-    """params.yaml, shrunk, with every path inside tmp_path."""
-    d = shrink(copy.deepcopy(repo_params_dict()))
+    """params.yaml with the TINY configuration, every path inside tmp_path."""
+    d = tiny_params_dict()
     d["paths"] = {k: str(tmp_path / v) for k, v in d["paths"].items()}
     d["mlflow"]["tracking_uri"] = mlflow_uri
     return d
@@ -55,6 +31,7 @@ def params_dict(tmp_path: Path, mlflow_uri: str) -> dict:
 
 @pytest.fixture
 def make_params(params_dict):
+    """A factory: params with overrides given as keyword arguments, `__` for the dots."""
     def make(**overrides) -> Params:
         d = copy.deepcopy(params_dict)
         for k, v in overrides.items():
@@ -64,13 +41,32 @@ def make_params(params_dict):
 
 
 @pytest.fixture
-def prepared(make_params):
-    """A factory: params with the tiny synthetic dataset already downloaded and prepared."""
-    from pipeline.stages import download, prepare
-
-    def make(**overrides) -> Params:
+def chain(make_params):
+    """A factory: params with overrides, after running the stages from download up to `last`."""
+    def make(last: str = "evaluate", **overrides) -> tuple[Params, dict]:
         p = make_params(**overrides)
-        download.run(p.data, Path(p.paths.raw), progress=False)
-        prepare.run(p, progress=False)
-        return p
+        return p, run_stages(p, "download", last)
     return make
+
+
+@pytest.fixture
+def prepared(chain):
+    """A factory: params with the tiny synthetic dataset already downloaded and prepared."""
+    def make(**overrides) -> Params:
+        return chain("prepare", **overrides)[0]
+    return make
+
+
+@pytest.fixture
+def no_lpips_backbone(tmp_path, monkeypatch):
+    """Offline, as here and in CI: no torchvision AlexNet weights in the hub cache."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+
+
+@pytest.fixture
+def fixture_backbone(tmp_path):
+    """A randomly initialised AlexNet saved like torchvision's file (NOT the ImageNet weights)."""
+    torch.manual_seed(0)
+    path = tmp_path / "alexnet-fixture.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+    return path

@@ -6,9 +6,13 @@ import sys
 
 import mlflow
 import pandas as pd
+import pytest
+import torch
 
-from pipeline import ablations, report
-from tests.dvcrepo import TINY, env, make_repo, run
+from pipeline.config import flatten, to_dict
+from pipeline.models.registry import MODELS
+from pipeline.studies import ablations, report
+from tests.helpers import env, make_repo, run
 
 
 def test_every_ablation_is_a_plain_override_set():
@@ -17,6 +21,50 @@ def test_every_ablation_is_a_plain_override_set():
                        "-S", "cyclegan.adversarial=false", "-S", "seed=0", "-S", "train.n_epochs=2"]
     assert [c[5] for c in cmds] == ["cycle_alone-s0", "cycle_alone-s1", "gan_alone-s0", "gan_alone-s1"]
     assert ablations.ABLATIONS["full"] == {}  # the defaults of params.yaml are the full model
+
+
+# What each ablation of the registry switches off in the CycleGAN step: losses that must be exactly zero,
+# and losses that must be absent. Every ablation needs a row (a new one fails until it has one).
+SWITCHED_OFF = {
+    "full": ([], []),
+    "gan_alone": (["cycle_A", "cycle_B", "idt_A", "idt_B"], []),
+    "cycle_alone": (["G_A", "G_B"], ["D_A", "D_B"]),
+    "gan_forward_cycle": (["cycle_B"], []),
+    "gan_backward_cycle": (["cycle_A"], []),
+    "no_identity": (["idt_A", "idt_B"], []),
+    "no_pool": ([], []),
+}
+
+
+def overrides_of(config: dict) -> dict:
+    return {k.replace(".", "__"): v for k, v in config.items()}
+
+
+@pytest.mark.parametrize("name", list(ablations.ABLATIONS))
+def test_each_ablation_changes_only_its_knobs_and_switches_off_its_terms(make_params, name):
+    config = ablations.ABLATIONS[name]
+    p, base = make_params(**overrides_of(config)), make_params()
+    flat, flat_base = flatten(to_dict(p)), flatten(to_dict(base))
+    assert {k for k in flat if flat[k] != flat_base[k]} == set(config)
+    zero, absent = SWITCHED_OFF[name]
+    torch.manual_seed(0)
+    model = MODELS[p.model].build(p, torch.device("cpu"), 0)
+    losses = model.train_step({"A": torch.rand(1, 3, 32, 32) * 2 - 1, "B": torch.rand(1, 3, 32, 32) * 2 - 1})
+    assert all(losses[k] == 0.0 for k in zero), losses
+    assert not set(absent) & set(losses), losses
+    assert all(losses[k] > 0 for k in ("cycle_A", "G_A", "D_A", "idt_A") if k not in zero and k not in absent)
+
+
+def test_every_ablation_has_its_expectation():
+    assert set(SWITCHED_OFF) == set(ablations.ABLATIONS)
+
+
+@pytest.mark.parametrize("name", list(ablations.MULTIMODAL))
+def test_each_multimodal_configuration_trains_its_model(make_params, name):
+    p = make_params(**overrides_of(ablations.MULTIMODAL[name]))
+    model = MODELS[p.model].build(p, torch.device("cpu"), 0)
+    expected = {"pix2pix": {"G", "D"}, "pix2pix_noise": {"G", "D"}, "bicyclegan": {"G", "E", "D", "D2"}}[name]
+    assert set(model.nets) == expected
 
 
 def test_aggregate_over_seeds_and_mark_the_best():
@@ -36,11 +84,11 @@ def test_aggregate_over_seeds_and_mark_the_best():
 
 
 def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
-    repo = make_repo(tmp_path / "repo", TINY)
+    repo = make_repo(tmp_path / "repo")
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)
-    r = subprocess.run([sys.executable, "-m", "pipeline.ablations", "--only", "full", "gan_alone", "--seeds", "0",
+    r = subprocess.run([sys.executable, "-m", "pipeline.studies.ablations", "--only", "full", "gan_alone", "--seeds", "0",
                         "-j", "2"], cwd=repo, env=env(), capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")

@@ -7,14 +7,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from pipeline import benchmark
-from pipeline.stages import evaluate, evaluator, ref_stats, train, translate
+from pipeline.metrics.registry import METRICS
+from pipeline.studies import benchmark, throughput
 
 
 def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))  # nothing translated there yet
     benchmark.main(["--params", str(tmp_path / "params.yaml"), "--configs", "tiny", "--paths", "fused_adam",
-                    "channels_last", "--steps", "3", "--repeats", "2", "--warmup", "1", "--rounds", "2", "--pairs", "3", "--device", "cpu", "--loader-images", "6", "--out", str(tmp_path)])
+                    "channels_last", "--steps", "3", "--repeats", "2", "--warmup", "1", "--rounds", "2", "--pairs", "3",
+                    "--device", "cpu", "--loader-images", "6", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "cpu-tiny.json").read_text())
     rows = {r["path"]: r for r in report["training"]}
     assert list(rows) == ["baseline", "fp32", "fused_adam", "channels_last"]  # baselines always measured
@@ -41,14 +42,10 @@ def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     assert report["evaluate"]["unavailable"].endswith("run `dvc repro` first") and "| evaluate stage | unavailable" in md
 
 
-def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(prepared):
-    p = prepared()
-    train.train(p, progress=False)
-    translate.translate(p, progress=False)
-    ref_stats.run(p)
-    evaluator.run(p, progress=False)
-    ev = benchmark.measure_evaluate(p, torch.device("cpu"))
-    assert list(ev["seconds"]) == ["load images", *evaluate.METRICS] and ev["errors"] == {}
+def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(chain):
+    p, _ = chain("evaluator")
+    ev = throughput.measure_evaluate(p, torch.device("cpu"))
+    assert list(ev["seconds"]) == ["load images", *METRICS] and ev["errors"] == {}
     assert ev["routes"] == ["AtoB", "AtoBtoA", "BtoA", "BtoAtoB"]  # translations and reconstructions
     assert ev["n_translations"] == 4 * 4 and ev["size"] == 32 and ev["images_per_s"] > 0  # 4 test images each
     assert not Path(p.paths.metrics).exists() and not Path(p.paths.eval_reports).exists()

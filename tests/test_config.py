@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, flatten, load_params, parse_params, to_dict
-from tests.conftest import REPO, repo_params_dict, set_key
+from tests.helpers import REPO, repo_params_dict, set_key
 
 
 def test_repository_params_load():

@@ -14,9 +14,7 @@ import yaml
 from pipeline import checkpoint, distributed
 from pipeline.config import parse_params
 from pipeline.stages import download, prepare, train
-from tests.conftest import REPO
-from tests.dvcrepo import env
-from tests.test_train import weights
+from tests.helpers import REPO, env, weights
 
 
 def test_shards_are_disjoint_equal_and_cover_what_can_be_shared():

@@ -13,35 +13,7 @@ from PIL import Image
 from pipeline.data import archives
 from pipeline.data.archives import ChecksumError, DownloadError, UnsafeArchiveError, fetch_archive
 from pipeline.stages import download, prepare
-from tests.httpserver import serve
-
-
-def _png(seed: int, size=(40, 40)) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def make_cyclegan_zip(path: Path, name="horse2zebra", n=3) -> Path:
-    """Same layout as the official CycleGAN zips: <name>/{trainA,trainB,testA,testB}/*.jpg"""
-    with zipfile.ZipFile(path, "w") as zf:
-        for d in ("trainA", "trainB", "testA", "testB"):
-            for i in range(n):
-                zf.writestr(f"{name}/{d}/n{i:03d}.png", _png(hash((d, i)) % 1000))
-    return path
-
-
-def make_pix2pix_tar(path: Path, name="facades", n=3) -> Path:
-    """Same layout as the official pix2pix tarballs: <name>/{train,test}/*.jpg, pairs side by side."""
-    with tarfile.open(path, "w:gz") as tf:
-        for split in ("train", "test"):
-            for i in range(n):
-                data = _png(i, size=(80, 40))
-                info = tarfile.TarInfo(f"{name}/{split}/{i}.png")
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
-    return path
+from tests.helpers import make_cyclegan_zip, make_pix2pix_tar, png_bytes, serve
 
 
 def test_download_extracts_and_records_the_checksum(tmp_path):
@@ -189,7 +161,7 @@ def test_download_and_prepare_stages_on_an_aligned_archive(make_params, tmp_path
     assert manifest["counts"] == {"testA": 2, "testB": 2, "trainA": 2, "trainB": 2}
     assert manifest["pairs"]["train"] == ["trainA", "trainB"]
     # facades: photo|labels, and our A is the labels side (right half)
-    src = Image.open(io.BytesIO(_png(0, size=(80, 40))))
+    src = Image.open(io.BytesIO(png_bytes(0, size=(80, 40))))
     right = np.asarray(src.crop((40, 0, 80, 40)).resize((32, 32), Image.BICUBIC))
     got = np.asarray(Image.open(Path(p.paths.prepared) / "trainA" / "0.png"))
     assert np.array_equal(got, right)

@@ -5,16 +5,16 @@ import json
 
 import mlflow
 
-from tests.dvcrepo import TINY, make_repo, run
+from tests.helpers import make_repo, run
 
 
 def test_dvc_repro_then_an_ablation_experiment(tmp_path):
-    repo = make_repo(tmp_path / "repo", TINY)
+    repo = make_repo(tmp_path / "repo")
     r = run(["dvc", "repro"], repo)
     for stage in ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "evaluate"):
         assert f"Running stage '{stage}'" in r.stdout
     manifest = json.loads((repo / "data" / "prepared" / "manifest.json").read_text())
-    assert manifest["counts"]["trainA"] == 8 and manifest["counts"]["testB"] == 4
+    assert manifest["counts"]["trainA"] == 6 and manifest["counts"]["testB"] == 4
     assert len(list((repo / "data" / "translated" / "AtoB").glob("*.png"))) == 4
     assert (repo / "reports" / "train" / "samples.png").exists()
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
@@ -23,6 +23,13 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     # a second repro is a no-op: every stage is up to date
     r = run(["dvc", "repro"], repo)
     assert "Running stage" not in r.stdout
+    # an edit of the FCN-score math makes exactly the stages that compute FCN-scores stale
+    math_py = repo / "pipeline" / "metrics" / "math.py"
+    original = math_py.read_text()
+    math_py.write_text(original + "# an edit\n")
+    assert set(json.loads(run(["dvc", "status", "--json"], repo).stdout)) == {"evaluator", "evaluate"}
+    math_py.write_text(original)
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
 
     # the ablation command of the README, literally: only train and what follows it rerun
     run(["git", "add", "-A"], repo)
@@ -51,7 +58,7 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
 
 
 def test_a_data_param_change_reruns_the_data_stages(tmp_path):
-    repo = make_repo(tmp_path / "repo", {**TINY, "train.n_epochs": 0, "train.n_epochs_decay": 0})
+    repo = make_repo(tmp_path / "repo", {"train.n_epochs": 0, "train.n_epochs_decay": 0})
     run(["dvc", "repro", "prepare"], repo)
     params = (repo / "params.yaml").read_text().replace("n_test: 4", "n_test: 5")
     (repo / "params.yaml").write_text(params)

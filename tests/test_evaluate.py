@@ -8,26 +8,13 @@ import mlflow
 import pytest
 import torch
 
-from pipeline.stages import evaluate, evaluator, ref_stats, train, translate
+from pipeline.errors import StageError
+from pipeline.stages import evaluate, evaluator
 
 
-@pytest.fixture
-def no_lpips_backbone(tmp_path, monkeypatch):
-    """Offline, as here and in CI: no torchvision AlexNet weights in the hub cache."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
-
-
-def run_all(p):
-    result = train.train(p, progress=False)
-    translate.translate(p, progress=False)
-    ref_stats.run(p)
-    evaluator.run(p, progress=False)
-    return result, evaluate.evaluate(p, progress=False)
-
-
-def test_evaluate_reports_every_metric_with_its_protocol(prepared, no_lpips_backbone):
-    p = prepared()
-    result, metrics = run_all(p)
+def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbone):
+    p, out = chain()
+    result, metrics = out["train"], out["evaluate"]
     on_disk = json.loads(Path(p.paths.metrics).read_text())
     assert on_disk == metrics
     numeric = ["fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA", "fcn_AtoB_pixel_acc", "fcn_AtoB_class_iou",
@@ -63,9 +50,10 @@ def test_evaluate_reports_every_metric_with_its_protocol(prepared, no_lpips_back
 
 def test_fid_is_zero_for_real_images_and_grows_with_a_shift(prepared):
     """Real test B 'translated' as themselves: FID ~ 0; darker copies: FID grows with the shift."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
     from pipeline.data.datasets import list_images, load_uint8
     from pipeline.metrics import inception
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
     p = prepared()
     real = load_uint8(list_images(Path(p.paths.prepared) / "testB"))
@@ -88,6 +76,5 @@ def test_datasets_without_labels_report_fcn_unavailable(prepared, tmp_path):
 
 
 def test_evaluate_before_translate_names_the_stage_to_run(prepared):
-    from pipeline.stages.common import StageError
     with pytest.raises(StageError, match="run the translate stage first"):
-        evaluate.evaluate(prepared(), progress=False)
+        evaluate.run(prepared())

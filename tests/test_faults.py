@@ -3,7 +3,6 @@ re-run resumes, losing at most the steps since the last checkpoint, ending with 
 curve and MLflow run of an uninterrupted training."""
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -15,11 +14,9 @@ import yaml
 
 from pipeline import checkpoint
 from pipeline.config import parse_params
-from pipeline.stages import download, prepare, train
-from tests.conftest import REPO
-from tests.dvcrepo import TINY, make_repo
-from tests.dvcrepo import env as dvc_env
-from tests.test_train import elsewhere, same_weights
+from pipeline.stages import train
+from tests.helpers import REPO, elsewhere, make_repo, run_stages, same_weights
+from tests.helpers import env as dvc_env
 
 INJECT = REPO / "tests" / "inject"
 
@@ -36,44 +33,52 @@ def killed_training(params_file: Path, fault: str, cwd: Path = REPO, cmd: list[s
 
 @pytest.fixture
 def setup(params_dict, tmp_path):
-    """Prepared tiny data; params for a reference run and for a run to be killed, as a file too."""
-    def make(name: str):
-        d = {**params_dict, "paths": {**params_dict["paths"], **{k.split("__")[1]: v for k, v in
-                                                                  elsewhere(tmp_path, name).items()}}}
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(d))
-        return parse_params(d), path
-    ref, _ = make("ref")
-    download.run(ref.data, Path(ref.paths.raw), progress=False)
-    prepare.run(ref, progress=False)
-    train.train(ref, progress=False)
-    return ref, make
+    """A factory: for a model, prepared tiny data, the finished reference run, and params for a run
+    to be killed (as an object and as a file)."""
+    def make(model: str):
+        def params(name: str):
+            d = {**params_dict, "model": model, "paths": {**params_dict["paths"], **{
+                k.split("__")[1]: v for k, v in elsewhere(tmp_path, name).items()}}}
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(d))
+            return parse_params(d), path
+        ref, _ = params("ref")
+        run_stages(ref, "download", "train")
+        cut, cut_file = params("cut")
+        return ref, cut, cut_file
+    return make
 
 
-# 12 steps (6 images x 2 epochs); checkpoints at 0, 3, 6, 9, 12; a loss row every 2 steps.
-# torch.save calls: 1 = step 0, 2 = step 3, 3 = step 6, ...; latest->previous moves: 1 at step 3, 2 at step 6.
+# CycleGAN: 12 steps (6 images x 2 epochs); pix2pix and BicycleGAN: 10 (5 pairs x 2). Checkpoints at 0,
+# 3, 6, 9 and the end; a loss row every 2 steps. torch.save calls: 1 = step 0, 2 = step 3, 3 = step 6, ...;
+# latest->previous moves: 1 at step 3, 2 at step 6.
+STEPS = {"cyclegan": 12, "pix2pix": 10, "bicyclegan": 10}
 CASES = {
     "before the first periodic checkpoint": ("step:2", 0),
     "between checkpoints": ("step:8", 6),
     "while writing a checkpoint": ("checkpoint-write:3", 3),
     "between the checkpoint renames": ("checkpoint-rename:2", 3),
     "before the loss curve reached MLflow": ("mlflow:3", 9),
-    "after the final model, before the reports": ("export:1", 12),
+    "after the final model, before the reports": ("export:1", None),  # None: at the end
 }
+RUNS = [("cyclegan", case) for case in CASES] + \
+       [(model, case) for model in ("pix2pix", "bicyclegan")
+        for case in ("between checkpoints", "after the final model, before the reports")]
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, case, caplog):
+@pytest.mark.parametrize("model, case", RUNS)
+def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, model, case, caplog):
     fault, resumed_at = CASES[case]
-    ref, make = setup
-    cut, cut_file = make("cut")
+    total = STEPS[model]
+    resumed_at = total if resumed_at is None else resumed_at
+    ref, cut, cut_file = setup(model)
     killed_training(cut_file, fault)
     ckpt = Path(cut.paths.checkpoints)
     run_id = checkpoint.load_resume_state(ckpt)["mlflow_run_id"]
 
     with caplog.at_level(logging.INFO, logger="pipeline"):
         result = train.train(cut, progress=False)
-    assert f"resuming from step {resumed_at} of 12" in caplog.text
+    assert f"resuming from step {resumed_at} of {total}" in caplog.text
     assert not list(ckpt.glob(".*.tmp")), "a killed write left a temporary file behind"
     curve = (Path(cut.paths.train_reports) / "losses.csv").read_text()
     assert curve == (Path(ref.paths.train_reports) / "losses.csv").read_text()
@@ -84,20 +89,20 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, case, cap
     client = mlflow.MlflowClient(tracking_uri=cut.mlflow.tracking_uri)
     assert client.get_run(run_id).info.status == "FINISHED"
     for key in ("train/G", "train/lr"):
-        assert [m.step for m in client.get_metric_history(run_id, key)] == [2, 4, 6, 8, 10, 12], key
-    assert [m.step for m in client.get_metric_history(run_id, "final/G")] == [12]
+        assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(2, total + 1, 2)), key
+    assert [m.step for m in client.get_metric_history(run_id, "final/G")] == [total]
     ref_run = checkpoint.load(ref.paths.model)["mlflow_run_id"]
     assert [m.value for m in client.get_metric_history(run_id, "train/G")] == \
            [m.value for m in client.get_metric_history(ref_run, "train/G")]
 
 
 def test_dvc_repro_after_a_kill_resumes_from_the_checkpoint(tmp_path):
-    repo = make_repo(tmp_path / "repo", TINY)  # 16 steps, checkpoints every 4
-    killed_training(repo / "params.yaml", "step:7", cwd=repo, cmd=["dvc", "repro", "train"])
-    assert checkpoint.load(repo / "data" / "checkpoints" / "latest.pt")["step"] == 4
+    repo = make_repo(tmp_path / "repo")  # 12 steps, checkpoints every 3
+    killed_training(repo / "params.yaml", "step:8", cwd=repo, cmd=["dvc", "repro", "train"])
+    assert checkpoint.load(repo / "data" / "checkpoints" / "latest.pt")["step"] == 6
     r = subprocess.run(["dvc", "repro", "train"], cwd=repo, env=dvc_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "resuming from step 4 of 16" in r.stderr
+    assert "resuming from step 6 of 12" in r.stderr
     assert "Running stage 'download'" not in r.stdout  # the data stages completed before the kill
-    assert checkpoint.load(repo / "data" / "model.pt")["steps"] == 16
+    assert checkpoint.load(repo / "data" / "model.pt")["steps"] == 12
     assert "train" in (repo / "dvc.lock").read_text()

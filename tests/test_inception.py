@@ -4,7 +4,7 @@ exactly the TorchScript's features, inside torch-fidelity's `inception-v3-compat
 import pytest
 import torch
 
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError
 from pipeline.metrics import inception
 
 

@@ -2,20 +2,9 @@
 
 import pytest
 import torch
-import torchvision
 
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError, Unavailable
 from pipeline.metrics import perceptual
-from pipeline.metrics.inception import Unavailable
-
-
-@pytest.fixture
-def fixture_backbone(tmp_path):
-    """A randomly initialised AlexNet saved like torchvision's file (NOT the ImageNet weights)."""
-    torch.manual_seed(0)
-    path = tmp_path / "alexnet-fixture.pth"
-    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
-    return path
 
 
 def test_lpips_runs_with_a_backbone_file_and_labels_it_non_standard(fixture_backbone):

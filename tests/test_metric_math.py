@@ -7,6 +7,7 @@ import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
+from pipeline.data.labels import IGNORE, nearest_palette
 from pipeline.metrics import math
 
 
@@ -51,7 +52,7 @@ def test_kid_matches_a_direct_numpy_implementation():
 
 
 def test_confusion_matrix_and_fcn_scores_on_a_hand_computed_case():
-    truth = np.array([[0, 0, 1, 1], [2, 2, 2, math.IGNORE]])
+    truth = np.array([[0, 0, 1, 1], [2, 2, 2, IGNORE]])
     pred = np.array([[0, 1, 1, 1], [2, 0, 2, 1]])
     cm = math.confusion_matrix(pred, truth, 4)
     # rows = truth, cols = prediction; the ignored pixel is left out; class 3 never occurs
@@ -100,4 +101,4 @@ def test_psnr_and_l1_known_values():
 def test_nearest_palette_reads_slightly_off_colours():
     palette = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
     img = np.array([[[10, 5, 3], [240, 20, 10], [5, 5, 200]]], dtype=np.uint8)
-    assert math.nearest_palette(img, palette).tolist() == [[0, 1, 2]]
+    assert nearest_palette(img, palette).tolist() == [[0, 1, 2]]

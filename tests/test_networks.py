@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pipeline.models import networks
-from pipeline.models.networks import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, init_weights
+from pipeline.models.networks import GENERATORS, build_discriminator, build_generator, init_weights
 
 
 @pytest.mark.parametrize("name", list(GENERATORS))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.errors import StageError
 from pipeline.stages import download, prepare
-from pipeline.stages.common import StageError
 
 
 @pytest.fixture

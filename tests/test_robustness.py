@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from pipeline import checkpoint
-from pipeline.config import ConfigError
+from pipeline import checkpoint, cli
 from pipeline.data import archives
-from pipeline.stages import common, download, prepare, train
-from pipeline.stages.common import StageError, run_stage
+from pipeline.errors import ConfigError, StageError
+from pipeline.metrics import evaluation
+from pipeline.stages import download, evaluate, prepare, train, translate
 from pipeline.tracking import TrackingError
-from tests.httpserver import serve
-from tests.test_download import make_cyclegan_zip, make_pix2pix_tar
+from tests.helpers import make_cyclegan_zip, make_pix2pix_tar, serve
 
 
 def disk_full(path="") -> OSError:
@@ -138,7 +138,7 @@ def test_a_stage_reports_a_full_disk_in_one_line(capsys):
     def work():
         raise disk_full("data/prepared/.prepared.x.tmp/a.png")
     with pytest.raises(SystemExit) as e:
-        run_stage(work)
+        cli.run_stage(work)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "disk full while writing data/prepared/.prepared.x.tmp/a.png" in err
@@ -149,7 +149,7 @@ def test_other_os_errors_are_not_mislabelled_as_a_full_disk():
     def work():
         raise PermissionError(errno.EACCES, "Permission denied", "x")
     with pytest.raises(PermissionError):
-        common.run_stage(work)
+        cli.run_stage(work)
 
 
 # --- tracking -------------------------------------------------------------------------------------
@@ -178,15 +178,13 @@ def test_an_unwritable_tracking_store_is_a_clear_error(prepared, tmp_path):
 
 
 def test_evaluate_checks_the_tracking_server_before_computing(prepared, monkeypatch):
-    from pipeline.stages import evaluate, translate
-
     p = prepared(train__n_epochs=0, train__n_epochs_decay=0)
     train.train(p, progress=False)
-    translate.translate(p, progress=False)
+    translate.run(p, progress=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed_port()}")
-    monkeypatch.setattr(evaluate, "METRICS", {"boom": lambda ctx: pytest.fail("computed before the check")})
+    monkeypatch.setattr(evaluation, "compute", lambda ctx: pytest.fail("computed before the check"))
     with pytest.raises(TrackingError, match="unreachable"):
-        evaluate.evaluate(p, progress=False)
+        evaluate.run(p)
 
 
 # --- params that contradict the data ---------------------------------------------------------------
@@ -200,3 +198,32 @@ def test_kid_subset_larger_than_the_test_set_fails_before_work(make_params, prep
     with pytest.raises(ConfigError, match="kid_subset_size=50 is larger than the test set"):
         train.train(p, progress=False)
     assert not Path(p.paths.checkpoints).exists()
+
+
+# --- files written by another version ------------------------------------------------------------
+
+def test_a_model_file_of_another_version_is_one_line_naming_it_and_the_fix(prepared, capsys):
+    p = prepared()
+    checkpoint.save(p.paths.model, {"model": "cyclegan", "nets": {}})  # an older layout: keys missing
+    with pytest.raises(SystemExit) as e:
+        cli.run_stage(translate.run, p, progress=False)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: {p.paths.model}: a model file of another version") and "dvc repro train" in err
+
+
+def test_a_model_file_whose_weights_do_not_fit_its_networks_is_a_clear_error(prepared):
+    p = prepared(train__n_epochs=0, train__n_epochs_decay=0)
+    train.train(p, progress=False)
+    state = checkpoint.load(p.paths.model)
+    state["nets"]["G_A"]["spec"]["kwargs"]["ngf"] = 8  # weights of ngf=4 under a spec of ngf=8
+    checkpoint.save(p.paths.model, state)
+    with pytest.raises(StageError, match=r"network G_A does not rebuild \(RuntimeError: .*\); re-create it"):
+        translate.run(p, progress=False)
+
+
+def test_a_file_that_is_no_checkpoint_of_ours_names_the_stage_that_writes_it(prepared):
+    p = prepared()
+    torch.save({"something": 1}, p.paths.model)
+    with pytest.raises(StageError, match="not a checkpoint of this pipeline's format 1"):
+        translate.run(p, progress=False)

@@ -8,7 +8,7 @@ def test_scenes_are_deterministic_from_the_seed():
     a = synthetic.make_scene(123, 48)
     b = synthetic.make_scene(123, 48)
     c = synthetic.make_scene(124, 48)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], c[0])
 
 
@@ -68,7 +68,9 @@ def test_photo_to_labels_is_recoverable_from_pixels():
 def test_generated_layout_and_pairing(make_params, tmp_path):
     p = make_params()
     folder = download.run(p.data, tmp_path / "raw", progress=False)
-    names = lambda sub: sorted(f.name for f in (folder / sub).iterdir())
+
+    def names(sub):
+        return sorted(f.name for f in (folder / sub).iterdir())
     assert len(names("trainA")) == 6 and len(names("trainB")) == 5
     assert names("testA") == names("testB") == names("testB_labels")
     assert names("paired_trainA") == names("trainB") == names("trainB_labels")

@@ -23,21 +23,22 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, write_json
 
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
-    pass
+class DownloadError(PipelineError):
+    """The archive cannot be fetched or used; names the URL or file."""
 
 
 class ChecksumError(DownloadError):
-    pass
+    """The archive is not the one recorded (or pinned by data.sha256)."""
 
 
 class UnsafeArchiveError(DownloadError):
-    pass
+    """A member would land outside the target folder."""
 
 
 def sha256_file(path: Path) -> str:

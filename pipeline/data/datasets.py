@@ -30,6 +30,11 @@ def to_image(t: torch.Tensor) -> np.ndarray:
     return a.permute(1, 2, 0).cpu().numpy()
 
 
+def to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1], the range of every network here."""
+    return images_uint8.float() / 127.5 - 1
+
+
 def grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
     """Rows of images (each a stack (k, 3, H, W)) -> one uint8 picture with white gutters."""
     h, w = rows[0].shape[-2:]

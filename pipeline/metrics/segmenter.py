@@ -29,8 +29,11 @@ class FCN8sMini(nn.Module):
     def __init__(self, n_classes: int, width: int):
         super().__init__()
         w = width
-        self.stage1, self.stage2, self.stage3, self.stage4 = _stage(3, w), _stage(w, 2 * w), _stage(2 * w, 4 * w), _stage(4 * w, 8 * w)
-        self.score2, self.score4, self.score8 = nn.Conv2d(2 * w, n_classes, 1), nn.Conv2d(4 * w, n_classes, 1), nn.Conv2d(8 * w, n_classes, 1)
+        self.stage1, self.stage2 = _stage(3, w), _stage(w, 2 * w)
+        self.stage3, self.stage4 = _stage(2 * w, 4 * w), _stage(4 * w, 8 * w)
+        self.score2 = nn.Conv2d(2 * w, n_classes, 1)
+        self.score4 = nn.Conv2d(4 * w, n_classes, 1)
+        self.score8 = nn.Conv2d(8 * w, n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f1 = self.stage1(x)

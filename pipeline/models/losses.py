@@ -46,3 +46,12 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions, averaged over the batch
     (BicycleGAN Eq. 4's L_KL; the authors sum over a half-batch of one image, the same per image)."""
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(1).mean()
+
+
+def discriminator_loss(D, real: torch.Tensor, fake: torch.Tensor, gan_mode: str, lambda_gp: float,
+                       weight: float) -> torch.Tensor:
+    """D's loss on real images vs (detached) generated ones, times `weight`, plus WGAN-GP's penalty."""
+    loss = (gan_loss(D(real), True, gan_mode) + gan_loss(D(fake.detach()), False, gan_mode)) * weight
+    if gan_mode == "wgangp":
+        loss = loss + gradient_penalty(D, real, fake.detach(), lambda_gp)
+    return loss

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline.cli import run_stage, stage_main
 from pipeline.config import DataParams, SyntheticParams, to_dict
 from pipeline.data import synthetic
 from pipeline.data.archives import fetch_archive
+from pipeline.data.labels import IGNORE
 from pipeline.data.registry import DATASETS
 from pipeline.io import atomic_dir, save_png, write_json
-from pipeline.stages.common import run_stage, stage_main
 
 
 def generate_synthetic(p: SyntheticParams, folder: Path, *, progress: bool = True) -> Path:
@@ -42,7 +43,7 @@ def generate_synthetic(p: SyntheticParams, folder: Path, *, progress: bool = Tru
             "name": "synthetic",
             "classes": [name for name, _ in synthetic.CLASSES],
             "palette": [list(c) for _, c in synthetic.CLASSES],
-            "ignore_label": synthetic.IGNORE_LABEL,
+            "ignore_label": IGNORE,
             "params": to_dict(p),
         })
     return folder
@@ -61,7 +62,7 @@ def run(data: DataParams, raw_root: Path, *, progress: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    params, _ = stage_main("download", argv)
+    params, _ = stage_main(__spec__.name, __doc__, argv)
     run_stage(run, params.data, Path(params.paths.raw))
 
 

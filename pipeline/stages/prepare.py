@@ -14,7 +14,6 @@ stage fails (leaving any earlier data/prepared untouched) if a domain ends up em
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,15 +21,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pipeline.artifacts import manifest as manifest_file
+from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS
+from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params, PrepareParams
 from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, split_aligned
+from pipeline.data.labels import IGNORE, nearest_palette
 from pipeline.data.registry import DATASETS, DatasetSpec
+from pipeline.errors import StageError
 from pipeline.io import atomic_dir, write_json
-from pipeline.metrics.math import IGNORE, nearest_palette
-from pipeline.stages.common import StageError, run_stage, stage_main
-
-DOMAINS = ("trainA", "trainB", "testA", "testB")
-LABEL_DIRS = {"trainB": "trainB_labels", "testB": "testB_labels"}
 
 
 def _find_root(folder: Path, marker: str) -> Path:
@@ -121,31 +120,6 @@ def derive_labels(out: Path, spec: DatasetSpec) -> dict:
                            f"{spec.label_tolerance} -> ignore)"}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def build_manifest(out: Path, spec: DatasetSpec, params: PrepareParams, rejected: list, extra: dict) -> dict:
-    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
-    files = {f"{d}/{f.name}": _sha256(f) for d in folders for f in sorted((out / d).iterdir())}
-    counts = {d: sum(1 for k in files if k.startswith(d + "/")) for d in folders}
-    paired = spec.layout in ("synthetic", "aligned")
-    return {
-        "dataset": spec.name,
-        "layout": spec.layout,
-        "load_size": params.load_size,
-        "counts": counts,
-        "pairs": {
-            "train": (["paired_trainA", "trainB"] if spec.layout == "synthetic" else ["trainA", "trainB"]) if paired else None,
-            "test": ["testA", "testB"] if paired else None,
-        },
-        "labels": {d: lab for d, lab in LABEL_DIRS.items() if lab in folders},
-        "files": files,
-        "rejected": rejected,
-        **extra,
-    }
-
-
 def run(params: Params, *, progress: bool = True) -> dict:
     spec = DATASETS[params.data.dataset]
     raw = Path(params.paths.raw) / spec.name
@@ -181,13 +155,13 @@ def run(params: Params, *, progress: bool = True) -> dict:
             raise StageError(f"{raw}: domain(s) {', '.join(empty)} empty after preparation "
                              f"({len(w.rejected)} files rejected{': ' + reasons if reasons else ''}); "
                              f"data/prepared was left as it was")
-        manifest = build_manifest(out, spec, p, w.rejected, extra)
-        write_json(out / "manifest.json", manifest)
+        manifest = manifest_file.build(out, spec, p.load_size, w.rejected, extra)
+        write_json(out / manifest_file.NAME, manifest)
     return manifest
 
 
 def main(argv: list[str] | None = None) -> None:
-    params, _ = stage_main("prepare", argv)
+    params, _ = stage_main(__spec__.name, __doc__, argv)
     manifest = run_stage(run, params)
     counts = ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
     print(f"prepared {manifest['dataset']} at {manifest['load_size']}px: {counts}; "

@@ -27,10 +27,12 @@ def counter(n: int) -> Callable[[], bool]:
 
 def at_step(n: int) -> None:
     """Killed inside the n-th optimisation step of this process (weights half-updated in memory)."""
-    from pipeline.models import gan
+    from pipeline.models.bicyclegan import BicycleGAN
+    from pipeline.models.cyclegan import CycleGAN
+    from pipeline.models.pix2pix import Pix2Pix
 
     hit = counter(n)
-    for cls in (gan.CycleGAN, gan.Pix2Pix):
+    for cls in (CycleGAN, Pix2Pix, BicycleGAN):
         real = cls.train_step
 
         def step(self, batch, real=real):

@@ -1,8 +1,8 @@
 """The paper's ablation study as queued DVC experiments, one command:
 
-    python -m pipeline.ablations --seeds 0 1 2 --jobs 1            # queue, run, report
-    python -m pipeline.ablations --only full gan_alone --queue-only  # just queue them
-    python -m pipeline.ablations --study multimodal                 # pix2pix vs pix2pix+noise vs BicycleGAN
+    python -m pipeline.studies.ablations --seeds 0 1 2 --jobs 1            # queue, run, report
+    python -m pipeline.studies.ablations --only full gan_alone --queue-only  # just queue them
+    python -m pipeline.studies.ablations --study multimodal                 # pix2pix vs pix2pix+noise vs BicycleGAN
 
 Each ablation is a plain set of `-S` overrides (ABLATIONS, printed as it is queued): nothing is
 hidden in code, and any of them can be run by hand with `dvc exp run -S ...`. Experiments are
@@ -77,7 +77,7 @@ def queue_busy() -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.ablations", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m pipeline.studies.ablations", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", choices=list(STUDIES), default="ablation")
     ap.add_argument("--only", nargs="+", choices=[n for study in STUDIES.values() for n in study],
@@ -99,13 +99,14 @@ def main(argv: list[str] | None = None) -> None:
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     if args.queue_only:
-        print(f"queued; run them with: dvc queue start -j {args.jobs}; then: python -m pipeline.report --study {args.study}")
+        print(f"queued; run them with: dvc queue start -j {args.jobs}; "
+              f"then: python -m pipeline.studies.report --study {args.study}")
         return
     subprocess.run(["dvc", "queue", "start", "-j", str(args.jobs)], check=True)
     while queue_busy():
         time.sleep(10)
     subprocess.run(["dvc", "queue", "status"])
-    from pipeline import report
+    from pipeline.studies import report
 
     report.main(["--study", args.study])
 

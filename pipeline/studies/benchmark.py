@@ -1,14 +1,15 @@
 """Training, translation and evaluation throughput, and what each fast path buys (not a test).
 
-    python -m pipeline.benchmark                          # CPU or CUDA, whichever is present
-    python -m pipeline.benchmark --configs paper --paths baseline fp32 bf16 all --repeats 7
+    python -m pipeline.studies.benchmark                          # CPU or CUDA, whichever is present
+    python -m pipeline.studies.benchmark --configs paper --paths baseline fp32 bf16 all --repeats 7
 
 For each configuration (CONFIGS: the paper's 256px resnet_9blocks, ngf=ndf=64, batch 1; and the
 embedded 64px one) and each path (PATHS), a fresh process builds CycleGAN from a fixed seed, runs
 `--warmup` steps (torch.compile compiles there), then `--repeats` timed runs of `--steps` steps on
 fixed random batches. This is done `--rounds` times with the paths interleaved (a shared machine's
 slow minutes then hit every path alike); a row reports the median images/s over all timed runs, the
-peak memory and the generator loss of the first `--steps` steps (first round). Every row is compared, in the same run, with `baseline`: a step written the
+peak memory and the generator loss of the first `--steps` steps (first round). Every row is compared,
+in the same run, with `baseline`: a step written the
 way the authors' code does it (fp32, contiguous, torch's default Adam, D_A and D_B each with its own
 backward pass). Parity: the loss trajectory of each fast path against plain fp32 (`fp32`), within
 TOLERANCE (the largest relative deviation over the steps). Also measured: the translate stage's
@@ -36,9 +37,11 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
+from pipeline.studies.throughput import measure_evaluate, measure_inception, measure_loader, rates
 
 CONFIGS = {
     # Zhu et al. 2017 at 256px: resnet_9blocks, 70x70 PatchGAN, ngf = ndf = 64, batch 1
@@ -78,18 +81,23 @@ def tolerance(path: str) -> tuple[float, float]:
     return TOLERANCE["16bit" if PATHS[path].get("precision", "fp32") != "fp32" else "fp32"]
 
 
-def build(cfg: dict, device: torch.device, opts: dict):
-    """CycleGAN with the paper's losses from a fixed seed (identical initial weights for every path)."""
-    from pipeline.models.gan import CycleGAN, make_net
+def build(cfg: dict, device: torch.device, opts: dict, params_file: Path = Path("params.yaml")):
+    """CycleGAN through the model's own builder, with the paper's losses pinned (not read from the
+    workspace's params) and the configuration's networks, from a fixed seed: identical initial weights
+    for every path."""
+    from pipeline.config import parse_params
+    from pipeline.models.cyclegan import build_cyclegan
 
+    d = yaml.safe_load(params_file.read_text())
+    d.update(lambda_cycle=10.0, lambda_identity=0.5, pool_size=50, seed=0, model="cyclegan")
+    d["cyclegan"].update(generator=cfg["generator"], discriminator="basic", ngf=cfg["ngf"], ndf=cfg["ndf"],
+                         norm="instance", dropout=False, init_type="normal", init_gain=0.02, gan_mode="lsgan",
+                         adversarial=True, cycle_forward=True, cycle_backward=True)
+    d["prepare"]["load_size"] = cfg["load_size"]
+    d["train"].update(crop_size=cfg["size"], batch_size=cfg["batch"], lr=2e-4, beta1=0.5, beta2=0.999,
+                      fused_adam=opts.get("fused_adam", False))
     torch.manual_seed(0)
-    gen = dict(in_channels=3, out_channels=3, ngf=cfg["ngf"], norm="instance", dropout=False)
-    dis = dict(in_channels=3, ndf=cfg["ndf"], norm="instance")
-    nets = [make_net("generator", cfg["generator"], "normal", 0.02, device, **gen) for _ in range(2)] + \
-           [make_net("discriminator", "basic", "normal", 0.02, device, **dis) for _ in range(2)]
-    model = CycleGAN(*nets, lambda_cycle=10.0, lambda_identity=0.5, cycle_forward=True, cycle_backward=True,
-                     adversarial=True, gan_mode="lsgan", lambda_gp=10.0, pool_size=50, lr=2e-4, betas=(0.5, 0.999),
-                     seed=0, device=device, fused_adam=opts.get("fused_adam", False))
+    model = build_cyclegan(parse_params(d, str(params_file)), device)
     model.configure(precision=opts.get("precision", "fp32"), channels_last=opts.get("channels_last", False),
                     compile=opts.get("compile", False))
     return model
@@ -99,7 +107,7 @@ def authors_step(model, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     """One iteration as the authors' CycleGANModel.optimize_parameters writes it: forward, G's backward
     and step, then D_A's and D_B's backward passes one after the other and D's step; fp32, contiguous
     tensors, torch's default Adam."""
-    from pipeline.models.gan import set_requires_grad
+    from pipeline.models.base import set_requires_grad
     from pipeline.models.losses import gan_loss, l1
 
     real_A, real_B = batch["A"].to(model.device), batch["B"].to(model.device)
@@ -125,23 +133,6 @@ def authors_step(model, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     return {"G": float(loss_G.detach())}
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def rates(fn, images: int, repeats: int, device: torch.device) -> list[float]:
-    """images/s of each of `repeats` timed calls of `fn`, which handles `images` images per call."""
-    out = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        out.append(images / (time.perf_counter() - t0))
-    return out
-
-
 def batches(cfg: dict, n: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     shape = (cfg["batch"], 3, cfg["size"], cfg["size"])
@@ -150,12 +141,12 @@ def batches(cfg: dict, n: int, device: torch.device) -> list[dict[str, torch.Ten
 
 
 def measure_training(config: str, path: str, device: torch.device, warmup: int, steps: int, repeats: int,
-                     trajectory: bool = True) -> dict:
+                     trajectory: bool = True, params_file: Path = Path("params.yaml")) -> dict:
     """Run in a fresh process (see main): images/s per repeat, peak memory, and (if `trajectory`) the
     G loss of the first `steps` steps from the shared initial weights."""
     cfg, opts = CONFIGS[config], PATHS[path]
     torch.backends.cudnn.benchmark = opts.get("cudnn_benchmark", False)
-    model = build(cfg, device, opts)
+    model = build(cfg, device, opts, params_file)
     step = (lambda b: authors_step(model, b)) if path == "baseline" else model.train_step
     data = batches(cfg, steps, device)
     losses = [step(b)["G"] for b in data] if trajectory else []  # parity: the first losses from the same start
@@ -171,12 +162,12 @@ def measure_training(config: str, path: str, device: torch.device, warmup: int, 
             "loss_G": losses}
 
 
-def measure_paired(config: str, device: torch.device, pairs: int) -> dict:
+def measure_paired(config: str, device: torch.device, pairs: int, params_file: Path = Path("params.yaml")) -> dict:
     """The authors' step and ours (fp32, no fast path) alternating in ONE process, each step timed: the
     two see the same machine state within milliseconds, so their ratio is free of the drift between
     processes that widens the ranges of the table. Which one goes first alternates too."""
     cfg = CONFIGS[config]
-    authors, ours = build(cfg, device, {}), build(cfg, device, {})
+    authors, ours = build(cfg, device, {}, params_file), build(cfg, device, {}, params_file)
     data = batches(cfg, 2, device)
     steps = {"authors": lambda b: authors_step(authors, b), "ours": ours.train_step}
     for b in data:  # warm-up
@@ -184,8 +175,8 @@ def measure_paired(config: str, device: torch.device, pairs: int) -> dict:
     times = {"authors": [], "ours": []}
     for i in range(pairs):
         for name in (("authors", "ours") if i % 2 else ("ours", "authors")):
-            times[name].append(rates(lambda: steps[name](data[i % 2]), cfg["batch"], 1, device)[0])
-    ratio = [o / a for o, a in zip(times["ours"], times["authors"])]
+            times[name].append(rates(lambda name=name, i=i: steps[name](data[i % 2]), cfg["batch"], 1, device)[0])
+    ratio = [o / a for o, a in zip(times["ours"], times["authors"], strict=True)]
     q1, _, q3 = statistics.quantiles(ratio, n=4) if pairs > 1 else (ratio[0],) * 3
     return {"config": config, "pairs": pairs, "authors_images_per_s": statistics.median(times["authors"]),
             "ours_images_per_s": statistics.median(times["ours"]), "speedup_median": statistics.median(ratio),
@@ -193,92 +184,14 @@ def measure_paired(config: str, device: torch.device, pairs: int) -> dict:
 
 
 @torch.no_grad()
-def measure_translate(config: str, device: torch.device, batch_size: int, repeats: int) -> dict:
+def measure_translate(config: str, device: torch.device, batch_size: int, repeats: int,
+                      params_file: Path = Path("params.yaml")) -> dict:
     cfg = CONFIGS[config]
-    G = build(cfg, device, {}).raw("G_A").eval()
+    G = build(cfg, device, {}, params_file).raw("G_A").eval()
     x = torch.rand(batch_size, 3, cfg["size"], cfg["size"], device=device) * 2 - 1
     G(x)  # warm-up
-    return {"config": config, "batch_size": batch_size, "images_per_s": statistics.median(rates(lambda: G(x), batch_size, repeats, device))}
-
-
-def measure_inception(device: torch.device, batch_size: int, repeats: int, size: int) -> dict:
-    from pipeline.metrics import inception
-
-    try:
-        fe = inception.feature_extractor(inception.resolve_weights(None, allow_download=False), device)
-    except inception.Unavailable as e:
-        return {"unavailable": str(e)}
-    except ImportError as e:  # a bare GPU image may lack torch-fidelity: the training figures still count
-        return {"unavailable": f"{e.name or e} is not installed (pip install -e .)"}
-    x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
-    run = lambda: inception.extract_features(fe, x, batch_size, device)  # noqa: E731
-    run()  # warm-up
-    return {"extractor": inception.EXTRACTOR, "batch_size": batch_size, "input_size": size, "images_per_s": statistics.median(rates(run, batch_size, repeats, device))}
-
-
-def measure_evaluate(params, device: torch.device) -> dict:
-    """The evaluate stage's metrics, each timed on the outputs `dvc repro` left in the workspace (nothing
-    is written): seconds per metric and translated images judged per second overall. Loading the
-    images is timed on its own, so each metric's figure is its own work."""
-    import dataclasses
-
-    from pipeline.stages.evaluate import METRICS, Context, _source, _target
-
-    params = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, device=device.type))
-    if not (Path(params.paths.translated) / "info.json").exists():
-        return {"unavailable": f"no translations in {params.paths.translated}; run `dvc repro` first"}
-    t0 = time.perf_counter()
-    ctx = Context(params)
-    for route in ctx.routes:
-        ctx.fake(route), ctx.real(_source(route)), ctx.real(_target(route))
-    seconds, errors = {"load images": time.perf_counter() - t0}, {}
-    for name, fn in METRICS.items():
-        t0 = time.perf_counter()
-        try:
-            fn(ctx)
-        except Exception as e:  # noqa: BLE001 - e.g. torch-fidelity missing on a bare GPU image
-            errors[name] = f"{type(e).__name__}: {e}"
-        seconds[name] = time.perf_counter() - t0
-    n = sum(len(ctx.names(route)) for route in ctx.routes)
-    return {"dataset": params.data.dataset, "size": ctx.size, "routes": list(ctx.routes), "n_translations": n,
-            "seconds": seconds,
-            "errors": errors, "images_per_s": n / sum(seconds.values())}
-
-
-def write_images(folder: Path, n: int, size: int, seed: int) -> None:
-    """n smooth random RGB pictures as PNG, the format prepare stores: low-resolution noise upsampled
-    bicubically, so the files compress (and decode) roughly as photos do, unlike pure noise."""
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        low = Image.fromarray(rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8))
-        low.resize((size, size), Image.BICUBIC).save(folder / f"{i:05d}.png")
-
-
-def measure_loader(config: str, n: int, repeats: int, device: torch.device, workers: tuple[int, ...] = (0, 2)) -> dict:
-    """The training stage's loader on n PNG pairs stored at the configuration's load_size: images/s of a
-    whole epoch as train.py iterates it (a fresh DataLoader per epoch, so worker start-up is included;
-    batch_size 1, random crop and flip, pinned memory on CUDA), for each number of workers."""
-    import tempfile
-
-    from torch.utils.data import DataLoader
-
-    from pipeline.data.datasets import UnalignedDataset
-
-    cfg = CONFIGS[config]
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, domain in enumerate("AB"):
-            write_images(Path(tmp) / domain, n, cfg["load_size"], seed=i)
-        data = UnalignedDataset(Path(tmp) / "A", Path(tmp) / "B", crop=cfg["size"], flip=True, seed=0)
-        for w in workers:
-            epoch = lambda: [{k: x.to(device, non_blocking=True) for k, x in b.items()} for b in  # noqa: E731
-                             DataLoader(data, batch_size=1, num_workers=w, pin_memory=device.type == "cuda")]
-            out[f"workers_{w}"] = statistics.median(rates(epoch, n, repeats, device))
-    return {"config": config, "n": n, "load_size": cfg["load_size"], "crop": cfg["size"], "images_per_s": out}
+    per_repeat = rates(lambda: G(x), batch_size, repeats, device)
+    return {"config": config, "batch_size": batch_size, "images_per_s": statistics.median(per_repeat)}
 
 
 def device_name(device: torch.device) -> str:
@@ -289,7 +202,8 @@ def device_name(device: torch.device) -> str:
 
 def run_isolated(config: str, path: str, args, trajectory: bool) -> dict:
     """One (config, path) in its own process: clean memory peak, no compile cache carried over."""
-    cmd = [sys.executable, "-m", "pipeline.benchmark", "--one", config, path, "--device", args.device,
+    cmd = [sys.executable, "-m", "pipeline.studies.benchmark", "--one", config, path, "--device", args.device,
+           "--params", str(args.params),
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--repeats", str(args.repeats)]
     cmd += [] if trajectory else ["--no-trajectory"]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -323,10 +237,10 @@ def summarise(rows: list[dict]) -> list[dict]:
         base, ref = by.get((r["config"], "baseline")), by.get((r["config"], "fp32"))
         if base and "error" not in base:
             r["speedup_vs_baseline"] = r["images_per_s"] / base["images_per_s"]
-            per_round = [x / y for x, y in zip(r["round_medians"], base["round_medians"])]
+            per_round = [x / y for x, y in zip(r["round_medians"], base["round_medians"], strict=True)]
             r["speedup_range"] = [min(per_round), max(per_round)]
         if ref and "error" not in ref and r["path"] != "baseline":
-            devs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(r["loss_G"], ref["loss_G"])]
+            devs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(r["loss_G"], ref["loss_G"], strict=True)]
             r["loss_rel_dev_first"], r["loss_rel_dev_max"], r["tolerance"] = devs[0], max(devs), tolerance(r["path"])
             r["parity"] = devs[0] <= r["tolerance"][0] and max(devs) <= r["tolerance"][1]
     return rows
@@ -338,7 +252,8 @@ def markdown(report: dict) -> str:
              f"process per path and round, paths interleaved) x {report['repeats']} timed repeats of {report['steps']} "
              f"steps after {report['warmup']} warm-up steps. Baseline = the authors' step (fp32, no fusion); "
              "x baseline = ratio of medians (range of the per-round ratios).", "",
-             "| config | path | images/s | x baseline (range) | peak memory (MiB) | G loss vs fp32: rel. dev. first step / max over steps (tolerances) |",
+             "| config | path | images/s | x baseline (range) | peak memory (MiB) "
+             "| G loss vs fp32: rel. dev. first step / max over steps (tolerances) |",
              "|---|---|---|---|---|---|"]
     for r in report["training"]:
         if "error" in r:
@@ -379,7 +294,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m pipeline.studies.benchmark", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["embedded", "paper"])
@@ -390,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="fresh processes per path, interleaved with the other paths")
     ap.add_argument("--pairs", type=int, default=20, help="alternating authors'/our steps in the same-process check")
     ap.add_argument("--loader-images", type=int, default=128, help="PNG pairs in the data loader measurement")
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="whose outputs the evaluate timing reads")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"),
+                    help="the base of the benchmarked configurations, and whose outputs the evaluate timing reads")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "PATH"), help=argparse.SUPPRESS)
     ap.add_argument("--no-trajectory", action="store_true", help=argparse.SUPPRESS)
@@ -400,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if args.one:
         print(json.dumps(measure_training(*args.one, device, args.warmup, args.steps, args.repeats,
-                                          trajectory=not args.no_trajectory)))
+                                          trajectory=not args.no_trajectory, params_file=args.params)))
         return
     paths = args.paths or DEFAULT_PATHS[device.type]
     skipped = [p for p in paths if p in CUDA_ONLY and device.type != "cuda"]
@@ -424,11 +340,12 @@ def main(argv: list[str] | None = None) -> None:
               "date": time.strftime("%Y-%m-%d %H:%M"), "warmup": args.warmup, "steps": args.steps,
               "repeats": args.repeats, "rounds": args.rounds, "skipped_paths": skipped, "cpu_count": os.cpu_count(),
               "training": summarise(rows),
-              "paired": [measure_paired(c, device, args.pairs) for c in args.configs],
-              "translate": [measure_translate(c, device, 16, args.repeats) for c in args.configs],
+              "paired": [measure_paired(c, device, args.pairs, args.params) for c in args.configs],
+              "translate": [measure_translate(c, device, 16, args.repeats, args.params) for c in args.configs],
               "inception": measure_inception(device, 25, args.repeats, 64),
               "evaluate": measure_evaluate(load_params(args.params), device),
-              "loader": [measure_loader(c, args.loader_images, min(args.repeats, 3), device) for c in args.configs]}
+              "loader": [measure_loader(c, CONFIGS[c]["load_size"], CONFIGS[c]["size"], args.loader_images,
+                                        min(args.repeats, 3), device) for c in args.configs]}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "-".join([device.type, *args.configs])
     write_json(args.out / f"{stem}.json", report)

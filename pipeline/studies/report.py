@@ -1,7 +1,7 @@
 """The comparison of every tracked training: knobs and metrics, per run and over seeds.
 
-    python -m pipeline.report                     # CycleGAN ablations (reads params.yaml's MLflow store)
-    python -m pipeline.report --study multimodal  # pix2pix vs pix2pix+noise vs BicycleGAN
+    python -m pipeline.studies.report                     # CycleGAN ablations (reads params.yaml's MLflow store)
+    python -m pipeline.studies.report --study multimodal  # pix2pix vs pix2pix+noise vs BicycleGAN
 
 Writes under reports/: ablation_runs.csv (one row per run), ablation.csv and ablation.md (one row
 per configuration, mean +- standard deviation over its seeds, n = number of seeds, best mean per
@@ -17,18 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import cli
 from pipeline.io import atomic_file, write_text
-from pipeline.stages.common import stage_main
-from pipeline.stages.evaluate import higher_is_better
+from pipeline.metrics import registry
+from pipeline.metrics.base import HIGHER
 from pipeline.tracking import tracking_uri
 
 KNOBS = ["model", "bicyclegan.variant", "data.dataset", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
          "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs", "train.n_epochs_decay"]
-METRICS = ["fcn_AtoB_pixel_acc", "fcn_AtoB_class_acc", "fcn_AtoB_class_iou", "fcn_BtoA_pixel_acc",
-           "fcn_BtoA_class_acc", "fcn_BtoA_class_iou", "fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA",
-           "l1_AtoB", "ssim_AtoB", "cycle_l1_A", "cycle_l1_B", "diversity_lpips_AtoB", "diversity_l1_AtoB",
-           "latent_l1_AtoB", "latent_chance_l1"]
-REFERENCES = {"latent_chance_l1"}  # reference levels shown beside a metric, never marked best
+METRICS = registry.HEADLINE  # the table's metric columns: the registry's headline keys
 # Which runs a study's table holds, and the knobs shown beside its metrics.
 STUDIES = {
     "ablation": {"models": ("cyclegan",), "columns": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity",
@@ -74,7 +71,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     metrics = [c[:-5] for c in agg.columns if c.endswith("_mean")]
-    best = {m: (agg[f"{m}_mean"].max() if higher_is_better(m) else agg[f"{m}_mean"].min()) for m in metrics}
+    # only scores have a best; a reference level (e.g. latent recovery's chance) is shown, never marked
+    scores = {m: registry.key(m).better for m in metrics if registry.key(m).kind == "score"}
+    best = {m: (agg[f"{m}_mean"].max() if better == HIGHER else agg[f"{m}_mean"].min()) for m, better in scores.items()}
     columns = STUDIES[study]["columns"]
     header = ["config", *columns.values(), "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -84,9 +83,9 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
         for m in metrics:
             mean, std = r[f"{m}_mean"], r[f"{m}_std"]
             cell = f"{mean:.3f} ± {std:.3f}" if pd.notna(mean) else "-"
-            cells.append(f"**{cell}**" if pd.notna(mean) and mean == best[m] and m not in REFERENCES else cell)
+            cells.append(f"**{cell}**" if pd.notna(mean) and m in best and mean == best[m] else cell)
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    arrows = ", ".join(f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in metrics)
+    arrows = ", ".join(f"{m} {registry.arrow(m)}" if registry.arrow(m) else f"{m} (reference)" for m in metrics)
     return "\n".join(lines) + f"\n\nmean ± standard deviation over n seeds; best mean in bold; {arrows}\n"
 
 
@@ -99,7 +98,7 @@ def plot(runs: pd.DataFrame, client, folder: Path) -> list[Path]:
     metrics = [m for m in ("fcn_AtoB_class_iou", "fcn_BtoA_class_iou", "fid_AtoB", "cycle_l1_A") if runs[m].notna().any()]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     lc = runs["lambda_cycle"].astype(float)
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes[0], metrics, strict=True):
         ax.scatter(lc, runs[m], alpha=0.7)
         ax.set_xlabel("lambda_cycle")
         ax.set_title(m)
@@ -136,7 +135,7 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
     write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
     write_text(folder / f"{study}.csv", agg.to_csv(index=False))
     title = {"ablation": "Ablations", "multimodal": "Multimodal translation: realism and diversity"}[study]
-    write_text(folder / f"{study}.md", f"# {title}\n\nMade by `python -m pipeline.report --study {study}` from {uri}.\n\n"
+    write_text(folder / f"{study}.md", f"# {title}\n\nMade by `python -m pipeline.studies.report --study {study}` from {uri}.\n\n"
                + markdown(agg, study))
     if study == "ablation":
         plot(runs, client, folder)
@@ -144,17 +143,16 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(add_help=False)
+    ap = cli.parser(__spec__.name, __doc__)
     ap.add_argument("--study", choices=list(STUDIES), default="ablation")
-    known, rest = ap.parse_known_args(argv)
-    params, _ = stage_main("report", rest)
+    args = ap.parse_args(argv)
+    params = cli.load(__spec__.name, args)
     folder = Path(params.paths.metrics).parent
-    s = known.study
+    s = args.study
     agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder, s)
     print((folder / f"{s}.md").read_text())
-    print(f"{len(agg)} configurations -> {folder}/{s}.md, {s}.csv, {s}_runs.csv" + (", ablation_*.png" if s == "ablation" else ""))
+    plots = ", ablation_*.png" if s == "ablation" else ""
+    print(f"{len(agg)} configurations -> {folder}/{s}.md, {s}.csv, {s}_runs.csv{plots}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Sanity baselines for the metrics: the trained model beside an untrained one (same constructor,
 same seed, no step taken) and the identity mapping (every "translation" is its input).
 
-    python -m pipeline.baselines        # after `dvc repro`; writes reports/baselines.md
+    python -m pipeline.studies.baselines        # after `dvc repro`; writes reports/baselines.md
 
 A metric that does not rank trained > untrained and trained > identity where it should cannot be
 trusted to rank ablations either. Not a DVC stage: it is a check of the metrics, not an experiment.
@@ -17,13 +17,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipeline import checkpoint
+from pipeline.artifacts import model as model_file
+from pipeline.artifacts import translations
+from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
-from pipeline.io import atomic_dir, write_json, write_text
-from pipeline.models.gan import MODEL_BUILDERS
-from pipeline.stages import evaluate, translate
-from pipeline.stages.common import run_stage, stage_main
-from pipeline.stages.train import final_checkpoint, set_determinism
+from pipeline.io import atomic_dir, write_text
+from pipeline.metrics import evaluation, registry
+from pipeline.metrics.base import HIGHER
+from pipeline.metrics.context import Context
+from pipeline.models.registry import MODELS
+from pipeline.runtime import set_determinism
+from pipeline.translation import translate_test_sets
+
 
 def with_paths(params: Params, **paths: str) -> Params:
     return dataclasses.replace(params, paths=dataclasses.replace(params.paths, **paths))
@@ -31,22 +36,23 @@ def with_paths(params: Params, **paths: str) -> Params:
 
 def untrained_translations(params: Params, folder: Path) -> Path:
     set_determinism(params.seed, params.train.deterministic)
-    model = MODEL_BUILDERS[params.model](params, torch.device("cpu"))
+    model = MODELS[params.model].build(params, torch.device("cpu"), 0)
     path = folder / "untrained.pt"
-    checkpoint.save(path, final_checkpoint(params, model, "untrained", None, None, 0))
-    p = with_paths(params, model=str(path), translated=str(folder / "untrained"))
-    translate.translate(p, progress=False)
+    model_file.save(path, model_file.state(params, model, "untrained", None, None, 0))
+    translate_test_sets(path, params.paths.prepared, folder / "untrained", batch_size=params.translate.batch_size,
+                        n_samples=params.translate.n_samples, seed=params.seed, device=torch.device("cpu"),
+                        progress=False)
     return folder / "untrained"
 
 
 def identity_translations(params: Params, folder: Path) -> Path:
     """Every route's output is its input image, unchanged."""
-    info = translate.json_info(params.paths.translated)
+    info = translations.read_info(params.paths.translated)
     prepared = Path(params.paths.prepared)
     with atomic_dir(folder / "identity") as out:
         for route, spec in info["routes"].items():
             shutil.copytree(prepared / spec["input"], out / route)
-        write_json(out / "info.json", {**info, "mlflow_run_id": None, "model": "identity"})
+        translations.write_info(out, {**info, "mlflow_run_id": None, "model": "identity"})
     return folder / "identity"
 
 
@@ -57,9 +63,9 @@ def run(params: Params) -> pd.DataFrame:
         sources = {"trained": Path(params.paths.translated), "untrained": untrained_translations(params, tmp),
                    "identity": identity_translations(params, tmp)}
         for name, translated in sources.items():
-            p = with_paths(params, translated=str(translated), metrics=str(tmp / f"{name}.json"),
-                           eval_reports=str(tmp / f"{name}-reports"))
-            rows[name] = evaluate.evaluate(p, progress=False, track=False)
+            ctx = Context(with_paths(params, translated=str(translated)))
+            rows[name] = evaluation.write_reports(ctx, evaluation.compute(ctx), tmp / f"{name}.json",
+                                                  tmp / f"{name}-reports")
     table = pd.DataFrame(rows)
     table = table[table["trained"].map(lambda v: isinstance(v, float))]
     table["beats untrained"] = [verdict(k, r["trained"], r["untrained"], "untrained") for k, r in table.iterrows()]
@@ -67,25 +73,26 @@ def run(params: Params) -> pd.DataFrame:
     return table
 
 
+NOT_A_SCORE = {"upper_bound": "n/a: upper bound, model-free", "spread": "n/a: a spread", "reference": "n/a: a reference level"}
+
+
 def verdict(key: str, trained: float, other: float, baseline: str) -> str:
     """'yes'/'no', or why the comparison cannot separate them by construction."""
-    if key.startswith("fcn_real_"):
-        return "n/a: upper bound, model-free"
-    if key.endswith("_std"):
-        return "n/a: a spread"
-    if key.startswith("cycle_") and baseline == "identity":
+    k = registry.key(key)
+    if k.kind != "score":
+        return NOT_A_SCORE[k.kind]
+    if k.identity_trivial and baseline == "identity":
         return "n/a: identity cycles perfectly"
-    higher = evaluate.higher_is_better(key)
-    return "yes" if (trained > other if higher else trained < other) else "no"
+    return "yes" if (trained > other if k.better == HIGHER else trained < other) else "no"
 
 
 def main(argv: list[str] | None = None) -> None:
-    params, _ = stage_main("baselines", argv)
+    params, _ = stage_main(__spec__.name, __doc__, argv)
     table = run_stage(run, params)
     out = Path(params.paths.metrics).parent / "baselines.md"
     text = ("# Metric sanity check: trained vs untrained vs identity\n\n"
             f"Dataset `{params.data.dataset}`, model `{params.model}`; protocols in "
-            f"`{params.paths.eval_reports}/protocol.json`. Made by `python -m pipeline.baselines`.\n\n"
+            f"`{params.paths.eval_reports}/protocol.json`. Made by `python -m pipeline.studies.baselines`.\n\n"
             + table.to_markdown(floatfmt=".4f") + "\n")
     write_text(out, text)
     print(text)

@@ -1,0 +1,63 @@
+"""The trained model (paths.model): each generator's constructor spec and weights, the resolved
+config and the MLflow run to report into. Later stages rebuild the generators from this file alone;
+it holds only tensors and plain data (loaded with weights_only=True)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from pipeline import checkpoint
+from pipeline.config import Params, to_dict
+from pipeline.errors import StageError
+from pipeline.models.networks import build
+
+if TYPE_CHECKING:
+    from pipeline.models.base import GANModel
+
+REQUIRED = ("model", "nets", "config", "fingerprint", "mlflow_run_id", "mlflow_tracking_uri", "steps")
+
+
+def state(params: Params, model: GANModel, fingerprint: str, run_id: str | None, uri: str | None, steps: int,
+          sync: dict | None = None) -> dict:
+    """What later stages need, and nothing else."""
+    return {
+        "model": params.model,
+        "nets": {k: {"spec": model.nets[k].spec, "state_dict": model.nets[k].module.state_dict()}
+                 for k in model.generators},
+        "config": to_dict(params),
+        "fingerprint": fingerprint,
+        "mlflow_run_id": run_id,
+        "mlflow_tracking_uri": uri,
+        "steps": steps,
+        "distributed": sync,  # world size, backend and every rank's weight hash (all equal) under torchrun
+    }
+
+
+def save(path: str | Path, model_state: dict) -> None:
+    checkpoint.save(path, model_state)
+
+
+def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, dict[str, nn.Module]]:
+    """(the file's contents, {name: generator in eval mode}); a file this version cannot use is one
+    clear error that says how to re-create it."""
+    if not Path(path).exists():
+        raise StageError(f"{path} missing; run the train stage first (dvc repro train)")
+    redo = "re-create it with this version: dvc repro train"
+    ckpt = checkpoint.load(path, device)
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise StageError(f"{path}: a model file of another version of the pipeline (no {', '.join(missing)}); {redo}")
+    nets = {}
+    for name, entry in ckpt["nets"].items():
+        try:
+            net = build(entry["spec"]).to(device)
+            net.load_state_dict(entry["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StageError(f"{path}: network {name} does not rebuild ({type(e).__name__}: {first}); {redo}") from None
+        nets[name] = net.eval()
+    return ckpt, nets

@@ -1,0 +1,53 @@
+"""The shape of a metric: the keys it writes (each with its direction and role), the function that
+computes them, and the Result each key gets. metrics/registry.py lists every metric once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from pipeline.metrics.context import Context
+
+HIGHER, LOWER = "higher", "lower"
+ROUTES = ("AtoB", "BtoA")  # translation directions; reconstructions are AtoBtoA and BtoAtoB
+
+
+@dataclass(frozen=True)
+class Key:
+    """One output key of metrics.json.
+
+    better: which way is better (HIGHER or LOWER), None for a number that is not a score.
+    kind: "score" (ranks models), "spread" (the uncertainty of another key), "reference" (a chance
+        level shown beside a score), "upper_bound" (the evaluator on real images: model-free).
+    headline: a column of the study tables (reports/ablation.md, multimodal.md).
+    identity_trivial: the identity mapping scores perfectly by construction (e.g. the cycle error).
+    """
+
+    name: str
+    better: str | None
+    kind: str = "score"
+    headline: bool = False
+    identity_trivial: bool = False
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A family of keys computed together by `fn` from one evaluation Context."""
+
+    fn: Callable[[Context], list[Result]]
+    keys: tuple[Key, ...]
+    protocol: str  # one line: what is compared with what, by which network
+
+
+@dataclass
+class Result:
+    key: str
+    value: float | None
+    protocol: dict
+    reason: str | None = None  # set when the value could not be computed: why, and what would enable it
+    per_image: dict[str, float] = field(default_factory=dict)
+
+
+def unavailable(keys: list[str], reason: str, protocol: dict | None = None) -> list[Result]:
+    return [Result(k, None, protocol or {}, reason) for k in keys]

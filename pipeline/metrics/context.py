@@ -1,0 +1,71 @@
+"""What the metrics read, loaded once per evaluation: the translations and their info, the real
+test images, the manifest, the ground-truth labels, the device."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.artifacts import manifest as manifest_file
+from pipeline.artifacts import translations
+from pipeline.config import Params
+from pipeline.data.datasets import list_images, load_uint8
+from pipeline.runtime import resolve_device
+
+
+def target_domain(route: str) -> str:
+    """The real domain a translation should look like: AtoB -> testB, BtoA -> testA."""
+    return "test" + route[-1]
+
+
+def source_domain(route: str) -> str:
+    """The real domain a translation was made from: AtoB -> testA."""
+    return "test" + route[0]
+
+
+class Context:
+    def __init__(self, params: Params):
+        self.params = params
+        self.prepared, self.translated = Path(params.paths.prepared), Path(params.paths.translated)
+        self.info = translations.read_info(self.translated)
+        self.manifest, _ = manifest_file.read(self.prepared)
+        manifest_file.check_test_set(params, self.manifest)
+        self.size: int = self.info["size"]
+        self.routes: dict[str, dict] = self.info["routes"]  # e.g. {"AtoB": {"input": "testA", ...}}
+        self.device = resolve_device(params.evaluate.device, "evaluate.device")
+        self.paired = self.manifest["pairs"]["test"] is not None
+        self._images: dict[str, torch.Tensor] = {}
+
+    def directions(self) -> list[str]:
+        """The translation directions this model has (AtoB, and BtoA for CycleGAN)."""
+        return [r for r in ("AtoB", "BtoA") if r in self.routes]
+
+    def names(self, folder: str) -> list[str]:
+        return [p.name for p in list_images(self.translated / folder)]
+
+    def fake(self, route: str) -> torch.Tensor:
+        """Translations (uint8, N x 3 x size x size) of a route or sample folder."""
+        return self._load(self.translated / route)
+
+    def real(self, domain: str) -> torch.Tensor:
+        """Real test images at the translation size (ground truth and inputs)."""
+        return self._load(self.prepared / domain)
+
+    def _load(self, folder: Path) -> torch.Tensor:
+        key = str(folder)
+        if key not in self._images:
+            self._images[key] = load_uint8(list_images(folder), size=self.size)
+        return self._images[key]
+
+    @cached_property
+    def truth_ids(self) -> np.ndarray | None:
+        lab = self.manifest["labels"].get("testB")
+        return None if lab is None else load_uint8(list_images(self.prepared / lab), size=self.size, labels=True).numpy()
+
+    @cached_property
+    def latent(self) -> dict[str, torch.Tensor] | None:
+        """BicycleGAN's codes and recovered codes, when the model has an encoder."""
+        return translations.read_latent(self.translated)

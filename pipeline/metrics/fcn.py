@@ -1,0 +1,63 @@
+"""FCN-score (Isola et al. 2017, Sec. 4.2): labels -> photo translations are segmented by the
+evaluator; photo -> labels translations are read as class ids by nearest palette colour. One confusion
+matrix over all test images; the evaluator on REAL test photos is the upper bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline.artifacts import evaluator as evaluator_file
+from pipeline.data.datasets import to_unit
+from pipeline.data.labels import nearest_palette
+from pipeline.metrics import math
+from pipeline.metrics.base import HIGHER, ROUTES, Key, Metric, Result, unavailable
+from pipeline.metrics.context import Context
+from pipeline.metrics.segmenter import segment
+
+SCORES = ("pixel_acc", "class_acc", "class_iou")
+
+
+def fcn_score(ctx: Context) -> list[Result]:
+    state, net = evaluator_file.load(ctx.params.paths.evaluator)
+    routes = ctx.directions()
+    keys = [f"fcn_{r}_{n}" for r in routes for n in SCORES] + [f"fcn_real_{n}" for n in SCORES]
+    if net is None or ctx.truth_ids is None:
+        return unavailable(keys, state.get("reason", "the test set has no class labels"))
+    n_classes = state["n_classes"]
+    seg_protocol = {"segmenter": f"{state['name']} trained on {state['trained_on']}",
+                    "segmenter_resolution": f"{state['resolution']}px", "translation_resolution": f"{ctx.size}px",
+                    "n": len(ctx.truth_ids), "classes": state["classes"]}
+    out = []
+    for r in routes:
+        fake = ctx.fake(r)
+        if r == "AtoB":  # labels -> photo: segment the translated photos
+            x = to_unit(fake)
+            if x.shape[-1] != state["resolution"]:
+                x = torch.nn.functional.interpolate(x, size=state["resolution"], mode="bilinear", align_corners=False)
+            pred = segment(net, x)
+            if pred.shape[-1] != ctx.size:
+                pred = torch.nn.functional.interpolate(pred[:, None].float(), size=ctx.size, mode="nearest")[:, 0].to(torch.uint8)
+            pred = pred.numpy()
+            protocol = {**seg_protocol, "method": "segment translated photos"}
+        else:  # photo -> labels: read the translated label map by its colours
+            palette = np.array(ctx.manifest["palette"], dtype=np.uint8)
+            pred = np.stack([nearest_palette(img.permute(1, 2, 0).numpy(), palette) for img in fake])
+            protocol = {"method": "nearest palette colour -> class id", "translation_resolution": f"{ctx.size}px",
+                        "n": len(fake), "classes": ctx.manifest["classes"]}
+        cm = math.confusion_matrix(pred, ctx.truth_ids, n_classes)
+        per_image = [math.fcn_scores(math.confusion_matrix(p, t, n_classes))["pixel_acc"]
+                     for p, t in zip(pred, ctx.truth_ids, strict=True)]
+        scores = math.fcn_scores(cm)
+        for n in SCORES:
+            out.append(Result(f"fcn_{r}_{n}", scores[n], protocol,
+                              per_image=dict(zip(ctx.names(r), per_image, strict=True)) if n == "pixel_acc" else {}))
+    upper = {**seg_protocol, "method": "segment REAL test photos (upper bound)", "n": state["upper_bound_n"]}
+    out += [Result(f"fcn_real_{n}", state["upper_bound"][n], upper) for n in SCORES]
+    return out
+
+
+FCN = Metric(fcn_score, tuple(Key(f"fcn_{r}_{n}", HIGHER, headline=True) for r in ROUTES for n in SCORES)
+             + tuple(Key(f"fcn_real_{n}", HIGHER, kind="upper_bound") for n in SCORES),
+             protocol="labels -> photo segmented by the evaluator (fcn8s-mini trained on REAL photos); photo -> "
+                      "labels by nearest palette colour; one confusion matrix over all test images")

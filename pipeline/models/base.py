@@ -1,0 +1,168 @@
+"""What the training loop needs of any model, and how a step is executed.
+
+A model (CycleGAN, pix2pix, BicycleGAN: one file each beside this one) owns its networks, their
+optimizers and any state of its own (image pools, a random stream), and defines `train_step` and
+`sample_rows`. This base holds the execution options, none of which changes the objective:
+- precision "bf16"/"fp16": forward passes under torch.autocast (fp16 with a GradScaler);
+- channels_last memory format for inputs and weights; torch.compile of each network;
+- under torchrun, each network wrapped in its own DistributedDataParallel (`net(name)`), while a
+  network that a step only reads (D in G's step) is called unwrapped (`raw(name)`): no gradient
+  sync is wasted on it and DDP sees the same pattern of calls every iteration (static graph).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.models.networks import build_net, init_weights
+from pipeline.models.pool import ImagePool
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Net:
+    """A network with the spec that rebuilds it: {'role', 'name', 'kwargs'}."""
+
+    module: nn.Module
+    spec: dict
+
+
+def make_net(role: str, name: str, init_type: str, init_gain: float, device: torch.device, **kwargs) -> Net:
+    module = init_weights(build_net(role, name, **kwargs), init_type, init_gain).to(device)
+    return Net(module, {"role": role, "name": name, "kwargs": kwargs})
+
+
+def discriminator_kwargs(section, in_channels: int) -> dict:
+    """Constructor arguments of a model section's discriminator (n_layers only where it takes them)."""
+    extra = {"n_layers": section.n_layers_d} if section.discriminator == "n_layers" else {}
+    return dict(in_channels=in_channels, ndf=section.ndf, norm=section.norm, **extra)
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    """Freeze D while G is updated (saves computing D's weight gradients)."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def adam(nets: list[nn.Module], lr: float, betas: tuple[float, float], fused: bool = False) -> torch.optim.Adam:
+    # fused=False leaves torch's default (foreach); fused=True runs one kernel per parameter group
+    return torch.optim.Adam(itertools.chain(*(n.parameters() for n in nets)), lr=lr, betas=betas,
+                            **({"fused": True} if fused else {}))
+
+
+def stream_seed(*parts: int) -> int:
+    """A seed for one random stream of one rank: distinct streams never share a sequence."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """Learning-rate multiplier during 0-based `epoch` (the authors' 'linear' policy): 1 for the
+    first n_epochs, then falling linearly by 1/(n_epochs_decay + 1) per epoch towards 0."""
+    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
+
+
+class GANModel:
+    """Networks, optimizers and per-rank state of one model, and how its steps are executed."""
+
+    def __init__(self, nets: dict[str, Net], optimizers: dict[str, torch.optim.Optimizer], *,
+                 generators: tuple[str, ...], device: torch.device, pools: dict[str, ImagePool] | None = None):
+        self.nets = nets
+        self.optimizers = optimizers
+        self.generators = generators  # the nets later stages need (kept in the final checkpoint)
+        self.device = device
+        self.pools = pools or {}      # per rank: histories of generated images
+        self.amp_dtype: torch.dtype | None = None
+        self.memory_format = torch.contiguous_format
+        self.scaler: torch.amp.GradScaler | None = None
+        self.wrapped: dict[str, nn.Module] = {}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def configure(self, *, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+                  ddp_device_ids: list[int] | None = None, distributed: bool = False) -> None:
+        self.amp_dtype = PRECISIONS[precision]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        if channels_last:
+            self.memory_format = torch.channels_last
+            for n in self.nets.values():
+                n.module.to(memory_format=torch.channels_last)
+        if compile:
+            for n in self.nets.values():
+                n.module.compile()  # in place: state_dict keys stay those of the plain module
+        self.wrapped = {}
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.wrapped = {k: DDP(n.module, device_ids=ddp_device_ids, static_graph=True) for k, n in self.nets.items()}
+
+    def net(self, name: str) -> nn.Module:
+        """The network as trained: DDP-wrapped under torchrun, else the module itself."""
+        return self.wrapped.get(name) or self.nets[name].module
+
+    def raw(self, name: str) -> nn.Module:
+        return self.nets[name].module
+
+    def amp(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+
+    def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        real_A, real_B = (batch[k].to(self.device, memory_format=self.memory_format, non_blocking=True) for k in "AB")
+        return real_A, real_B
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, *names: str) -> None:
+        for name in names:
+            if self.scaler:
+                self.scaler.step(self.optimizers[name])
+            else:
+                self.optimizers[name].step()
+
+    def end_step(self) -> None:
+        if self.scaler:
+            self.scaler.update()
+
+    def set_lr(self, lr: float) -> None:
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.nets.values():
+            net.module.train(mode)
+
+    def state_dict(self) -> dict:
+        """What every rank shares: weights and optimizer states (identical on all ranks)."""
+        return {
+            "nets": {k: n.module.state_dict() for k, n in self.nets.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, n in self.nets.items():
+            n.module.load_state_dict(state["nets"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    def local_state(self) -> dict:
+        """What differs per rank: the image pools (a model with a random stream of its own adds it)."""
+        return {"pools": {k: p.state_dict() for k, p in self.pools.items()}}
+
+    def load_local_state(self, state: dict) -> None:
+        for k, p in self.pools.items():
+            p.load_state_dict(state["pools"][k], self.device)

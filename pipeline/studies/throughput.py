@@ -1,0 +1,110 @@
+"""Throughput of what surrounds the training step, for the benchmark (pipeline/studies/benchmark.py):
+Inception feature extraction, every metric of the evaluate stage, the training data loader; and the
+timing helpers the benchmark shares."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def rates(fn, images: int, repeats: int, device: torch.device) -> list[float]:
+    """images/s of each of `repeats` timed calls of `fn`, which handles `images` images per call."""
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(images / (time.perf_counter() - t0))
+    return out
+
+
+def measure_inception(device: torch.device, batch_size: int, repeats: int, size: int) -> dict:
+    from pipeline.metrics import inception
+
+    try:
+        fe = inception.feature_extractor(inception.resolve_weights(None, allow_download=False), device)
+    except inception.Unavailable as e:
+        return {"unavailable": str(e)}
+    except ImportError as e:  # a bare GPU image may lack torch-fidelity: the training figures still count
+        return {"unavailable": f"{e.name or e} is not installed (pip install -e .)"}
+    x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    run = lambda: inception.extract_features(fe, x, batch_size, device)  # noqa: E731
+    run()  # warm-up
+    return {"extractor": inception.EXTRACTOR, "batch_size": batch_size, "input_size": size,
+            "images_per_s": statistics.median(rates(run, batch_size, repeats, device))}
+
+
+def measure_evaluate(params, device: torch.device) -> dict:
+    """The evaluate stage's metrics, each timed on the outputs `dvc repro` left in the workspace (nothing
+    is written): seconds per metric and translated images judged per second overall. Loading the
+    images is timed on its own, so each metric's figure is its own work."""
+    import dataclasses
+
+    from pipeline.metrics.context import Context, source_domain, target_domain
+    from pipeline.metrics.registry import METRICS
+
+    params = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, device=device.type))
+    if not (Path(params.paths.translated) / "info.json").exists():
+        return {"unavailable": f"no translations in {params.paths.translated}; run `dvc repro` first"}
+    t0 = time.perf_counter()
+    ctx = Context(params)
+    for route in ctx.routes:
+        ctx.fake(route), ctx.real(source_domain(route)), ctx.real(target_domain(route))
+    seconds, errors = {"load images": time.perf_counter() - t0}, {}
+    for name, metric in METRICS.items():
+        t0 = time.perf_counter()
+        try:
+            metric.fn(ctx)
+        except Exception as e:  # noqa: BLE001 - e.g. torch-fidelity missing on a bare GPU image
+            errors[name] = f"{type(e).__name__}: {e}"
+        seconds[name] = time.perf_counter() - t0
+    n = sum(len(ctx.names(route)) for route in ctx.routes)
+    return {"dataset": params.data.dataset, "size": ctx.size, "routes": list(ctx.routes), "n_translations": n,
+            "seconds": seconds,
+            "errors": errors, "images_per_s": n / sum(seconds.values())}
+
+
+def write_images(folder: Path, n: int, size: int, seed: int) -> None:
+    """n smooth random RGB pictures as PNG, the format prepare stores: low-resolution noise upsampled
+    bicubically, so the files compress (and decode) roughly as photos do, unlike pure noise."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        low = Image.fromarray(rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8))
+        low.resize((size, size), Image.BICUBIC).save(folder / f"{i:05d}.png")
+
+
+def measure_loader(config: str, load_size: int, crop: int, n: int, repeats: int, device: torch.device,
+                   workers: tuple[int, ...] = (0, 2)) -> dict:
+    """The training stage's loader on n PNG pairs stored at load_size: images/s of a whole epoch as
+    train.py iterates it (a fresh DataLoader per epoch, so worker start-up is included; batch_size 1,
+    random crop and flip, pinned memory on CUDA), for each number of workers."""
+    import tempfile
+
+    from torch.utils.data import DataLoader
+
+    from pipeline.data.datasets import UnalignedDataset
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, domain in enumerate("AB"):
+            write_images(Path(tmp) / domain, n, load_size, seed=i)
+        data = UnalignedDataset(Path(tmp) / "A", Path(tmp) / "B", crop=crop, flip=True, seed=0)
+        for w in workers:
+            epoch = lambda w=w: [{k: x.to(device, non_blocking=True) for k, x in b.items()} for b in  # noqa: E731
+                             DataLoader(data, batch_size=1, num_workers=w, pin_memory=device.type == "cuda")]
+            out[f"workers_{w}"] = statistics.median(rates(epoch, n, repeats, device))
+    return {"config": config, "n": n, "load_size": load_size, "crop": crop, "images_per_s": out}

@@ -1,0 +1,122 @@
+"""Translating the test sets with a trained model file: what the translate stage writes, and what
+the baselines study writes for an untrained model. Layout of the output folder:
+
+    AtoB/    G_A(testA)          (pix2pix: G(testA))
+    BtoA/    G_B(testB)          (CycleGAN only)
+    AtoBtoA/ G_B(G_A(testA))     reconstructions, CycleGAN only
+    BtoAtoB/ G_A(G_B(testB))
+
+BicycleGAN (G(A, z), multimodal):
+    samples/<k>/  G(testA, z_k), k < translate.n_samples, one random code z_k ~ N(0, I) per (input, k),
+                  drawn from a generator seeded with params `seed` (the same codes every run)
+    AtoB/         = samples/00: one random sample per input, what realism and paired metrics judge
+    AtoB_encoded/ G(testA, mean of E(testB)): the ground truth's own style (a reconstruction)
+    latent.pt     the codes and E's means recovered from the samples (pipeline/artifacts/translations.py)
+
+File names match the inputs. The generators are rebuilt from the model file alone, in eval mode
+(deterministic: dropout off, BatchNorm running statistics). info.json describes the folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.artifacts import model as model_file
+from pipeline.artifacts import translations
+from pipeline.data.datasets import list_images, load_tensor, to_image
+from pipeline.io import atomic_dir, save_png
+
+# output folder -> (input folder, chain of generators applied in order), per model
+ROUTES = {
+    "cyclegan": {"AtoB": ("testA", ("G_A",)), "AtoBtoA": ("testA", ("G_A", "G_B")),
+                 "BtoA": ("testB", ("G_B",)), "BtoAtoB": ("testB", ("G_B", "G_A"))},
+    "pix2pix": {"AtoB": ("testA", ("G",))},
+    "bicyclegan": {"AtoB": ("testA", ("G",))},  # one random sample per input (samples/00)
+}
+
+
+def fit_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Test images are stored at load_size; the generators were trained on crop_size crops.
+    Resize the whole image (no crop, nothing of the test image is dropped)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def load_batch(files: list[Path], size: int, device: torch.device) -> torch.Tensor:
+    return fit_to(torch.stack([load_tensor(p) for p in files]).to(device), size)
+
+
+def write_batch(out: Path, folder: str, names: list[Path], images: torch.Tensor) -> None:
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    for p, img in zip(names, images, strict=True):
+        save_png(out / folder / p.name, to_image(img))
+
+
+def latent_outputs(nets: dict[str, torch.nn.Module], a: torch.Tensor, b: torch.Tensor,
+                   codes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A multimodal generator's outputs for a batch: one per code (codes: (K, N, nz)), and, with an
+    encoder, the one of the ground truth's encoded style."""
+    G = nets["G"]
+    out = {f"samples/{k:02d}": G(a, z) for k, z in enumerate(codes)}
+    if "E" in nets:
+        out["AtoB_encoded"] = G(a, nets["E"](b)[0])
+    return out
+
+
+def translate_multimodal(nets: dict[str, torch.nn.Module], prepared: Path, out: Path, size: int, *, n_samples: int,
+                         nz: int, seed: int, batch_size: int, device: torch.device, progress: bool) -> tuple[dict, dict]:
+    """BicycleGAN's samples, encoded-style outputs and (with E) the recovered codes; (counts, info extra)."""
+    files_a, files_b = list_images(prepared / "testA"), list_images(prepared / "testB")
+    codes = torch.randn(n_samples, len(files_a), nz, generator=torch.Generator().manual_seed(seed))
+    recovered: list[list[torch.Tensor]] = [[] for _ in range(n_samples)]
+    for i in tqdm(range(0, len(files_a), batch_size), desc="AtoB samples", disable=not progress):
+        a = load_batch(files_a[i:i + batch_size], size, device)
+        b = load_batch(files_b[i:i + batch_size], size, device)
+        for folder, images in latent_outputs(nets, a, b, codes[:, i:i + batch_size].to(device)).items():
+            write_batch(out, folder, files_a[i:i + batch_size], images)
+            if "E" in nets and folder.startswith("samples/"):
+                # the cLR-GAN cycle z -> G(A, z) -> E: codes recovered before 8-bit rounding
+                recovered[int(folder[-2:])].append(nets["E"](images)[0].cpu())
+    shutil.copytree(out / "samples" / "00", out / "AtoB")
+    counts = {"AtoB": len(files_a), "samples": n_samples * len(files_a)}
+    if "E" in nets:
+        counts["AtoB_encoded"] = len(files_a)
+        translations.write_latent(out, codes, torch.stack([torch.cat(r) for r in recovered]))
+    return counts, {"samples": {"folder": "samples", "n_samples": n_samples, "nz": nz, "seed": seed}}
+
+
+@torch.no_grad()
+def translate_test_sets(model_path: str | Path, prepared: str | Path, translated: str | Path, *, batch_size: int,
+                        n_samples: int, seed: int, device: torch.device, progress: bool = True) -> dict:
+    """Translate the prepared test sets with the model file into the folder `translated` (replaced
+    atomically); returns what info.json says."""
+    ckpt, nets = model_file.load(model_path, device)
+    size = ckpt["config"]["train"]["crop_size"]
+    prepared = Path(prepared)
+    routes = ROUTES[ckpt["model"]]
+    extra: dict = {}
+    with atomic_dir(translated) as out:
+        if ckpt["model"] == "bicyclegan":
+            counts, extra = translate_multimodal(nets, prepared, out, size, n_samples=n_samples,
+                                                 nz=ckpt["config"]["bicyclegan"]["nz"], seed=seed,
+                                                 batch_size=batch_size, device=device, progress=progress)
+        else:
+            counts = {}
+            for folder, (source, chain) in routes.items():
+                files = list_images(prepared / source)
+                for i in tqdm(range(0, len(files), batch_size), desc=folder, disable=not progress):
+                    x = load_batch(files[i:i + batch_size], size, device)
+                    for name in chain:
+                        x = nets[name](x)
+                    write_batch(out, folder, files[i:i + batch_size], x)
+                counts[folder] = len(files)
+        info = {"model": ckpt["model"], "checkpoint": str(model_path), "size": size, "counts": counts,
+                "routes": {k: {"input": v[0], "generators": list(v[1])} for k, v in routes.items()},
+                "mlflow_run_id": ckpt["mlflow_run_id"], **extra}
+        translations.write_info(out, info)
+    return info

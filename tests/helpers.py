@@ -1,0 +1,251 @@
+"""Everything the tests share that is not a fixture: the one tiny configuration, the stage chain,
+throwaway git + DVC repositories, a loopback HTTP server, archives in the official layouts, and
+checkpoint comparisons. Test modules import from here (and get fixtures from conftest.py), never
+from each other."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from pipeline import checkpoint
+from pipeline.config import Params
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The one tiny configuration of the suite (dotted keys of params.yaml): a training step takes
+# milliseconds. 6 unpaired A and 5 B images -> 6 steps per CycleGAN epoch, 12 in all; checkpoints at
+# 0, 3, 6, 9, 12; a loss row every 2 steps; 4 paired test images.
+TINY: dict[str, object] = {
+    "data.synthetic.n_train_a": 6, "data.synthetic.n_train_b": 5, "data.synthetic.n_test": 4,
+    "data.synthetic.image_size": 32, "prepare.load_size": 32, "prepare.min_size": 16,
+    "cyclegan.ngf": 4, "cyclegan.ndf": 4,
+    "pix2pix.ngf": 4, "pix2pix.ndf": 4, "pix2pix.generator": "unet_32",
+    "bicyclegan.ngf": 4, "bicyclegan.ndf": 4, "bicyclegan.nef": 4, "bicyclegan.generator": "unet_32",
+    "train.crop_size": 32, "train.n_epochs": 1, "train.n_epochs_decay": 1, "train.checkpoint_every": 3,
+    "train.log_every": 2, "train.device": "cpu", "translate.device": "cpu",
+    "evaluator.width": 4, "evaluator.epochs": 2, "evaluator.device": "cpu",
+    "evaluate.device": "cpu", "evaluate.kid_subsets": 10,
+}
+
+
+def repo_params_dict() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def set_key(d: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        d = d[p]
+    d[last] = value
+
+
+def tiny_params_dict() -> dict:
+    d = repo_params_dict()
+    for k, v in TINY.items():
+        set_key(d, k, v)
+    return d
+
+
+# --- the stage chain, in process ------------------------------------------------------------------
+
+STAGES = ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "evaluate")
+
+
+def run_stages(p: Params, first: str = "download", last: str = "evaluate") -> dict:
+    """Run the stages from `first` to `last` in dvc.yaml's order; {stage: what it returned}."""
+    from pipeline.stages import download, evaluate, evaluator, prepare, ref_stats, train, translate
+
+    calls = {
+        "download": lambda: download.run(p.data, Path(p.paths.raw), progress=False),
+        "prepare": lambda: prepare.run(p, progress=False),
+        "train": lambda: train.train(p, progress=False),
+        "translate": lambda: translate.run(p, progress=False),
+        "ref_stats": lambda: ref_stats.run(p),
+        "evaluator": lambda: evaluator.run(p, progress=False),
+        "evaluate": lambda: evaluate.run(p),
+    }
+    return {s: calls[s]() for s in STAGES[STAGES.index(first): STAGES.index(last) + 1]}
+
+
+def elsewhere(tmp_path: Path, name: str) -> dict:
+    """Overrides that send a run's training outputs to their own folder."""
+    return {"paths__checkpoints": str(tmp_path / name / "ckpt"), "paths__model": str(tmp_path / name / "model.pt"),
+            "paths__train_reports": str(tmp_path / name / "reports")}
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    ckpt = checkpoint.load(path)
+    return {f"{n}.{k}": v for n, e in ckpt["nets"].items() for k, v in e["state_dict"].items()}
+
+
+def same_weights(a, b) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# --- throwaway git + DVC repositories -------------------------------------------------------------
+
+COPY = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore", "pyproject.toml"]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    # `python` and `dvc` of the running interpreter's environment, whatever the caller's PATH says
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    e.setdefault("GIT_AUTHOR_NAME", "test")
+    e.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
+    e.setdefault("GIT_COMMITTER_NAME", "test")
+    e.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
+    e["DVC_NO_ANALYTICS"] = "1"
+    return e
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def make_repo(dest: Path, overrides: dict | None = None) -> Path:
+    """Copy the project into `dest` with the TINY params (plus dotted-key `overrides`), commit it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in COPY:
+        src = REPO / rel
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, target)
+    params = tiny_params_dict()
+    for k, v in (overrides or {}).items():
+        set_key(params, k, v)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
+    run(["git", "init", "-q", "-b", "main"], dest)
+    # an identity of the repo's own: DVC commits experiments, and a fresh machine may have no global one
+    run(["git", "config", "user.name", "test"], dest)
+    run(["git", "config", "user.email", "test@example.invalid"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "init"], dest)
+    return dest
+
+
+# --- a loopback HTTP server with Range support that can drop a connection part-way ----------------
+
+class _Handler(BaseHTTPRequestHandler):
+    root: Path
+    drop_after: int | None = None  # close the first full response after this many bytes
+    requests: list
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        path = self.root / self.path.lstrip("/")
+        self.requests.append((self.path, self.headers.get("Range")))
+        if not path.is_file():
+            self.send_error(404, "Not Found")
+            return
+        data = path.read_bytes()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cls = type(self)
+        if cls.drop_after is not None:
+            self.wfile.write(body[:cls.drop_after])
+            cls.drop_after = None  # only the first response is cut
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def serve(root: Path, drop_after: int | None = None):
+    handler = type("Handler", (_Handler,), {"root": root, "drop_after": drop_after, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- archives in the official layouts --------------------------------------------------------------
+
+def png_bytes(seed: int, size=(40, 40)) -> bytes:
+    arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_cyclegan_zip(path: Path, name="horse2zebra", n=3) -> Path:
+    """Same layout as the official CycleGAN zips: <name>/{trainA,trainB,testA,testB}/*.jpg"""
+    with zipfile.ZipFile(path, "w") as zf:
+        for d in ("trainA", "trainB", "testA", "testB"):
+            for i in range(n):
+                zf.writestr(f"{name}/{d}/n{i:03d}.png", png_bytes(hash((d, i)) % 1000))
+    return path
+
+
+def make_pix2pix_tar(path: Path, name="facades", n=3) -> Path:
+    """Same layout as the official pix2pix tarballs: <name>/{train,test}/*.jpg, pairs side by side."""
+    with tarfile.open(path, "w:gz") as tf:
+        for split in ("train", "test"):
+            for i in range(n):
+                data = png_bytes(i, size=(80, 40))
+                info = tarfile.TarInfo(f"{name}/{split}/{i}.png")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@contextlib.contextmanager
+def interrupt_at_step(model_class, n: int):
+    """Within the block, the n-th training step of `model_class` raises KeyboardInterrupt (Ctrl-C)."""
+    real = model_class.train_step
+    calls = [0]
+
+    def step(self, batch):
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt
+        return real(self, batch)
+    model_class.train_step = step
+    try:
+        yield
+    finally:
+        model_class.train_step = real

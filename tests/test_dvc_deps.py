@@ -1,0 +1,94 @@
+"""The code a stage runs is what DVC watches: every stage's deps in dvc.yaml cover the pipeline modules
+it imports, transitively (pipeline/codedeps.py), and name nothing it does not run. Stages import no
+other stage; studies import library modules only, and no private name."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import codedeps
+from tests.helpers import REPO
+
+STAGE_PREFIX = "python -m "
+
+
+def dvc_stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def code_deps(stage: dict) -> list[str]:
+    return [d for d in stage["deps"] if isinstance(d, str) and d.startswith("pipeline/")]
+
+
+def module_of(stage: dict) -> str:
+    assert stage["cmd"].startswith(STAGE_PREFIX), stage["cmd"]
+    return stage["cmd"][len(STAGE_PREFIX):].split()[0]
+
+
+def covered(path: Path, deps: list[str]) -> bool:
+    return any(path == Path(d) or Path(d) in path.parents for d in deps)
+
+
+def uncovered(module: str, deps: list[str]) -> list[str]:
+    """Files the stage runs that no dep covers: edits to them would not rerun the stage."""
+    return [str(f) for f in codedeps.files(module) if not covered(f, deps)]
+
+
+def stale(module: str, deps: list[str]) -> list[str]:
+    """Code deps that cover no file the stage runs: edits to them rerun it for nothing."""
+    files = codedeps.files(module)
+    return [d for d in deps if not any(covered(f, [d]) for f in files)]
+
+
+@pytest.mark.parametrize("name", list(dvc_stages()))
+def test_the_deps_of_a_stage_are_the_code_it_runs(name):
+    stage = dvc_stages()[name]
+    module, deps = module_of(stage), code_deps(stage)
+    assert not uncovered(module, deps), f"{name}: add to its deps in dvc.yaml: {uncovered(module, deps)}"
+    assert not stale(module, deps), f"{name}: deps it does not run: {stale(module, deps)}"
+
+
+def test_the_check_catches_a_removed_dep():
+    stage = dvc_stages()["evaluator"]
+    deps = [d for d in code_deps(stage) if d != "pipeline/metrics/math.py"]
+    assert uncovered(module_of(stage), deps) == ["pipeline/metrics/math.py"]
+    assert stale(module_of(stage), [*code_deps(stage), "pipeline/models/networks.py"]) == ["pipeline/models/networks.py"]
+
+
+def test_the_closure_follows_imports_and_skips_exempt_plumbing():
+    files = {str(f) for f in codedeps.files("pipeline.stages.evaluator")}
+    assert "pipeline/metrics/math.py" in files          # imported by the stage
+    assert "pipeline/data/labels.py" in files           # imported by math.py: transitive
+    assert "pipeline/config.py" not in files            # exempt, and so is what only it imports
+    assert "pipeline/models/networks.py" not in files
+    assert set(codedeps.EXEMPT) == {"pipeline.config", "pipeline.errors", "pipeline.cli", "pipeline.io",
+                                    "pipeline.tracking"}
+
+
+def pipeline_modules(folder: str) -> list[str]:
+    return sorted(f"pipeline.{folder}.{p.stem}" for p in (REPO / "pipeline" / folder).glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("module", pipeline_modules("stages"))
+def test_no_stage_imports_another_stage(module):
+    others = {m for m in codedeps.direct_imports(module) if m.startswith("pipeline.stages.") and m != module}
+    assert not others, f"{module} imports {others}; move what they share into a library module"
+
+
+def library_and_studies() -> list[str]:
+    root = REPO / "pipeline"
+    return sorted(".".join(("pipeline", *p.relative_to(root).with_suffix("").parts)) for p in root.rglob("*.py")
+                  if "stages" not in p.parts and p.stem != "__init__")
+
+
+@pytest.mark.parametrize("module", library_and_studies())
+def test_the_library_and_the_studies_import_no_stage_and_no_private_name(module):
+    assert not {m for m in codedeps.direct_imports(module) if m.startswith("pipeline.stages")}
+    tree = ast.parse(codedeps.module_file(module).read_text())
+    private = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+               and (n.module or "").startswith("pipeline") for a in n.names if a.name.startswith("_")]
+    assert not private, f"{module} imports private names {private}"
