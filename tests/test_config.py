@@ -1,4 +1,5 @@
 import copy
+import importlib
 import subprocess
 import sys
 
@@ -91,3 +92,18 @@ def test_stage_exits_with_one_clear_line_before_any_work(tmp_path):
     assert "prepare: unknown key(s) load_sise; allowed keys: load_size" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "data").exists()  # nothing was written
+
+
+COMMANDS = [f"pipeline.stages.{s}" for s in ("download", "prepare", "train", "translate", "ref_stats", "evaluator",
+                                            "evaluate")] + \
+           [f"pipeline.studies.{s}" for s in ("ablations", "report", "baselines", "benchmark")]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_a_help_that_says_what_it_does(name, capsys):
+    module = importlib.import_module(name)
+    with pytest.raises(SystemExit) as e:
+        module.main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and f"python -m {name}" in out
+    assert module.__doc__.strip().splitlines()[0] in out  # the module docstring: what it reads and writes

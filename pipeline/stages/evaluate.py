@@ -23,9 +23,9 @@ from pipeline.metrics.context import Context
 from pipeline.tracking import Tracker, check_reachable, tracking_uri
 
 
-def run(params: Params, *, track: bool = True) -> dict:
+def run(params: Params) -> dict:
     ctx = Context(params)
-    run_id = ctx.info["mlflow_run_id"] if track else None
+    run_id = ctx.info["mlflow_run_id"]
     if run_id:
         check_reachable(tracking_uri(params.mlflow.tracking_uri))  # fail now, not after the metrics
     results = evaluation.compute(ctx)
