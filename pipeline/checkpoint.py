@@ -25,11 +25,18 @@ def save(path: str | Path, state: dict) -> None:
         torch.save({"format": FORMAT, **state}, tmp)
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    state = torch.load(path, map_location=map_location, weights_only=True)
+def load(path: str | Path, map_location: str | torch.device = "cpu", remake: str = "dvc repro train") -> dict:
+    """A checkpoint file of this pipeline; missing, unreadable or foreign files are one StageError that
+    names the file and `remake`, the command that writes it."""
+    if not Path(path).exists():
+        raise StageError(f"{path} missing; create it with: {remake}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a truncated or corrupt file: torch raises several types
+        raise StageError(f"{path} is unreadable ({type(e).__name__}: {str(e)[:200]}); re-create it with: {remake}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise StageError(f"{path}: not a checkpoint of this pipeline's format {FORMAT} (written by another version or "
-                         f"program); re-create it with the stage that writes it (e.g. dvc repro train)")
+                         f"program); re-create it with: {remake}")
     return state
 
 

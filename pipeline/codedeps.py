@@ -4,8 +4,10 @@ that dvc.yaml's deps cover every module a stage runs (tests/test_dvc_deps.py), a
 that keeps a training from resuming a checkpoint made by other training code.
 
 A few plumbing modules are EXEMPT, each with the reason an edit to it cannot change what a stage
-writes; their own imports are not followed either. Imports under `if TYPE_CHECKING:` never run and
-are not followed. A package's __init__.py that holds only its docstring is a marker, not code.
+writes; their own imports are not followed either (pipeline.config imports the network and model
+registries to validate names: every stage loads them, none computes with them through config).
+Imports under `if TYPE_CHECKING:` never run and are not followed. Importing pipeline.a.b runs the
+packages' __init__.py files too; one that holds only its docstring is a marker, not code.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ EXEMPT: dict[str, str] = {
     "pipeline.config": "validates params.yaml; every value it passes on comes from params.yaml, which DVC tracks",
     "pipeline.errors": "exception classes: an edit changes a message, never an output",
     "pipeline.cli": "argument parsing and one-line error exits",
-    "pipeline.io": "atomic writes: writes the bytes it is given, via a temporary sibling",
     "pipeline.tracking": "MLflow logging: the store is not a DVC output",
 }
 
@@ -71,6 +72,8 @@ def direct_imports(name: str) -> set[str]:
             continue
         found.add(base)
         found |= {f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}") is not None}
+    # importing pipeline.a.b runs pipeline/__init__.py and pipeline/a/__init__.py first
+    found |= {".".join(m.split(".")[:i]) for m in list(found) for i in range(1, m.count(".") + 1)}
     return {m for m in found if module_file(m) is not None}
 
 

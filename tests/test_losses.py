@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from pipeline.models.base import lr_factor
 from pipeline.models.losses import gan_loss, gradient_penalty, l1
 from pipeline.models.pool import ImagePool
+from pipeline.stages.train import lr_factor
 
 
 def test_lsgan_is_mean_squared_distance_to_the_target():
@@ -33,7 +33,9 @@ def test_unknown_gan_mode():
 
 def test_gradient_penalty_of_a_linear_critic():
     w = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)  # ||grad|| = 5 everywhere
-    critic = lambda x: (x * w).sum(dim=(1, 2, 3))  # noqa: E731
+
+    def critic(x):
+        return (x * w).sum(dim=(1, 2, 3))
     real, fake = torch.randn(3, 2, 1, 1), torch.randn(3, 2, 1, 1)
     assert gradient_penalty(critic, real, fake, 10.0).item() == pytest.approx(10 * (5 - 1) ** 2)
 

@@ -74,7 +74,9 @@ def _ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
     c1, c2, pad = 0.01 ** 2, 0.03 ** 2, 5
     vals = []
     for c in range(x.shape[0]):
-        f = lambda a: scipy.ndimage.gaussian_filter(a, 1.5, truncate=3.5)[pad:-pad, pad:-pad]  # noqa: E731
+
+        def f(a):
+            return scipy.ndimage.gaussian_filter(a, 1.5, truncate=3.5)[pad:-pad, pad:-pad]
         a, b = x[c], y[c]
         mx, my = f(a), f(b)
         sxx, syy, sxy = f(a * a) - mx ** 2, f(b * b) - my ** 2, f(a * b) - mx * my

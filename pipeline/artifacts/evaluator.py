@@ -5,12 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from pipeline import checkpoint
-from pipeline.metrics.segmenter import FCN8sMini
+from pipeline.errors import StageError
+from pipeline.metrics.segmenter import NAME, FCN8sMini
+
+KEYS = ("name", "n_classes", "width", "classes", "ignore_label", "resolution", "trained_on", "upper_bound",
+        "upper_bound_n", "confusion_real", "state_dict")
 
 
-def save(path: str | Path, state: dict) -> None:
-    checkpoint.save(path, state)
+def save(path: str | Path, net: FCN8sMini, *, width: int, classes: list[str], ignore_label: int, resolution: int,
+         trained_on: str, upper_bound: dict[str, float], upper_bound_n: int, confusion_real: np.ndarray) -> None:
+    """The segmenter and its score on real test photos: the upper bound of every FCN-score."""
+    checkpoint.save(path, {
+        "available": True, "name": NAME, "n_classes": len(classes), "width": width, "classes": classes,
+        "ignore_label": ignore_label, "resolution": resolution, "trained_on": trained_on,
+        "upper_bound": upper_bound, "upper_bound_n": upper_bound_n, "confusion_real": torch.from_numpy(confusion_real),
+        "state_dict": net.state_dict()})
 
 
 def save_unavailable(path: str | Path, reason: str) -> None:
@@ -19,7 +32,11 @@ def save_unavailable(path: str | Path, reason: str) -> None:
 
 def load(path: str | Path) -> tuple[dict, FCN8sMini | None]:
     """(the file's contents, the segmenter in eval mode or None when unavailable)."""
-    state = checkpoint.load(path)
+    state = checkpoint.load(path, remake="dvc repro evaluator")
+    missing = [k for k in ("available", *(KEYS if state.get("available") else ("reason",))) if k not in state]
+    if missing:
+        raise StageError(f"{path}: an evaluator file of another version (no {', '.join(missing)}); re-create it "
+                         f"with: dvc repro evaluator")
     if not state["available"]:
         return state, None
     net = FCN8sMini(state["n_classes"], state["width"])

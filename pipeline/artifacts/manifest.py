@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import StageError
+from pipeline.io import write_json
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -43,6 +44,10 @@ def build(out: Path, spec: DatasetSpec, load_size: int, rejected: list, extra: d
         "rejected": rejected,
         **extra,
     }
+
+
+def write(out: Path, manifest: dict) -> None:
+    write_json(out / NAME, manifest)
 
 
 def read(prepared: str | Path) -> tuple[dict, str]:

@@ -44,10 +44,8 @@ def save(path: str | Path, model_state: dict) -> None:
 def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, dict[str, nn.Module]]:
     """(the file's contents, {name: generator in eval mode}); a file this version cannot use is one
     clear error that says how to re-create it."""
-    if not Path(path).exists():
-        raise StageError(f"{path} missing; run the train stage first (dvc repro train)")
     redo = "re-create it with this version: dvc repro train"
-    ckpt = checkpoint.load(path, device)
+    ckpt = checkpoint.load(path, device, remake="dvc repro train")
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise StageError(f"{path}: a model file of another version of the pipeline (no {', '.join(missing)}); {redo}")

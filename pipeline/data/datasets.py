@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from pipeline.errors import StageError
+
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.png"))
@@ -93,7 +95,7 @@ class UnalignedDataset(Dataset):
     def __init__(self, dir_a: Path, dir_b: Path, *, crop: int, flip: bool, seed: int):
         self.a, self.b = list_images(dir_a), list_images(dir_b)
         if not self.a or not self.b:
-            raise ValueError(f"no images in {dir_a if not self.a else dir_b}")
+            raise StageError(f"no images in {dir_a if not self.a else dir_b}; check data/prepared (dvc repro prepare)")
         self.crop, self.flip, self.seed = crop, flip, seed
         self.set_epoch(0)
 
@@ -124,7 +126,7 @@ class AlignedDataset(Dataset):
         names_b = {p.name for p in list_images(dir_b)}
         names = sorted(names_a & names_b)
         if not names:
-            raise ValueError(f"no pairs: {dir_a} and {dir_b} share no file names")
+            raise StageError(f"no pairs: {dir_a} and {dir_b} share no file names; a paired model needs a paired dataset")
         self.pairs = [(Path(dir_a) / n, Path(dir_b) / n) for n in names]
         self.crop, self.flip, self.seed = crop, flip, seed
         self.set_epoch(0)

@@ -13,6 +13,7 @@ from pipeline.artifacts import manifest as manifest_file
 from pipeline.artifacts import translations
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8
+from pipeline.metrics.base import ROUTES
 from pipeline.runtime import resolve_device
 
 
@@ -41,7 +42,7 @@ class Context:
 
     def directions(self) -> list[str]:
         """The translation directions this model has (AtoB, and BtoA for CycleGAN)."""
-        return [r for r in ("AtoB", "BtoA") if r in self.routes]
+        return [r for r in ROUTES if r in self.routes]
 
     def names(self, folder: str) -> list[str]:
         return [p.name for p in list_images(self.translated / folder)]

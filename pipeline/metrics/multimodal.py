@@ -32,9 +32,11 @@ def diversity(ctx: Context) -> list[Result]:
     out = [Result("diversity_l1_AtoB", float(l1.mean()), {**protocol, "distance": "mean |a - b|, [0, 1] RGB"},
                   per_image=dict(zip(names, l1.tolist(), strict=True)))]
     try:
-        model, net_protocol = perceptual.load_lpips(ctx.params.evaluate.lpips_backbone, ctx.device)
-    except Unavailable as e:
-        return out + unavailable(["diversity_lpips_AtoB"], str(e), {**protocol, "network": perceptual.NETWORK})
+        e = ctx.params.evaluate
+        model, net_protocol = perceptual.load_lpips(e.lpips_net, e.lpips_backbone, ctx.device)
+    except Unavailable as err:
+        return out + unavailable(["diversity_lpips_AtoB"], str(err),
+                                 {**protocol, "network": perceptual.network_name(ctx.params.evaluate.lpips_net)})
     bs = ctx.params.evaluate.batch_size
     d = torch.stack([perceptual.lpips_distances(model, to_unit(samples[i]), to_unit(samples[j]), bs, ctx.device)
                      for i, j in pairs]).mean(0)

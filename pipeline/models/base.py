@@ -62,12 +62,6 @@ def stream_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
-    """Learning-rate multiplier during 0-based `epoch` (the authors' 'linear' policy): 1 for the
-    first n_epochs, then falling linearly by 1/(n_epochs_decay + 1) per epoch towards 0."""
-    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
-
-
 class GANModel:
     """Networks, optimizers and per-rank state of one model, and how its steps are executed."""
 

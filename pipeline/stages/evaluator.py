@@ -10,7 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from pipeline.artifacts import evaluator as evaluator_file
@@ -51,12 +50,10 @@ def run(params: Params, *, progress: bool = True) -> dict:
     truth = load_uint8(list_images(prepared / manifest["labels"]["testB"]), labels=True)
     cm = confusion_matrix(segment(net, test).numpy(), truth.numpy(), len(classes))
     upper = fcn_scores(cm)
-    evaluator_file.save(params.paths.evaluator, {
-        "available": True, "name": NAME, "n_classes": len(classes), "width": e.width, "classes": classes,
-        "ignore_label": manifest.get("ignore_label", IGNORE), "resolution": int(photos.shape[-1]),
-        "trained_on": f"{len(photos)} real trainB photos of {manifest['dataset']}",
-        "upper_bound": upper, "upper_bound_n": len(test), "confusion_real": torch.from_numpy(cm),
-        "state_dict": net.state_dict()})
+    evaluator_file.save(params.paths.evaluator, net, width=e.width, classes=classes,
+                        ignore_label=manifest.get("ignore_label", IGNORE), resolution=int(photos.shape[-1]),
+                        trained_on=f"{len(photos)} real trainB photos of {manifest['dataset']}",
+                        upper_bound=upper, upper_bound_n=len(test), confusion_real=cm)
     log.info("evaluator %s on real test photos (upper bound): %s", NAME, json.dumps(upper))
     return {"available": True, "upper_bound": upper}
 

@@ -29,7 +29,7 @@ from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map,
 from pipeline.data.labels import IGNORE, nearest_palette
 from pipeline.data.registry import DATASETS, DatasetSpec
 from pipeline.errors import StageError
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import atomic_dir
 
 
 def _find_root(folder: Path, marker: str) -> Path:
@@ -156,7 +156,7 @@ def run(params: Params, *, progress: bool = True) -> dict:
                              f"({len(w.rejected)} files rejected{': ' + reasons if reasons else ''}); "
                              f"data/prepared was left as it was")
         manifest = manifest_file.build(out, spec, p.load_size, w.rejected, extra)
-        write_json(out / manifest_file.NAME, manifest)
+        manifest_file.write(out, manifest)
     return manifest
 
 

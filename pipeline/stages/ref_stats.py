@@ -1,10 +1,12 @@
 """Stage `ref_stats`: the real test images (data/prepared/testA, testB) -> their Inception features
-(paths.ref_stats/{testA,testB}.pt and protocol.json).
+under every FID protocol (paths.ref_stats/<protocol>-{testA,testB}.pt and protocol.json).
 
 Computed once and reused by every experiment through the DVC cache: real-image features never
 depend on the model. KID needs the features themselves, FID only their mean and covariance, so the
-features are stored. If the Inception weights cannot be had, `unavailable.json` says why and the
-evaluate stage reports FID and KID as unavailable with that reason.
+features are stored. The protocols (pipeline/metrics/inception.py, PROTOCOLS) share the network and
+differ in how images are resized to 299. If a protocol's network cannot be had,
+`<protocol>-unavailable.json` says why and the evaluate stage reports its FID and KID as unavailable
+with that reason.
 """
 
 from __future__ import annotations
@@ -26,24 +28,27 @@ DOMAINS = ("testA", "testB")
 
 
 def run(params: Params) -> dict:
-    prepared, device = Path(params.paths.prepared), resolve_device(params.evaluate.device, "evaluate.device")
+    """Features of testA and testB under every FID protocol; {protocol: counts or the reason it is unavailable}."""
+    prepared = Path(params.paths.prepared)
+    e = params.evaluate
+    device = resolve_device(e.device, "evaluate.device")
+    images = {domain: (list_images(prepared / domain), load_uint8(list_images(prepared / domain))) for domain in DOMAINS}
     summary: dict = {}
     with atomic_dir(params.paths.ref_stats) as out:
-        try:
-            weights = inception.resolve_weights(params.evaluate.inception_weights)
-        except Unavailable as e:
-            log.warning("FID/KID unavailable: %s", e)
-            reference_features.save_unavailable(out, str(e))
-            return {"unavailable": str(e)}
-        fe = inception.feature_extractor(weights, device)
-        for domain in DOMAINS:
-            files = list_images(prepared / domain)
-            images = load_uint8(files)
-            features = inception.extract_features(fe, images, params.evaluate.batch_size, device)
-            reference_features.save(out, domain, features, [f.name for f in files], int(images.shape[-1]),
-                                    inception.EXTRACTOR, weights.source)
-            summary[domain] = len(files)
-        write_json(out / "protocol.json", {"extractor": inception.EXTRACTOR, "weights_source": weights.source, "counts": summary})
+        for protocol in inception.PROTOCOLS:
+            try:
+                features, source = inception.protocol_extractor(protocol, e.inception_weights, device)
+            except Unavailable as err:
+                log.warning("FID/KID (%s) unavailable: %s", protocol, err)
+                reference_features.save_unavailable(out, protocol, str(err))
+                summary[protocol] = {"unavailable": str(err)}
+                continue
+            for domain, (files, pixels) in images.items():
+                reference_features.save(out, protocol, domain, features(pixels, e.batch_size),
+                                        [f.name for f in files], int(pixels.shape[-1]), inception.EXTRACTOR, source)
+            summary[protocol] = {domain: len(files) for domain, (files, _) in images.items()}
+        write_json(out / "protocol.json", {"extractor": inception.EXTRACTOR, "protocols": {
+            p: {"resize": inception.PROTOCOLS[p][1], **summary[p]} for p in inception.PROTOCOLS}})
     return summary
 
 

@@ -38,7 +38,7 @@ from pipeline.config import Params, flatten, to_dict
 from pipeline.data.datasets import AlignedDataset, UnalignedDataset, batches, grid, list_images, load_tensor
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
-from pipeline.models.base import GANModel, lr_factor
+from pipeline.models.base import GANModel
 from pipeline.models.registry import MODELS
 from pipeline.runtime import resolve_device, set_determinism
 from pipeline.tracking import NoTracker, Tracker, git_rev, tracking_uri
@@ -50,6 +50,12 @@ SAMPLES = 4  # test images per direction in the sample grids
 # under other values of these may be resumed.
 EXECUTION_ONLY = {"translate", "mlflow", "paths", "train.checkpoint_every", "train.log_every",
                   "train.num_workers", "train.device", "train.rdzv_endpoint", "train.dist_backend"}
+
+
+def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """Learning-rate multiplier during 0-based `epoch` (the authors' 'linear' policy): 1 for the
+    first n_epochs, then falling linearly by 1/(n_epochs_decay + 1) per epoch towards 0."""
+    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
 
 
 def fingerprint(params: Params, manifest_text: str, world: int = 1) -> str:

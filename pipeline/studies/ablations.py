@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from pipeline.cli import fail, run_stage
 from pipeline.config import load_params
 from pipeline.tracking import Tracker, tracking_uri
 
@@ -76,6 +77,13 @@ def queue_busy() -> bool:
     return any(word in out for word in ("Queued", "Running"))
 
 
+def run_checked(cmd: list[str]) -> None:
+    """Run a dvc command; a failure ends the study with one line naming the command."""
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        fail(f"`{' '.join(cmd)}` failed (exit {r.returncode}); its output is above. Fix what it says and re-run")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m pipeline.studies.ablations", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,16 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         ap.error(f"{', '.join(unknown)} not in study {args.study}: {', '.join(STUDIES[args.study])}")
 
-    uri = init_tracking()
+    uri = run_stage(init_tracking)
     print(f"MLflow store: {uri}")
     for cmd in exp_commands(names, args.seeds, args.set, args.study):
         print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        run_checked(cmd)
     if args.queue_only:
         print(f"queued; run them with: dvc queue start -j {args.jobs}; "
               f"then: python -m pipeline.studies.report --study {args.study}")
         return
-    subprocess.run(["dvc", "queue", "start", "-j", str(args.jobs)], check=True)
+    run_checked(["dvc", "queue", "start", "-j", str(args.jobs)])
     while queue_busy():
         time.sleep(10)
     subprocess.run(["dvc", "queue", "status"])

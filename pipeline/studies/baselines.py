@@ -26,7 +26,7 @@ from pipeline.metrics import evaluation, registry
 from pipeline.metrics.base import HIGHER
 from pipeline.metrics.context import Context
 from pipeline.models.registry import MODELS
-from pipeline.runtime import set_determinism
+from pipeline.runtime import resolve_device, set_determinism
 from pipeline.translation import translate_test_sets
 
 
@@ -40,8 +40,8 @@ def untrained_translations(params: Params, folder: Path) -> Path:
     path = folder / "untrained.pt"
     model_file.save(path, model_file.state(params, model, "untrained", None, None, 0))
     translate_test_sets(path, params.paths.prepared, folder / "untrained", batch_size=params.translate.batch_size,
-                        n_samples=params.translate.n_samples, seed=params.seed, device=torch.device("cpu"),
-                        progress=False)
+                        n_samples=params.translate.n_samples, seed=params.seed,
+                        device=resolve_device(params.translate.device, "translate.device"), progress=False)
     return folder / "untrained"
 
 

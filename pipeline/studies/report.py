@@ -128,8 +128,9 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
     if not runs.empty:
         runs = runs[runs["model"].isin(STUDIES[study]["models"])]
     if runs.empty:
-        raise SystemExit(f"no finished, evaluated training runs of {study} models {STUDIES[study]['models']} in experiment "
-                         f"{experiment!r} of {uri}; run `dvc repro` or `python -m pipeline.ablations --study {study}` first")
+        raise SystemExit(f"no finished, evaluated training runs of {study} models {STUDIES[study]['models']} in "
+                         f"experiment {experiment!r} of {uri}; run `dvc repro` or "
+                         f"`python -m pipeline.studies.ablations --study {study}` first")
     folder.mkdir(parents=True, exist_ok=True)
     agg = aggregate(runs)
     write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))

@@ -38,7 +38,9 @@ def measure_inception(device: torch.device, batch_size: int, repeats: int, size:
     except ImportError as e:  # a bare GPU image may lack torch-fidelity: the training figures still count
         return {"unavailable": f"{e.name or e} is not installed (pip install -e .)"}
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
-    run = lambda: inception.extract_features(fe, x, batch_size, device)  # noqa: E731
+
+    def run():
+        return inception.extract_features(fe, x, batch_size, device)
     run()  # warm-up
     return {"extractor": inception.EXTRACTOR, "batch_size": batch_size, "input_size": size,
             "images_per_s": statistics.median(rates(run, batch_size, repeats, device))}
@@ -65,7 +67,7 @@ def measure_evaluate(params, device: torch.device) -> dict:
         t0 = time.perf_counter()
         try:
             metric.fn(ctx)
-        except Exception as e:  # noqa: BLE001 - e.g. torch-fidelity missing on a bare GPU image
+        except Exception as e:  # any failure is reported, e.g. torch-fidelity missing on a bare GPU image
             errors[name] = f"{type(e).__name__}: {e}"
         seconds[name] = time.perf_counter() - t0
     n = sum(len(ctx.names(route)) for route in ctx.routes)
@@ -104,7 +106,8 @@ def measure_loader(config: str, load_size: int, crop: int, n: int, repeats: int,
             write_images(Path(tmp) / domain, n, load_size, seed=i)
         data = UnalignedDataset(Path(tmp) / "A", Path(tmp) / "B", crop=crop, flip=True, seed=0)
         for w in workers:
-            epoch = lambda w=w: [{k: x.to(device, non_blocking=True) for k, x in b.items()} for b in  # noqa: E731
-                             DataLoader(data, batch_size=1, num_workers=w, pin_memory=device.type == "cuda")]
+            def epoch(w=w):
+                loader = DataLoader(data, batch_size=1, num_workers=w, pin_memory=device.type == "cuda")
+                return [{k: x.to(device, non_blocking=True) for k, x in b.items()} for b in loader]
             out[f"workers_{w}"] = statistics.median(rates(epoch, n, repeats, device))
     return {"config": config, "n": n, "load_size": load_size, "crop": crop, "images_per_s": out}
