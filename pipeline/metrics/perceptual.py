@@ -70,5 +70,6 @@ def lpips_metric(ctx: Context) -> list[Result]:
     return out
 
 
-LPIPS = Metric(lpips_metric, tuple(Key(f"lpips_{r}_{other}", LOWER) for r in ROUTES for other in ("input", "truth")),
+LPIPS = Metric(lpips_metric, tuple(Key(f"lpips_{r}_{other}", LOWER, identity_trivial=other == "input")
+                                   for r in ROUTES for other in ("input", "truth")),
                protocol="LPIPS v0.1 AlexNet: translation vs its input, and vs the ground truth on paired test sets")

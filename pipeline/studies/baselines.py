@@ -82,7 +82,7 @@ def verdict(key: str, trained: float, other: float, baseline: str) -> str:
     if k.kind != "score":
         return NOT_A_SCORE[k.kind]
     if k.identity_trivial and baseline == "identity":
-        return "n/a: identity cycles perfectly"
+        return "n/a: 0 for the identity by construction"
     return "yes" if (trained > other if k.better == HIGHER else trained < other) else "no"
 
 
