@@ -28,7 +28,9 @@ class Pix2Pix(GANModel):
         with self.amp():
             fake_B = self.net("G")(real_A)
 
-        # --- D: real pairs (A, B) vs generated pairs (A, G(A)); halved as in the authors' code ---
+        # --- D: real pairs (A, B) vs generated pairs (A, G(A)); halved as in the authors' code. Written out
+        # rather than through losses.discriminator_loss to keep the authors' order (fake pairs first): with
+        # BatchNorm in D the order of the two calls decides its running statistics.
         D = self.net("D")
         set_requires_grad([self.raw("D")], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
