@@ -5,7 +5,6 @@ mid-epoch sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +147,3 @@ class AlignedDataset(Dataset):
 def batches(n_items: int, batch_size: int) -> list[list[int]]:
     """Item indices of each step of one epoch; the last batch may be smaller (none dropped)."""
     return [list(range(s, min(s + batch_size, n_items))) for s in range(0, n_items, batch_size)]
-
-
-def steps_per_epoch(n_items: int, batch_size: int) -> int:
-    return math.ceil(n_items / batch_size)
