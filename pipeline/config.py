@@ -37,6 +37,10 @@ from pipeline.models.registry import MODELS
 
 __all__ = ["ConfigError", "Params", "load_params", "parse_params", "to_dict", "flatten"]
 
+# A thread count: "auto" = this process's share of the cores (pipeline/runtime.py: thread_budget).
+Threads = Literal["auto"] | int
+
+
 def knob(*, min: float | None = None, max: float | None = None, choices: tuple | None = None,
          pattern: str | None = None, doc: str = "") -> Any:
     """A required dataclass field with its allowed range (no default: the value lives in params.yaml)."""
@@ -140,7 +144,10 @@ class TrainParams:
     checkpoint_every: int = knob(min=1, doc="steps between checkpoints (resume point)")
     log_every: int = knob(min=1, doc="steps between logged loss averages")
     device: str = knob(choices=("auto", "cpu", "cuda"))
-    num_workers: int = knob(min=0, max=64, doc="DataLoader worker processes (pinned memory on CUDA)")
+    num_threads: Threads = knob(min=1, max=1024, doc="torch intra- and inter-op threads; auto = cores // concurrent "
+                                "processes (queue workers x torchrun processes)")
+    num_workers: Literal["auto"] | int = knob(min=0, max=64, doc="DataLoader worker processes; auto = 0 on the CPU "
+                                              "(the step needs the cores), on CUDA the thread budget less one, at most 4")
     deterministic: bool = knob(doc="deterministic kernels (same params -> same weights)")
     # Fast paths: each changes how, not what, is computed (measured by pipeline/studies/benchmark.py).
     precision: str = knob(choices=("fp32", "bf16", "fp16"), doc="autocast dtype of forward passes; fp16 needs CUDA")
@@ -161,6 +168,7 @@ class TranslateParams:
     batch_size: int = knob(min=1, max=4096)
     n_samples: int = knob(min=2, max=1000, doc="outputs per input of a multimodal model (random z each)")
     device: str = knob(choices=("auto", "cpu", "cuda"))
+    num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
 
 
 @dataclass(frozen=True)
@@ -173,11 +181,13 @@ class EvaluatorParams:
     lr: float = knob(min=0.0)
     seed: int = knob(min=0)
     device: str = knob(choices=("auto", "cpu", "cuda"))
+    num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     device: str = knob(choices=("auto", "cpu", "cuda"))
+    num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
     batch_size: int = knob(min=1, max=4096)
     inception_weights: Optional[str] = knob(doc="torch-fidelity format .pth; null = cache, download, or offline conversion")
     kid_subset_size: Optional[int] = knob(min=2, doc="null = min(1000, test-set size), torch-fidelity's default "
@@ -301,7 +311,18 @@ def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
         inner = [a for a in args if a is not _NONE]
         if len(inner) == 1:
             return _convert(value, inner[0], key, meta)
-        raise TypeError(f"unsupported union at {key}")
+        for a in inner:  # the first alternative that accepts the value
+            try:
+                return _convert(value, a, key, meta)
+            except ConfigError:
+                pass
+        lo, hi = meta.get("min"), meta.get("max")
+        rng = f" (integers in [{lo}, {hi if hi is not None else 'inf'}])" if lo is not None else ""
+        raise ConfigError(f"{key}: expected {_type_name(tp)}{rng}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)
     if tp is bool:

@@ -11,6 +11,7 @@ import torch
 
 from pipeline.config import flatten, to_dict
 from pipeline.models.registry import MODELS
+from pipeline.runtime import cpu_cores
 from pipeline.studies import ablations, report
 from tests.helpers import env, make_repo, run
 
@@ -98,6 +99,11 @@ def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
     assert {"full-s0", "gan_alone-s0"} <= names
     gan_alone = next(x for x in runs if x.data.tags.get("dvc.exp_name") == "gan_alone-s0")
     assert gan_alone.data.params["lambda_cycle"] == "0.0" and "eval/fcn_AtoB_pixel_acc" in gan_alone.data.metrics
+    # each of the two workers' stages took its share of the cores (the command sets PIPELINE_CONCURRENT)
+    logs = subprocess.run(["dvc", "queue", "logs", "full-s0"], cwd=repo, env=env(), capture_output=True, text=True).stdout
+    share = max(1, cpu_cores() // 2)
+    for stage in ("train", "translate", "evaluate"):
+        assert f"torch threads: {share} ({stage}.num_threads=auto: {cpu_cores()} cores / PIPELINE_CONCURRENT=2)" in logs
     table = (repo / "reports" / "ablation.md").read_text()
     assert "| full |" in table and "| gan_alone |" in table
     runs_csv = pd.read_csv(repo / "reports" / "ablation_runs.csv")

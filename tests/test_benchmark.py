@@ -15,7 +15,7 @@ def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))  # nothing translated there yet
     benchmark.main(["--params", str(tmp_path / "params.yaml"), "--configs", "tiny", "--paths", "fused_adam",
                     "channels_last", "--steps", "3", "--repeats", "2", "--warmup", "1", "--rounds", "2", "--pairs", "3",
-                    "--device", "cpu", "--loader-images", "6", "--out", str(tmp_path)])
+                    "--device", "cpu", "--loader-images", "6", "--threads", "1", "2", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "cpu-tiny.json").read_text())
     rows = {r["path"]: r for r in report["training"]}
     assert list(rows) == ["baseline", "fp32", "fused_adam", "channels_last"]  # baselines always measured
@@ -30,6 +30,13 @@ def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     # the authors' step and ours compute the same losses from the same start
     assert abs(rows["baseline"]["loss_G"][0] - rows["fp32"]["loss_G"][0]) < 1e-4 * rows["fp32"]["loss_G"][0]
     assert rows["fused_adam"]["parity"] and rows["channels_last"]["loss_rel_dev_first"] < 1e-4
+    # the step's arithmetic rate beside the fp32 matmul peak of the same process
+    assert rows["baseline"]["flops_per_step"] == rows["fp32"]["flops_per_step"] > 0  # the same computation
+    for r in rows.values():
+        assert r["matmul_peak_gflops"] > 0 and r["gflops"] == r["images_per_s"] * r["flops_per_step"] / 1e9
+        assert r["fraction_of_peak"] == r["gflops"] / r["matmul_peak_gflops"]
+    assert [(r["config"], r["threads"]) for r in report["threads"]] == [("tiny", 1), ("tiny", 2)]
+    assert all(r["gflops"] > 0 and len(r["round_medians"]) == 2 for r in report["threads"])
     assert report["translate"][0]["images_per_s"] > 0
     paired = report["paired"][0]
     assert paired["pairs"] == 3 and paired["speedup_iqr"][0] <= paired["speedup_median"] <= paired["speedup_iqr"][1]
@@ -37,7 +44,8 @@ def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     assert (loader["config"], loader["n"], loader["load_size"], loader["crop"]) == ("tiny", 6, 36, 32)
     assert set(loader["images_per_s"]) == {"workers_0", "workers_2"} and min(loader["images_per_s"].values()) > 0
     md = (tmp_path / "cpu-tiny.md").read_text()
-    assert "| tiny | fused_adam |" in md and "x baseline" in md
+    assert "| tiny | fused_adam |" in md and "x baseline" in md and "| of peak |" in md
+    assert "| tiny | 1 |" in md and "| tiny | 2 |" in md
     assert "training data loader (tiny: 6 PNG pairs at 36px, crop 32)" in md and "fastest training path" in md
     assert report["evaluate"]["unavailable"].endswith("run `dvc repro` first") and "| evaluate stage | unavailable" in md
 
@@ -49,3 +57,20 @@ def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(chain):
     assert ev["routes"] == ["AtoB", "AtoBtoA", "BtoA", "BtoAtoB"]  # translations and reconstructions
     assert ev["n_translations"] == 4 * 4 and ev["size"] == 32 and ev["images_per_s"] > 0  # 4 test images each
     assert not Path(p.paths.metrics).exists() and not Path(p.paths.eval_reports).exists()
+
+
+def test_the_flop_count_is_the_convolutions_forward_and_backward():
+    """Checked by hand from the layer's shape: a 3x3 conv, 4 -> 8 channels, on 1x4x10x10 ('same'
+    padding) does 8*4*9*10*10 multiply-adds forward = 2x that in FLOPs; backward computes the
+    gradients of input and weight, twice the forward."""
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1, bias=False)
+    x = torch.randn(1, 4, 10, 10, requires_grad=True)
+    forward = 2 * 8 * 4 * 9 * 10 * 10
+    assert throughput.step_flops(lambda b: conv(b).sum().backward(), x) == 3 * forward
+    with torch.no_grad():
+        assert throughput.step_flops(conv, x) == forward
+
+
+def test_the_matmul_peak_counts_two_flops_per_multiply_add():
+    peak = throughput.matmul_peak(torch.device("cpu"), repeats=2, n=64)
+    assert peak["n"] == 64 and peak["threads"] == torch.get_num_threads() and peak["gflops"] > 0

@@ -20,10 +20,12 @@ from pipeline.errors import StageError, TrackingError
 from pipeline.metrics import evaluation
 from pipeline.metrics.base import Result
 from pipeline.metrics.context import Context
+from pipeline.runtime import configure_threads
 from pipeline.tracking import Tracker, check_reachable, tracking_uri
 
 
 def run(params: Params) -> dict:
+    configure_threads(params.evaluate.num_threads, "evaluate.num_threads")
     ctx = Context(params)
     run_id = ctx.info["mlflow_run_id"]
     if run_id:

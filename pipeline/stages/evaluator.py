@@ -20,7 +20,7 @@ from pipeline.data.datasets import list_images, load_uint8, to_unit
 from pipeline.data.labels import IGNORE
 from pipeline.metrics.math import confusion_matrix, fcn_scores
 from pipeline.metrics.segmenter import NAME, segment, train_segmenter
-from pipeline.runtime import resolve_device
+from pipeline.runtime import configure_threads, resolve_device
 
 log = logging.getLogger("pipeline")
 
@@ -32,6 +32,7 @@ def _tick(bar: tqdm, loss: float) -> None:
 
 def run(params: Params, *, progress: bool = True) -> dict:
     prepared, e = Path(params.paths.prepared), params.evaluator
+    configure_threads(e.num_threads, "evaluator.num_threads")
     manifest, _ = manifest_file.read(prepared)
     if "trainB" not in manifest["labels"] or "palette" not in manifest:
         reason = f"dataset {manifest['dataset']} has no class labels for its photos (domain B)"

@@ -21,7 +21,7 @@ from pipeline.data.datasets import list_images, load_uint8
 from pipeline.errors import Unavailable
 from pipeline.io import atomic_dir, write_json
 from pipeline.metrics import inception
-from pipeline.runtime import resolve_device
+from pipeline.runtime import configure_threads, resolve_device
 
 log = logging.getLogger("pipeline")
 DOMAINS = ("testA", "testB")
@@ -31,6 +31,7 @@ def run(params: Params) -> dict:
     """Features of testA and testB under every FID protocol; {protocol: counts or the reason it is unavailable}."""
     prepared = Path(params.paths.prepared)
     e = params.evaluate
+    configure_threads(e.num_threads, "evaluate.num_threads")
     device = resolve_device(e.device, "evaluate.device")
     images = {domain: (list_images(prepared / domain), load_uint8(list_images(prepared / domain))) for domain in DOMAINS}
     summary: dict = {}

@@ -40,7 +40,7 @@ from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
 from pipeline.models.registry import MODELS
-from pipeline.runtime import resolve_device, set_determinism
+from pipeline.runtime import configure_threads, loader_workers, resolve_device, set_determinism
 from pipeline.tracking import NoTracker, Tracker, git_rev, tracking_uri
 
 log = logging.getLogger("pipeline")
@@ -49,7 +49,7 @@ SAMPLES = 4  # test images per direction in the sample grids
 # Params that change how a run is executed or reported but not what it computes: a checkpoint made
 # under other values of these may be resumed.
 EXECUTION_ONLY = {"translate", "mlflow", "paths", "train.checkpoint_every", "train.log_every",
-                  "train.num_workers", "train.device", "train.rdzv_endpoint", "train.dist_backend"}
+                  "train.num_workers", "train.num_threads", "train.device", "train.rdzv_endpoint", "train.dist_backend"}
 
 
 def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
@@ -181,12 +181,14 @@ def resume(ckpt_dir: Path, fp: str, d: distributed.Dist) -> dict | None:
 def train(params: Params, *, progress: bool = True) -> dict:
     """Run (or resume) one training."""
     t, paths = params.train, params.paths
+    threads = configure_threads(t.num_threads, "train.num_threads")
     prepared, ckpt_dir = Path(paths.prepared), Path(paths.checkpoints)
     manifest, manifest_text = manifest_file.read(prepared)
     manifest_file.check_test_set(params, manifest)
     d, device = distributed.setup(t.dist_backend, resolve_device(t.device, "train.device"))
     if t.precision == "fp16" and device.type != "cuda":
         raise StageError("train.precision=fp16 needs CUDA; this run is on the CPU: use bf16 or fp32")
+    workers = loader_workers(t.num_workers, threads, device)
     set_determinism(params.seed, t.deterministic)
     torch.backends.cudnn.benchmark = t.cudnn_benchmark
 
@@ -230,7 +232,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
             model.set_lr(lr)
             data.set_epoch(epoch)
             loader = DataLoader(data, batch_sampler=distributed.shard(batches(len(data), t.batch_size), d)[first:],
-                                num_workers=t.num_workers, pin_memory=device.type == "cuda")
+                                num_workers=workers, pin_memory=device.type == "cuda")
             for batch in loader:
                 losses = distributed.mean_over_ranks(model.train_step(batch), d)
                 check_finite(losses, book.step + 1, ckpt_dir)

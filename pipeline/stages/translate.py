@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
-from pipeline.runtime import resolve_device
+from pipeline.runtime import configure_threads, resolve_device
 from pipeline.translation import translate_test_sets
 
 
 def run(params: Params, *, progress: bool = True) -> dict:
     t = params.translate
+    configure_threads(t.num_threads, "translate.num_threads")
     return translate_test_sets(params.paths.model, params.paths.prepared, params.paths.translated,
                                batch_size=t.batch_size, n_samples=t.n_samples, seed=params.seed,
                                device=resolve_device(t.device, "translate.device"), progress=progress)

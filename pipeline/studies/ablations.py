@@ -20,12 +20,14 @@ distance between samples) and the paired metrics.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 
 from pipeline.cli import fail, run_stage
 from pipeline.config import load_params
+from pipeline.runtime import CONCURRENCY_ENV
 from pipeline.tracking import Tracker, tracking_uri
 
 ABLATIONS: dict[str, dict[str, object]] = {
@@ -72,14 +74,14 @@ def init_tracking(params_file: str = "params.yaml") -> str:
     return uri
 
 
-def queue_busy() -> bool:
-    out = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True).stdout
+def queue_busy(cwd: str | None = None) -> bool:
+    out = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True, cwd=cwd).stdout
     return any(word in out for word in ("Queued", "Running"))
 
 
-def run_checked(cmd: list[str]) -> None:
+def run_checked(cmd: list[str], env: dict[str, str] | None = None) -> None:
     """Run a dvc command; a failure ends the study with one line naming the command."""
-    r = subprocess.run(cmd)
+    r = subprocess.run(cmd, env=env)
     if r.returncode != 0:
         fail(f"`{' '.join(cmd)}` failed (exit {r.returncode}); its output is above. Fix what it says and re-run")
 
@@ -103,14 +105,18 @@ def main(argv: list[str] | None = None) -> None:
 
     uri = run_stage(init_tracking)
     print(f"MLflow store: {uri}")
-    for cmd in exp_commands(names, args.seeds, args.set, args.study):
+    cmds = exp_commands(names, args.seeds, args.set, args.study)
+    for cmd in cmds:
         print("$", " ".join(cmd), flush=True)
         run_checked(cmd)
     if args.queue_only:
         print(f"queued; run them with: dvc queue start -j {args.jobs}; "
               f"then: python -m pipeline.studies.report --study {args.study}")
         return
-    run_checked(["dvc", "queue", "start", "-j", str(args.jobs)])
+    # each worker's stages take cores // workers threads (pipeline/runtime.py); the workers inherit this
+    workers = min(args.jobs, len(cmds))
+    print(f"$ {CONCURRENCY_ENV}={workers} dvc queue start -j {args.jobs}", flush=True)
+    run_checked(["dvc", "queue", "start", "-j", str(args.jobs)], env={**os.environ, CONCURRENCY_ENV: str(workers)})
     while queue_busy():
         time.sleep(10)
     subprocess.run(["dvc", "queue", "status"])

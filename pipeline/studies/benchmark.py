@@ -2,6 +2,7 @@
 
     python -m pipeline.studies.benchmark                          # CPU or CUDA, whichever is present
     python -m pipeline.studies.benchmark --configs paper --paths baseline fp32 bf16 all --repeats 7
+    python -m pipeline.studies.benchmark --threads-only --threads 1 2      # the step on 1 and 2 threads
 
 For each configuration (CONFIGS: the paper's 256px resnet_9blocks, ngf=ndf=64, batch 1; and the
 embedded 64px one) and each path (PATHS), a fresh process builds CycleGAN from a fixed seed, runs
@@ -18,6 +19,12 @@ generator forward (images/s at translate.batch_size), Inception feature extracti
 "no slower" check), each metric of the evaluate stage on the outputs `dvc repro` left (seconds), and the
 training data loader (images/s with 0 and 2 workers, on generated PNGs stored at
 each configuration's load size, set beside the fastest training path: does loading starve the step?).
+
+How close a step comes to the machine: every training row gives GFLOP/s (the FLOPs of one step counted
+by torch.utils.flop_counter, times steps/s) beside an fp32 matrix product timed in the same process on
+the same threads, and the fraction. `--threads 1 2` also times the plain fp32 step on each number of
+threads (default on the CPU: 1 and all cores); `--threads-only` measures just that and writes
+<device>-<configs>-threads.md.
 
 Writes reports/benchmark/<device>-<configs>.json and .md (device, versions, every figure), e.g.
 cpu-embedded.md, cuda-embedded-paper.md: a GPU run never overwrites the CPU figures.
@@ -41,7 +48,8 @@ import yaml
 
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
-from pipeline.studies.throughput import measure_evaluate, measure_inception, measure_loader, rates
+from pipeline.runtime import cpu_cores
+from pipeline.studies.throughput import matmul_peak, measure_evaluate, measure_inception, measure_loader, rates, step_flops
 
 CONFIGS = {
     # Zhu et al. 2017 at 256px: resnet_9blocks, 70x70 PatchGAN, ngf = ndf = 64, batch 1
@@ -143,7 +151,9 @@ def batches(cfg: dict, n: int, device: torch.device) -> list[dict[str, torch.Ten
 def measure_training(config: str, path: str, device: torch.device, warmup: int, steps: int, repeats: int,
                      trajectory: bool = True, params_file: Path = Path("params.yaml")) -> dict:
     """Run in a fresh process (see main): images/s per repeat, peak memory, and (if `trajectory`) the
-    G loss of the first `steps` steps from the shared initial weights."""
+    G loss of the first `steps` steps from the shared initial weights; the FLOPs of one step (counted,
+    except for `compile`, whose graph the counter does not see: the same computation as fp32) and the
+    fp32 matmul peak on the same threads in the same process."""
     cfg, opts = CONFIGS[config], PATHS[path]
     torch.backends.cudnn.benchmark = opts.get("cudnn_benchmark", False)
     model = build(cfg, device, opts, params_file)
@@ -157,9 +167,11 @@ def measure_training(config: str, path: str, device: torch.device, warmup: int, 
     per_repeat = rates(lambda: [step(b) for b in data], steps * cfg["batch"], repeats, device)
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    flops = None if opts.get("compile") else step_flops(step, data[0])
     return {"config": config, "path": path, "images_per_s": statistics.median(per_repeat), "repeats": per_repeat,
             "peak_memory_bytes": peak, "peak_memory_kind": "CUDA max allocated" if device.type == "cuda" else "process max RSS",
-            "loss_G": losses}
+            "loss_G": losses, "threads": torch.get_num_threads(), "flops_per_step": flops,
+            "matmul_peak_gflops": matmul_peak(device, repeats)["gflops"]}
 
 
 def measure_paired(config: str, device: torch.device, pairs: int, params_file: Path = Path("params.yaml")) -> dict:
@@ -200,12 +212,14 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def run_isolated(config: str, path: str, args, trajectory: bool) -> dict:
-    """One (config, path) in its own process: clean memory peak, no compile cache carried over."""
+def run_isolated(config: str, path: str, args, trajectory: bool, threads: int | None = None) -> dict:
+    """One (config, path) in its own process: clean memory peak, no compile cache carried over; on
+    `threads` torch threads (None: torch's default, one per core)."""
     cmd = [sys.executable, "-m", "pipeline.studies.benchmark", "--one", config, path, "--device", args.device,
            "--params", str(args.params),
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--repeats", str(args.repeats)]
     cmd += [] if trajectory else ["--no-trajectory"]
+    cmd += [] if threads is None else ["--one-threads", str(threads)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return {"config": config, "path": path, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
@@ -221,9 +235,36 @@ def merge_rounds(rounds: list[dict]) -> dict:
         return failed[0]
     row = {**rounds[0], "repeats": [x for r in rounds for x in r["repeats"]],
            "round_medians": [r["images_per_s"] for r in rounds],
-           "peak_memory_bytes": max(r["peak_memory_bytes"] for r in rounds)}
+           "peak_memory_bytes": max(r["peak_memory_bytes"] for r in rounds),
+           "matmul_peak_gflops": statistics.median(r["matmul_peak_gflops"] for r in rounds)}
     row["images_per_s"] = statistics.median(row["repeats"])
     return row
+
+
+def add_flop_rate(rows: list[dict]) -> list[dict]:
+    """GFLOP/s of each row's step (counted FLOPs x steps/s; a compiled path takes fp32's count, the same
+    computation) and its fraction of the fp32 matmul peak measured in the same processes."""
+    counted = {r["config"]: r["flops_per_step"] for r in rows if r.get("flops_per_step") and r["path"] == "fp32"}
+    for r in rows:
+        flops = r.get("flops_per_step") or counted.get(r["config"])
+        if "error" in r or not flops:
+            continue
+        r["gflop_per_step"] = flops / 1e9
+        r["gflops"] = r["images_per_s"] / CONFIGS[r["config"]]["batch"] * flops / 1e9
+        r["fraction_of_peak"] = r["gflops"] / r["matmul_peak_gflops"]
+    return rows
+
+
+def measure_threads(configs: list[str], threads: list[int], args) -> list[dict]:
+    """The plain fp32 step on each number of threads, each in fresh processes, rounds interleaved."""
+    rounds = {(c, t): [] for c in configs for t in threads}
+    for k in range(args.rounds):
+        for c, t in rounds:
+            r = run_isolated(c, "fp32", args, trajectory=False, threads=t)
+            rounds[(c, t)].append(r)
+            print(f"{c:9s} fp32 {t} thread(s) round {k + 1}/{args.rounds} "
+                  + (f"{r['images_per_s']:8.2f} images/s" if "error" not in r else r["error"]), flush=True)
+    return add_flop_rate([merge_rounds(rs) for rs in rounds.values()])
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -243,7 +284,36 @@ def summarise(rows: list[dict]) -> list[dict]:
             devs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(r["loss_G"], ref["loss_G"], strict=True)]
             r["loss_rel_dev_first"], r["loss_rel_dev_max"], r["tolerance"] = devs[0], max(devs), tolerance(r["path"])
             r["parity"] = devs[0] <= r["tolerance"][0] and max(devs) <= r["tolerance"][1]
-    return rows
+    return add_flop_rate(rows)
+
+
+def flop_cells(r: dict) -> str:
+    if "gflops" not in r:
+        return "- | - | -"
+    return f"{r['gflops']:.1f} | {r['matmul_peak_gflops']:.0f} | {r['fraction_of_peak']:.0%}"
+
+
+def threads_table(rows: list[dict]) -> list[str]:
+    lines = ["Threads: the fp32 step on each number of torch threads (intra- and inter-op), fresh processes; "
+             "GFLOP/s from the counted FLOPs (torch.utils.flop_counter), peak = an fp32 matmul in the same process "
+             "on the same threads.", "",
+             "| config | threads | images/s (range over rounds) | GFLOP per step | GFLOP/s | matmul peak GFLOP/s | of peak |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['config']} | - | failed: {r['error']} | | | | |")
+            continue
+        lo, hi = min(r["round_medians"]), max(r["round_medians"])
+        lines.append(f"| {r['config']} | {r['threads']} | {r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g}) | "
+                     f"{r.get('gflop_per_step', 0):.2f} | {flop_cells(r)} |")
+    return lines
+
+
+def threads_markdown(report: dict) -> str:
+    return "\n".join([f"# Benchmark, threads: {report['device']}", "",
+                      f"torch {report['torch']}, {report['date']}; images/s = median over {report['rounds']} rounds x "
+                      f"{report['repeats']} timed repeats of {report['steps']} steps after {report['warmup']} warm-up "
+                      f"steps. Command: `{report['command']}`.", "", *threads_table(report["threads"])]) + "\n"
 
 
 def markdown(report: dict) -> str:
@@ -252,23 +322,28 @@ def markdown(report: dict) -> str:
              f"process per path and round, paths interleaved) x {report['repeats']} timed repeats of {report['steps']} "
              f"steps after {report['warmup']} warm-up steps. Baseline = the authors' step (fp32, no fusion); "
              "x baseline = ratio of medians (range of the per-round ratios).", "",
+             "GFLOP/s = FLOPs of one step counted by torch.utils.flop_counter (convolutions and matrix products, "
+             "forward and backward; elementwise work uncounted) x steps/s; peak = an fp32 "
+             "matmul in the same process on the same threads; % = the step's share of that peak.", "",
              "| config | path | images/s | x baseline (range) | peak memory (MiB) "
-             "| G loss vs fp32: rel. dev. first step / max over steps (tolerances) |",
-             "|---|---|---|---|---|---|"]
+             "| G loss vs fp32: rel. dev. first step / max over steps (tolerances) | GFLOP/s | matmul peak GFLOP/s | of peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["training"]:
         if "error" in r:
-            lines.append(f"| {r['config']} | {r['path']} | failed: {r['error']} | | | |")
+            lines.append(f"| {r['config']} | {r['path']} | failed: {r['error']} | | | | | | |")
             continue
         parity = (f"{r['loss_rel_dev_first']:.1e} / {r['loss_rel_dev_max']:.1e} ({r['tolerance'][0]:.0e} / "
                   f"{r['tolerance'][1]:.0e}) {'ok' if r['parity'] else 'EXCEEDED'}" if "parity" in r else "-")
         ratio = (f"{r['speedup_vs_baseline']:.2f} ({r['speedup_range'][0]:.2f}-{r['speedup_range'][1]:.2f})"
                  if "speedup_vs_baseline" in r else "-")
         lines.append(f"| {r['config']} | {r['path']} | {r['images_per_s']:.3g} | {ratio} | "
-                     f"{r['peak_memory_bytes'] / 2**20:.0f} ({r['peak_memory_kind']}) | {parity} |")
+                     f"{r['peak_memory_bytes'] / 2**20:.0f} ({r['peak_memory_kind']}) | {parity} | {flop_cells(r)} |")
     for pr in report.get("paired", []):
         lines.append(f"| {pr['config']} | ours vs authors' step, {pr['pairs']} alternating pairs in one process | "
                      f"{pr['ours_images_per_s']:.3g} vs {pr['authors_images_per_s']:.3g} | {pr['speedup_median']:.3f} "
-                     f"(IQR {pr['speedup_iqr'][0]:.2f}-{pr['speedup_iqr'][1]:.2f}) | | same computation |")
+                     f"(IQR {pr['speedup_iqr'][0]:.2f}-{pr['speedup_iqr'][1]:.2f}) | | same computation | | | |")
+    if report.get("threads"):
+        lines += ["", *threads_table(report["threads"])]
     lines += ["", "| stage | figure |", "|---|---|"]
     for t in report["translate"]:
         lines.append(f"| translate ({t['config']}, batch {t['batch_size']}) | {t['images_per_s']:.1f} images/s |")
@@ -308,15 +383,35 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"),
                     help="the base of the benchmarked configurations, and whose outputs the evaluate timing reads")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmark"))
+    ap.add_argument("--threads", nargs="*", type=int,
+                    help="also time the fp32 step on each of these thread counts (default on the CPU: 1 and all cores)")
+    ap.add_argument("--threads-only", action="store_true",
+                    help="measure only the thread counts (with GFLOP/s and peak); writes <device>-<configs>-threads.*")
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--one-threads", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-trajectory", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     if args.one:
+        if args.one_threads:
+            torch.set_num_threads(args.one_threads)
+            torch.set_num_interop_threads(args.one_threads)
         print(json.dumps(measure_training(*args.one, device, args.warmup, args.steps, args.repeats,
                                           trajectory=not args.no_trajectory, params_file=args.params)))
+        return
+    if args.threads is None:
+        threads = sorted({1, cpu_cores()}) if device.type == "cpu" else []
+    else:
+        threads = args.threads
+    if args.threads_only:
+        report = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+                  "date": time.strftime("%Y-%m-%d %H:%M"), "warmup": args.warmup, "steps": args.steps,
+                  "repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count(),
+                  "command": "python -m pipeline.studies.benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "threads": measure_threads(args.configs, threads or [torch.get_num_threads()], args)}
+        write_report(args.out, "-".join([device.type, *args.configs, "threads"]), report, threads_markdown(report))
         return
     paths = args.paths or DEFAULT_PATHS[device.type]
     skipped = [p for p in paths if p in CUDA_ONLY and device.type != "cuda"]
@@ -340,17 +435,21 @@ def main(argv: list[str] | None = None) -> None:
               "date": time.strftime("%Y-%m-%d %H:%M"), "warmup": args.warmup, "steps": args.steps,
               "repeats": args.repeats, "rounds": args.rounds, "skipped_paths": skipped, "cpu_count": os.cpu_count(),
               "training": summarise(rows),
+              "threads": measure_threads(args.configs, threads, args),
               "paired": [measure_paired(c, device, args.pairs, args.params) for c in args.configs],
               "translate": [measure_translate(c, device, 16, args.repeats, args.params) for c in args.configs],
               "inception": measure_inception(device, 25, args.repeats, 64),
               "evaluate": measure_evaluate(load_params(args.params), device),
               "loader": [measure_loader(c, CONFIGS[c]["load_size"], CONFIGS[c]["size"], args.loader_images,
                                         min(args.repeats, 3), device) for c in args.configs]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "-".join([device.type, *args.configs])
-    write_json(args.out / f"{stem}.json", report)
-    write_text(args.out / f"{stem}.md", markdown(report))
-    print(markdown(report))
+    write_report(args.out, "-".join([device.type, *args.configs]), report, markdown(report))
+
+
+def write_report(out: Path, stem: str, report: dict, text: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{stem}.json", report)
+    write_text(out / f"{stem}.md", text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,31 @@ def rates(fn, images: int, repeats: int, device: torch.device) -> list[float]:
     return out
 
 
+def step_flops(step, batch) -> int:
+    """FLOPs of one call of `step` as torch's FLOP counter (torch.utils.flop_counter) counts them: the
+    convolutions and matrix products of the forward and backward passes, 2 per multiply-add. Norms,
+    activations, losses and the optimizer's update are not counted (elementwise: a few % of the work
+    at these widths), so GFLOP/s computed from it is a lower bound on the arithmetic done."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(batch)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device, repeats: int, n: int | None = None) -> dict:
+    """The machine's practical fp32 peak on this process's threads: GFLOP/s of an n x n matrix product
+    (2 n^3 FLOPs), median of `repeats` after a warm-up. n = 2048 on the CPU, 8192 on CUDA (large
+    enough to reach the BLAS's plateau). On CUDA, TF32 stays off (torch's default for matmul): the
+    training step's fp32 convolutions are set beside a true fp32 product."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b  # warm-up
+    per_s = rates(lambda: a @ b, 1, repeats, device)
+    return {"n": n, "threads": torch.get_num_threads(), "gflops": statistics.median(per_s) * 2 * n**3 / 1e9}
+
+
 def measure_inception(device: torch.device, batch_size: int, repeats: int, size: int) -> dict:
     from pipeline.metrics import inception
 
