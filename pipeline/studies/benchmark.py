@@ -48,7 +48,7 @@ import yaml
 
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
-from pipeline.runtime import cpu_cores
+from pipeline.runtime import configure_threads, cpu_cores
 from pipeline.studies.throughput import matmul_peak, measure_evaluate, measure_inception, measure_loader, rates, step_flops
 
 CONFIGS = {
@@ -396,8 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if args.one:
         if args.one_threads:
-            torch.set_num_threads(args.one_threads)
-            torch.set_num_interop_threads(args.one_threads)
+            configure_threads(args.one_threads, "--one-threads")
         print(json.dumps(measure_training(*args.one, device, args.warmup, args.steps, args.repeats,
                                           trajectory=not args.no_trajectory, params_file=args.params)))
         return
