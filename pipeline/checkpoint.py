@@ -20,9 +20,16 @@ log = logging.getLogger("pipeline")
 FORMAT = 1
 
 
+def write(tmp: Path, state: dict) -> None:
+    """torch.save through a file object: given a path, torch names the archive's records after the
+    file, and a temporary file's random name would make equal checkpoints differ byte for byte."""
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
+
+
 def save(path: str | Path, state: dict) -> None:
     with atomic_file(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        write(tmp, state)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu", remake: str = "dvc repro train") -> dict:
@@ -46,7 +53,7 @@ def save_resume_state(folder: str | Path, state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     latest, previous = folder / "latest.pt", folder / "previous.pt"
     with atomic_file(latest) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        write(tmp, state)
         if latest.exists():
             os.replace(latest, previous)
     # (a crash between the two renames leaves previous.pt only, which load_resume_state falls back to)

@@ -11,6 +11,7 @@ The three ablation knobs of Zhu et al. 2017 are top-level keys so that DVC's `-S
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -203,6 +204,9 @@ class MlflowParams:
     experiment: str = knob()
     tracking_uri: Optional[str] = knob(doc="null = sqlite:///<repo root>/mlflow.db; env MLFLOW_TRACKING_URI wins")
     log_model: bool = knob(doc="also store the final checkpoint as a run artifact")
+    study: Optional[str] = knob(doc="the run's `study` tag (e.g. ablation), set by the study commands; null = none")
+    config: Optional[str] = knob(doc="the run's `config` tag (e.g. full, cycle_alone): runs of one configuration "
+                                     "share it, so MLflow's Group by puts their seeds together; null = none")
 
 
 @dataclass(frozen=True)
@@ -217,8 +221,9 @@ class PathsParams:
     translated: str = knob()
     ref_stats: str = knob(doc="Inception features of the real test images, shared by every experiment")
     evaluator: str = knob(doc="the FCN-score segmenter")
-    metrics: str = knob(doc="flat metrics JSON for dvc metrics show/diff")
-    eval_reports: str = knob(doc="per-image CSV, protocols, image grids")
+    metrics: str = knob(doc="the summary metrics (FCN class IoU, FID, KID per direction) that dvc metrics show/diff "
+                            "and dvc exp show print; every metric is in eval_reports/metrics.json")
+    eval_reports: str = knob(doc="every metric, protocols, per-image CSV, image grid")
 
 
 @dataclass(frozen=True)
@@ -347,11 +352,18 @@ def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
         raise ConfigError(f"{key}: {value!r} is out of range; allowed: {rng}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, choices))}")
+        raise ConfigError(f"{key}: {value!r} is not allowed{did_you_mean(str(value), map(str, choices))}; "
+                          f"allowed values: {', '.join(map(str, choices))}")
     pattern = meta.get("pattern")
     if pattern is not None and not re.fullmatch(pattern, value):
         raise ConfigError(f"{key}: {value!r} does not match the expected form {pattern}")
     return value
+
+
+def did_you_mean(word: str, allowed: typing.Iterable[str]) -> str:
+    """' (did you mean lambda_cycle?)' for a near miss such as lamda_cycle; '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def from_dict(cls: type, data: Any, where: str = "") -> Any:
@@ -359,10 +371,10 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'params'}: expected a mapping with keys {', '.join(known)}, got {data!r}")
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(map(str, set(data) - set(known)))
     if unknown:
-        raise ConfigError(f"{where + ': ' if where else ''}unknown key(s) {', '.join(map(str, unknown))}; "
-                          f"allowed keys: {', '.join(known)}")
+        named = ", ".join(k + did_you_mean(k, known) for k in unknown)
+        raise ConfigError(f"{where + ': ' if where else ''}unknown key(s) {named}; allowed keys: {', '.join(known)}")
     missing = [k for k in known if k not in data]
     if missing:
         prefix = where + "." if where else ""

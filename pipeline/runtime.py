@@ -84,7 +84,8 @@ def concurrency(env: Mapping[str, str] = os.environ) -> Concurrency:
         n, source = int(value), f"{CONCURRENCY_ENV}={value}"
     elif env.get("DVC_EXP_NAME") and env.get("DVC_ROOT"):
         workers = live_queue_workers(Path(env["DVC_ROOT"]))
-        n, source = max(1, workers), f"{workers} running dvc queue worker(s)"
+        # 0 workers: a `dvc exp run` in the foreground, the only process
+        n, source = max(1, workers), (f"{workers} running dvc queue worker(s)" if workers else "dvc exp run, not queued")
     else:
         n, source = 1, "one process"
     if local > 1:

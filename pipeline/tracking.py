@@ -8,9 +8,13 @@ mlflow is imported only here, lazily: it costs seconds.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import subprocess
+import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,90 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(f"MLflow store {uri}: folder {folder} is missing or not writable; {fix}")
 
 
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and an experiment with
+# no traces opens on the GenAI overview instead of the runs table. "custom_model_development" is the
+# value the UI's own "experiment type" selector writes for model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+EXPERIMENT_NOTE = ("Image-to-image translation trainings (CycleGAN, pix2pix, BicycleGAN), one run per training, "
+                   "evaluated by the pipeline's evaluate stage (eval/*). Group runs by the `config` tag to see "
+                   "the seeds of one configuration together.")
+
+
+# A saved view of the runs table ("Views" in MLflow 3's UI, or the URL runs_view_url gives): the
+# ablation knobs beside the summary metrics (FCN class IoU, FID, KID), runs grouped by the `config` tag so
+# the seeds of one configuration form one row (their average). MLflow keeps a saved view as an experiment
+# tag mlflow.sharedViewState.<key> holding {"name", "createdAt", "updatedAt", "state": "deflate;" +
+# base64(zlib(JSON of the table's state))}; this writes that format (MLflow 3.17's), and a UI that does
+# not know it ignores the tag.
+VIEW_KEY = "knobs-vs-scores"
+VIEW_NAME = "knobs vs FCN-score, FID, KID (grouped by config)"
+VIEW_PARAMS = ("model", "seed", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
+               "cyclegan.cycle_forward", "cyclegan.cycle_backward")
+
+
+def runs_view_state(metrics: list[str]) -> dict:
+    """The runs-table state of the saved view: VIEW_PARAMS and eval/<metric> columns, grouped by config."""
+    return {"searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+            "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+            "selectedColumns": [f"params.`{p}`" for p in VIEW_PARAMS] + [f"metrics.`eval/{m}`" for m in metrics],
+            "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
+            "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
+            "hideEmptyCharts": True,
+            "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "config"}]},
+            "groupsExpanded": {}, "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0,
+                                                            "selectedXAxisMetricKey": ""}}
+
+
+def saved_view_tag(name: str, state: dict, now_ms: int) -> str:
+    packed = base64.b64encode(zlib.compress(json.dumps(state, separators=(",", ":")).encode())).decode()
+    return json.dumps({"name": name, "createdAt": now_ms, "updatedAt": now_ms, "state": "deflate;" + packed})
+
+
+def runs_view_url(uri: str, experiment_id: str) -> str:
+    """Where the UI shows the saved view: the tracking server itself, or for a local store `mlflow ui`'s
+    default address. workflowType=machine_learning: MLflow 3.17's UI opens every experiment as a GenAI one
+    (traces) unless the "Model training" switch or this parameter says otherwise."""
+    host = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{host}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+
+
+def ui_hint(uri: str, experiment_id: str) -> str:
+    """One line: how to look at the runs."""
+    start = "" if uri.startswith(("http://", "https://")) else f"`mlflow ui --backend-store-uri {uri}`, then "
+    return f"MLflow: {start}{runs_view_url(uri, experiment_id)}"
+
+
+def open_experiment(client, uri: str, name: str) -> str:
+    """The id of experiment `name`, created (with the store, on first use) if missing; declared a
+    model-training experiment, described, and given the saved runs view, either way (an experiment
+    made by an older version gets them too; what a user edited is left alone)."""
+    from pipeline.metrics.registry import KEYS  # the summary metrics: the same keys `dvc metrics show` prints
+
+    exp = client.get_experiment_by_name(name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(uri))
+    held = exp.tags if exp else {}
+    view = saved_view_tag(VIEW_NAME, runs_view_state([k for k, key in KEYS.items() if key.summary]),
+                          int(time.time() * 1000))
+    wanted = {**EXPERIMENT_KIND, "mlflow.note.content": EXPERIMENT_NOTE, f"mlflow.sharedViewState.{VIEW_KEY}": view}
+    for key, value in wanted.items():
+        if key not in held:
+            client.set_experiment_tag(exp_id, key, value)
+    return exp_id
+
+
+def create_store(uri: str, experiment: str) -> None:
+    """Create the store and the experiment, and nothing else (no run): done once before parallel
+    workers race to do it, as concurrent first-time creation of a sqlite store crashes."""
+    check_reachable(uri)
+    import mlflow
+
+    try:
+        open_experiment(mlflow.MlflowClient(tracking_uri=uri), uri, experiment)
+    except Exception as e:
+        raise TrackingError(f"MLflow tracking store {uri} is not usable ({type(e).__name__}: {e}); "
+                            f"check MLFLOW_TRACKING_URI / mlflow.tracking_uri") from None
+
+
 class Tracker:
     """A thin handle on one MLflow run (created, or reopened by id)."""
 
@@ -88,13 +176,13 @@ class Tracker:
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         self.uri = uri
         try:
-            exp = self.client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else self.client.create_experiment(
-                experiment, artifact_location=artifact_location(uri))
+            exp_id = self.experiment_id = open_experiment(self.client, uri, experiment)
             if run_id is not None:
                 self.client.get_run(run_id)  # fails if the run is gone (e.g. another store)
                 self.run_id = run_id
                 self.client.update_run(run_id, status="RUNNING")
+                for k, v in (tags or {}).items():  # a resumed run takes the labels of the params it resumes under
+                    self.client.set_tag(run_id, k, v)
             else:
                 self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
         except Exception as e:
@@ -115,8 +203,6 @@ class Tracker:
 
     def log_rows(self, rows: list[dict[str, float]], prefix: str, skip: tuple[str, ...] = ("step",)) -> None:
         """Rows of a loss curve ({"step": s, "G": ...}) in one batch per 1000 points, each at its step."""
-        import time
-
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -127,9 +213,6 @@ class Tracker:
     def last_step(self, key: str) -> int:
         """The last step at which metric `key` was logged (-1 when never)."""
         return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=-1)
-
-    def metric_keys(self) -> set[str]:
-        return set(self.client.get_run(self.run_id).data.metrics)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
@@ -152,9 +235,6 @@ class NoTracker:
 
     def last_step(self, key: str) -> int:
         return -1
-
-    def metric_keys(self) -> set[str]:
-        return set()
 
     def log_params(self, params: dict) -> None:
         pass

@@ -115,8 +115,8 @@ def env() -> dict:
     return e
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=cwd, env={**env(), **(env_extra or {})}, capture_output=True, text=True)
     if r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return r

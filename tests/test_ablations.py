@@ -18,8 +18,9 @@ from tests.helpers import env, make_repo, run
 
 def test_every_ablation_is_a_plain_override_set():
     cmds = ablations.exp_commands(["cycle_alone", "gan_alone"], [0, 1], ["train.n_epochs=2"])
-    assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "cycle_alone-s0",
-                       "-S", "cyclegan.adversarial=false", "-S", "seed=0", "-S", "train.n_epochs=2"]
+    assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "cycle_alone-s0", "-S", "cyclegan.adversarial=false",
+                       "-S", "seed=0", "-S", "mlflow.study=ablation", "-S", "mlflow.config=cycle_alone",
+                       "-S", "train.n_epochs=2"]
     assert [c[5] for c in cmds] == ["cycle_alone-s0", "cycle_alone-s1", "gan_alone-s0", "gan_alone-s1"]
     assert ablations.ABLATIONS["full"] == {}  # the defaults of params.yaml are the full model
 
@@ -94,10 +95,14 @@ def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("cyclegan-pipeline")
-    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'")
-    names = {x.data.tags.get("dvc.exp_name") for x in runs}
-    assert {"full-s0", "gan_alone-s0"} <= names
-    gan_alone = next(x for x in runs if x.data.tags.get("dvc.exp_name") == "gan_alone-s0")
+    # set-up made the store and nothing else: every run, deleted ones included, is a finished training
+    every = client.search_runs([exp.experiment_id], run_view_type=mlflow.entities.ViewType.ALL)
+    assert {(x.info.status, x.data.tags.get("pipeline.stage")) for x in every} == {("FINISHED", "train")}
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.study = 'ablation'")
+    # the full model's run is its own, labelled, even though its params equal the workspace's
+    assert {(x.data.tags["config"], x.data.tags["seed"], x.data.tags["dvc.exp_name"]) for x in runs} == {
+        ("full", "0", "full-s0"), ("gan_alone", "0", "gan_alone-s0")}
+    gan_alone = next(x for x in runs if x.data.tags["config"] == "gan_alone")
     assert gan_alone.data.params["lambda_cycle"] == "0.0" and "eval/fcn_AtoB_pixel_acc" in gan_alone.data.metrics
     # each of the two workers' stages took its share of the cores (the command sets PIPELINE_CONCURRENT)
     logs = subprocess.run(["dvc", "queue", "logs", "full-s0"], cwd=repo, env=env(), capture_output=True, text=True).stdout
@@ -106,6 +111,7 @@ def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
         assert f"torch threads: {share} ({stage}.num_threads=auto: {cpu_cores()} cores / PIPELINE_CONCURRENT=2)" in logs
     table = (repo / "reports" / "ablation.md").read_text()
     assert "| full |" in table and "| gan_alone |" in table
+    assert "| cyclegan-synthetic |" not in table  # the workspace's own `dvc repro` run is not of the study
     runs_csv = pd.read_csv(repo / "reports" / "ablation_runs.csv")
     assert {"full-s0", "gan_alone-s0"} <= set(runs_csv["run"])
     assert (repo / "reports" / "ablation_lambda_cycle.png").exists() and (repo / "reports" / "ablation_losses.png").exists()
@@ -114,7 +120,7 @@ def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
 def test_the_multimodal_study_compares_models_on_realism_and_diversity():
     cmds = ablations.exp_commands(["pix2pix_noise", "bicyclegan"], [0], [], study="multimodal")
     assert cmds[0][5:] == ["pix2pix_noise-s0", "-S", "model=bicyclegan", "-S", "bicyclegan.variant=pix2pix_noise",
-                           "-S", "seed=0"]
+                           "-S", "seed=0", "-S", "mlflow.study=multimodal", "-S", "mlflow.config=pix2pix_noise"]
     rows = [{"run": f"{c}-s0", "run_id": "x", "seed": "0", "config": c, **{k: None for k in report.KNOBS},
              "model": m, "bicyclegan.variant": v, "fid_AtoB": fid, "diversity_l1_AtoB": div}
             for c, m, v, fid, div in (("pix2pix", "pix2pix", None, 200.0, None),

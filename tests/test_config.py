@@ -64,6 +64,29 @@ def test_missing_key_is_an_error_not_a_hidden_default():
         parse_params(d)
 
 
+@pytest.mark.parametrize("section, key, suggestion", [
+    (None, "lamda_cycle", "lambda_cycle"), ("train", "n_epoch", "n_epochs"), ("evaluate", "kid_subset", "kid_subsets")])
+def test_a_misspelt_key_gets_the_near_one_suggested(section, key, suggestion):
+    d = repo_params_dict()
+    (d[section] if section else d)[key] = 1
+    with pytest.raises(ConfigError, match=rf"unknown key\(s\) {key} \(did you mean {suggestion}\?\); allowed keys: "):
+        parse_params(d)
+
+
+def test_an_unknown_key_far_from_every_knob_gets_no_guess():
+    d = repo_params_dict()
+    d["colour"] = "red"
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) colour; allowed keys: lambda_cycle,"):
+        parse_params(d)
+
+
+def test_a_misspelt_choice_gets_the_near_one_suggested():
+    d = repo_params_dict()
+    d["model"] = "cyclegn"
+    with pytest.raises(ConfigError, match=r"model: 'cyclegn' is not allowed \(did you mean cyclegan\?\); allowed values"):
+        parse_params(d)
+
+
 def test_contradictory_settings_fail():
     d = repo_params_dict()
     d["prepare"]["min_size"] = d["data"]["synthetic"]["image_size"] + 1
@@ -89,14 +112,14 @@ def test_stage_exits_with_one_clear_line_before_any_work(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipeline.stages.download", "--params", str(f)],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2
-    assert "prepare: unknown key(s) load_sise; allowed keys: load_size" in r.stderr
+    assert "prepare: unknown key(s) load_sise (did you mean load_size?); allowed keys: load_size" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "data").exists()  # nothing was written
 
 
 COMMANDS = [f"pipeline.stages.{s}" for s in ("download", "prepare", "train", "translate", "ref_stats", "evaluator",
                                             "evaluate")] + \
-           [f"pipeline.studies.{s}" for s in ("ablations", "report", "baselines", "benchmark")]
+           [f"pipeline.studies.{s}" for s in ("ablations", "report", "baselines", "benchmark", "sweep")]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

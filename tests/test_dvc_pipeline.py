@@ -2,10 +2,17 @@
 throwaway git repo: what a user runs, literally."""
 
 import json
+import shlex
 
 import mlflow
 
-from tests.helpers import make_repo, run
+from tests.helpers import REPO, make_repo, run
+
+
+def readme_command(prefix: str) -> list[str]:
+    """The README's command line that starts with `prefix`, without its comment, as argv."""
+    line = next(x for x in (REPO / "README.md").read_text().splitlines() if x.startswith(prefix))
+    return shlex.split(line.split("  #")[0])
 
 
 def test_dvc_repro_then_an_ablation_experiment(tmp_path):
@@ -17,9 +24,12 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     assert manifest["counts"]["trainA"] == 6 and manifest["counts"]["testB"] == 4
     assert len(list((repo / "data" / "translated" / "AtoB").glob("*.png"))) == 4
     assert (repo / "reports" / "train" / "samples.png").exists()
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    metrics = json.loads((repo / "reports" / "eval" / "metrics.json").read_text())
     assert isinstance(metrics["fid_AtoB"], float) and isinstance(metrics["fcn_AtoB_pixel_acc"], float)
-    assert "fcn_real_pixel_acc" in run(["dvc", "metrics", "show"], repo).stdout
+    # DVC's metrics table: the summary, numbers only, in one row that fits a terminal
+    shown = run(["dvc", "metrics", "show"], repo).stdout
+    assert "fcn_AtoB_class_iou" in shown and "unavailable" not in shown
+    assert max(map(len, shown.splitlines())) <= 160, shown
     # a second repro is a no-op: every stage is up to date
     r = run(["dvc", "repro"], repo)
     assert "Running stage" not in r.stdout
@@ -49,10 +59,17 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     assert exp_run.data.params["lambda_cycle"] == "5.0" and exp_run.info.status == "FINISHED"
     assert "eval/fid_AtoB" in exp_run.data.metrics
 
+    # the README's `dvc exp show` line, literally: the changed knob and the summary metrics, in a terminal
+    table = run([*readme_command("dvc exp show"), "--no-pager"], repo, {"COLUMNS": "400"}).stdout
+    header = table.splitlines()[1]
+    assert "lambda_cycle" in header and "fid_AtoB" in header
+    assert not {"cyclegan.ngf", "State", "data/model.pt"} & set(header.split())  # unchanged knobs, bookkeeping
+    assert "cyc5" in table and max(map(len, table.splitlines())) <= 160, table
+
     # the multimodal model by one override, end to end: realism and diversity in its metrics
     r = run(["dvc", "exp", "run", "-S", "model=bicyclegan", "-n", "bicycle"], repo)
     assert "Running stage 'train'" in r.stdout and "Running stage 'prepare'" not in r.stdout
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    metrics = json.loads((repo / "reports" / "eval" / "metrics.json").read_text())
     assert metrics["diversity_l1_AtoB"] > 0 and isinstance(metrics["fid_AtoB"], float)
     assert len(list((repo / "data" / "translated" / "samples").iterdir())) == 5
 

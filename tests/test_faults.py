@@ -90,7 +90,6 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, model, ca
     assert client.get_run(run_id).info.status == "FINISHED"
     for key in ("train/G", "train/lr"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(2, total + 1, 2)), key
-    assert [m.step for m in client.get_metric_history(run_id, "final/G")] == [total]
     ref_run = checkpoint.load(ref.paths.model)["mlflow_run_id"]
     assert [m.value for m in client.get_metric_history(run_id, "train/G")] == \
            [m.value for m in client.get_metric_history(ref_run, "train/G")]

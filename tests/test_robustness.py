@@ -124,8 +124,8 @@ def test_disk_full_while_checkpointing_keeps_the_last_checkpoint(prepared, monke
     def filling(obj, f, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:  # the checkpoint of step 6: half written, then the disk is full
-            Path(f).write_bytes(b"\x80" * 100)
-            raise disk_full(f)
+            f.write(b"\x80" * 100)  # f: the open temporary file
+            raise disk_full(f.name)
         return real(obj, f, *args, **kwargs)
     monkeypatch.setattr(checkpoint.torch, "save", filling)
     with pytest.raises(OSError):

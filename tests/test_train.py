@@ -90,22 +90,59 @@ def load_tensor_from(arr):
 
 
 def test_mlflow_run_holds_params_curves_and_artifacts(prepared, monkeypatch):
-    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
-    p = prepared()
+    monkeypatch.setenv("DVC_EXP_NAME", "full-s0")
+    p = prepared(mlflow__study="ablation", mlflow__config="full")
     result = train.train(p, progress=False)
     client = mlflow.MlflowClient(tracking_uri=p.mlflow.tracking_uri)
     run = client.get_run(result["mlflow_run_id"])
-    assert run.info.status == "FINISHED" and run.info.run_name == "exp-test"
+    assert run.info.status == "FINISHED" and run.info.run_name == "full-s0"
     assert run.data.params["lambda_cycle"] == "10.0" and run.data.params["cyclegan.generator"] == "resnet_6blocks"
     assert run.data.params["data.synthetic.seed"] == "0"
-    assert run.data.tags["dvc.exp_name"] == "exp-test" and run.data.tags["git.rev"]
+    # the tags that group runs: seeds of one configuration share `config`
+    tags = run.data.tags
+    assert (tags["study"], tags["config"], tags["seed"], tags["dvc.exp_name"]) == ("ablation", "full", "0", "full-s0")
+    assert tags["git.rev"] and tags["pipeline.model"] == "cyclegan"
+    # the experiment opens on its runs in MLflow 3's UI, not on the GenAI overview
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     history = client.get_metric_history(run.info.run_id, "train/G")
     assert [m.step for m in history] == [2, 4, 6, 8, 10, 12]  # log_every=2 over 12 steps
-    assert {"train/cycle_A", "train/idt_B", "train/D_A", "train/lr", "final/G"} <= set(run.data.metrics)
+    assert {"train/cycle_A", "train/idt_B", "train/D_A", "train/lr"} <= set(run.data.metrics)
+    assert not [k for k in run.data.metrics if not k.startswith("train/")]  # no copies of the curves' last points
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"samples.png", "losses.csv", "checkpoint", "samples"} <= artifacts
     samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
     assert samples == {"samples/epoch_001.png", "samples/epoch_002.png"}
+
+
+def test_a_plain_run_carries_no_empty_labels(prepared, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    p = prepared(seed=3)
+    tags = train.run_tags(p, None)
+    assert tags["seed"] == "3" and not {"study", "config", "dvc.exp_name"} & set(tags)
+    assert all(tags.values())
+
+
+@pytest.mark.parametrize("model, own, foreign", [
+    ("cyclegan", {"cyclegan.ngf", "lambda_cycle", "lambda_identity", "pool_size"}, {"pix2pix.", "bicyclegan."}),
+    ("pix2pix", {"pix2pix.lambda_l1"}, {"cyclegan.", "bicyclegan.", "lambda_cycle", "lambda_identity", "pool_size"}),
+    ("bicyclegan", {"bicyclegan.lambda_kl", "bicyclegan.variant"}, {"cyclegan.", "pix2pix.", "lambda_cycle", "pool_size"}),
+])
+def test_a_run_logs_the_params_of_the_model_it_trains(make_params, model, own, foreign):
+    logged = set(train.run_params(make_params(model=model)))
+    shared = {"seed", "model", "data.dataset", "data.synthetic.n_test", "prepare.load_size", "train.lr",
+              "translate.batch_size", "evaluator.epochs", "evaluate.lpips_net"}
+    assert own | shared <= logged
+    assert not [k for k in logged if k.startswith(tuple(foreign)) or k.startswith(("mlflow.", "paths."))]
+
+
+def test_equal_checkpoints_are_equal_files(tmp_path):
+    """torch.save names an archive's records after the file it writes: through a temporary file's
+    random name, equal states would give files that differ (and a DVC output that always changes)."""
+    state = {"w": torch.arange(4.0), "step": 3}
+    checkpoint.save(tmp_path / "a.pt", state)
+    checkpoint.save(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
 
 
 def test_a_non_finite_loss_stops_with_the_last_good_checkpoint_kept(prepared, monkeypatch):

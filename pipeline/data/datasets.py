@@ -36,16 +36,40 @@ def to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float() / 127.5 - 1
 
 
-def grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
-    """Rows of images (each a stack (k, 3, H, W)) -> one uint8 picture with white gutters."""
+def grid(rows: list[torch.Tensor], titles: list[str] | None = None, pad: int = 2) -> np.ndarray:
+    """Rows of images (each a stack (k, 3, H, W)) -> one uint8 picture with white gutters, under a
+    header naming each column when `titles` are given (e.g. input | translation | reconstruction)."""
     h, w = rows[0].shape[-2:]
     k = max(r.shape[0] for r in rows)
-    out = np.full((len(rows) * (h + pad) + pad, k * (w + pad) + pad, 3), 255, np.uint8)
+    if titles is not None and len(titles) != k:
+        raise ValueError(f"{len(titles)} titles for {k} columns")
+    font, size = _fitting_font(titles, w) if titles else (None, 0)
+    top = size + 6 if font else 0
+    out = np.full((top + len(rows) * (h + pad) + pad, k * (w + pad) + pad, 3), 255, np.uint8)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            y, x = top + pad + i * (h + pad), pad + j * (w + pad)
             out[y:y + h, x:x + w] = to_image(img)
-    return out
+    if not font:
+        return out
+    from PIL import ImageDraw
+
+    picture = Image.fromarray(out)
+    draw = ImageDraw.Draw(picture)
+    for j, title in enumerate(titles):
+        draw.text((pad + j * (w + pad) + w / 2, top / 2), title, fill=(0, 0, 0), font=font, anchor="mm")
+    return np.asarray(picture)
+
+
+def _fitting_font(titles: list[str], width: int):
+    """Pillow's built-in font at the largest size (7-14 px) at which every title fits a column."""
+    from PIL import ImageFont
+
+    for size in range(14, 6, -1):
+        font = ImageFont.load_default(size=size)
+        if all(font.getlength(t) <= width - 2 for t in titles):
+            return font, size
+    return font, size
 
 
 def load_uint8(paths: list[Path], size: int | None = None, labels: bool = False) -> torch.Tensor:

@@ -21,6 +21,9 @@ class Key:
     kind: "score" (ranks models), "spread" (the uncertainty of another key), "reference" (a chance
         level shown beside a score), "upper_bound" (the evaluator on real images: model-free).
     headline: a column of the study tables (reports/ablation.md, multimodal.md).
+    summary: in the summary metrics file (paths.metrics) that `dvc metrics show/diff` and `dvc exp show`
+        print, kept to a few keys so that their tables fit a terminal; every key is in the full file
+        (paths.eval_reports/metrics.json) and the MLflow run.
     identity_trivial: the identity mapping scores perfectly by construction (e.g. the cycle error).
     """
 
@@ -28,6 +31,7 @@ class Key:
     better: str | None
     kind: str = "score"
     headline: bool = False
+    summary: bool = False
     identity_trivial: bool = False
 
 

@@ -1,7 +1,12 @@
 """One evaluation: every registered metric on one Context, and the files that report it.
 
-    metrics.json    flat {key: number or "unavailable: <reason>"} for `dvc metrics show/diff`
-    protocol.json   {key: its protocol (extractor or segmenter, weights, resolution, counts)}
+    paths.metrics   the summary for `dvc metrics show/diff` and `dvc exp show`: the keys marked `summary`
+                    in the registry (FCN class IoU, FID, KID per direction), few enough to fit a terminal
+    metrics.json    every metric, flat {key: number}
+                    Both hold numbers only, as DVC and every tool reading metrics expect: a metric that
+                    could not be computed is absent
+    protocol.json   {key: its protocol (extractor or segmenter, weights, resolution, counts)}, and for
+                    an absent metric {"unavailable": why}
     per_image.csv   per-image values of the metrics that have them
     grid.png        input | translation | real target, per direction
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +26,9 @@ from pipeline.data.datasets import grid, to_unit
 from pipeline.io import atomic_dir, save_png, write_json
 from pipeline.metrics.base import Result
 from pipeline.metrics.context import Context, source_domain, target_domain
-from pipeline.metrics.registry import METRICS
+from pipeline.metrics.registry import KEYS, METRICS
 
 log = logging.getLogger("pipeline")
-UNAVAILABLE = "unavailable: "
 
 
 def compute(ctx: Context) -> list[Result]:
@@ -40,12 +45,20 @@ def compute(ctx: Context) -> list[Result]:
     return results
 
 
-def flat_metrics(results: list[Result]) -> dict:
-    return {r.key: (r.value if r.reason is None else UNAVAILABLE + r.reason) for r in results}
+def flat_metrics(results: list[Result]) -> dict[str, float]:
+    """The computed metrics: finite numbers only (the reasons for the others are in protocols())."""
+    return {r.key: r.value for r in results if r.reason is None and math.isfinite(r.value)}
 
 
 def protocols(results: list[Result]) -> dict:
-    return {r.key: {**r.protocol, **({"unavailable": r.reason} if r.reason else {})} for r in results}
+    return {r.key: {**r.protocol, **({"unavailable": why} if (why := reason(r)) else {})} for r in results}
+
+
+def reason(r: Result) -> str | None:
+    """Why `r` has no number in metrics.json (None when it has one)."""
+    if r.reason is None and not math.isfinite(r.value):
+        return f"the computation gave {r.value}"
+    return r.reason
 
 
 def per_image_csv(results: list[Result]) -> str:
@@ -60,28 +73,44 @@ def per_image_csv(results: list[Result]) -> str:
 
 
 def sample_grid(ctx: Context, k: int = 6) -> np.ndarray:
-    """Rows: input | translation | ground truth (or the real target domain) per direction."""
+    """Rows: input | translation | ground truth (a paired test set) or a real image of the target
+    domain (an unpaired one), per direction."""
     rows = []
     for r in ctx.directions():
         src, fake, tgt = (to_unit(t[:k]) for t in (ctx.real(source_domain(r)), ctx.fake(r), ctx.real(target_domain(r))))
         rows += [torch.stack(triple) for triple in zip(src, fake, tgt, strict=True)]
-    return grid(rows)
+    return grid(rows, ["input", "translation", "ground truth" if ctx.paired else "real target"])
+
+
+def unavailable(results: list[Result]) -> dict[str, str]:
+    """{key: why it has no number} of the metrics absent from metrics.json."""
+    return {r.key: why for r in results if (why := reason(r))}
+
+
+def unavailable_lines(results: list[Result]) -> list[str]:
+    """'<keys>: <reason>', one line per reason, for the log and the MLflow run."""
+    reasons: dict[str, list[str]] = {}
+    for key, why in unavailable(results).items():
+        reasons.setdefault(why, []).append(key)
+    return [f"{', '.join(keys)}: {reason}" for reason, keys in reasons.items()]
 
 
 def log_unavailable(results: list[Result]) -> None:
-    reasons: dict[str, list[str]] = {}
-    for r in results:
-        if r.reason:
-            reasons.setdefault(r.reason, []).append(r.key)
-    for reason, keys in reasons.items():
-        log.warning("unavailable: %s: %s", ", ".join(keys), reason)
+    for line in unavailable_lines(results):
+        log.warning("unavailable: %s", line)
 
 
-def write_reports(ctx: Context, results: list[Result], metrics_path: str | Path, reports: str | Path) -> dict:
-    """metrics.json and the folder of protocol.json, per_image.csv and grid.png; returns the metrics."""
+def summary(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if KEYS[k].summary}
+
+
+def write_reports(ctx: Context, results: list[Result], summary_path: str | Path, reports: str | Path) -> dict:
+    """The summary file and the folder of metrics.json, protocol.json, per_image.csv and grid.png;
+    returns every metric."""
     metrics = flat_metrics(results)
-    write_json(metrics_path, metrics)
+    write_json(summary_path, summary(metrics))
     with atomic_dir(reports) as tmp:
+        write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "protocol.json", protocols(results))
         (tmp / "per_image.csv").write_text(per_image_csv(results))
         save_png(tmp / "grid.png", sample_grid(ctx))

@@ -57,7 +57,8 @@ def fcn_score(ctx: Context) -> list[Result]:
     return out
 
 
-FCN = Metric(fcn_score, tuple(Key(f"fcn_{r}_{n}", HIGHER, headline=True) for r in ROUTES for n in SCORES)
+FCN = Metric(fcn_score, tuple(Key(f"fcn_{r}_{n}", HIGHER, headline=True, summary=n == "class_iou")
+                              for r in ROUTES for n in SCORES)
              + tuple(Key(f"fcn_real_{n}", HIGHER, kind="upper_bound") for n in SCORES),
              protocol="labels -> photo segmented by the evaluator (fcn8s-mini trained on REAL photos); photo -> "
                       "labels by nearest palette colour; one confusion matrix over all test images")

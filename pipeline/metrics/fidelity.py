@@ -76,8 +76,9 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
 
 def _keys_of(protocol: str, route: str) -> tuple[Key, ...]:
     fid, kid, std = keys(protocol, route)
-    headline = protocol == "tf"  # the study tables show the TF-exact protocol
-    return Key(fid, LOWER, headline=headline), Key(kid, LOWER, headline=headline), Key(std, None, kind="spread")
+    tf = protocol == "tf"  # the study tables and the summary show the TF-exact protocol
+    return (Key(fid, LOWER, headline=tf, summary=tf), Key(kid, LOWER, headline=tf, summary=tf),
+            Key(std, None, kind="spread"))
 
 
 FID_KID = Metric(fid_kid, tuple(k for p in inception.PROTOCOLS for r in ROUTES for k in _keys_of(p, r)),

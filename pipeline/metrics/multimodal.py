@@ -62,7 +62,7 @@ def latent(ctx: Context) -> list[Result]:
 
 
 DIVERSITY = Metric(diversity, (Key("diversity_l1_AtoB", HIGHER, headline=True),
-                               Key("diversity_lpips_AtoB", HIGHER, headline=True)),
+                               Key("diversity_lpips_AtoB", HIGHER, headline=True, summary=True)),
                    protocol="mean distance between outputs of one input under different random codes, every pair")
 LATENT = Metric(latent, (Key("latent_l1_AtoB", LOWER, headline=True),
                          Key("latent_chance_l1", None, kind="reference", headline=True)),

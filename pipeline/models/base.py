@@ -80,7 +80,8 @@ class GANModel:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         raise NotImplementedError
 
-    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
+        """(column titles, rows of a sample grid): what the run's sample pictures show."""
         raise NotImplementedError
 
     def configure(self, *, precision: str = "fp32", channels_last: bool = False, compile: bool = False,

@@ -114,15 +114,17 @@ class BicycleGAN(GANModel):
         return {k: float(v.detach()) for k, v in losses.items()}
 
     @torch.no_grad()
-    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
-        """Rows: input | ground truth | [encoded-z output] | outputs of 3 fixed random codes."""
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
+        """input | ground truth | [output with z = E(ground truth)] | outputs of 3 fixed random codes."""
         G = self.raw("G")
         codes = torch.randn(3, self.nz, generator=torch.Generator().manual_seed(0)).to(self.device)
-        cols = [real_A, real_B]
+        titles, cols = ["input", "ground truth"], [real_A, real_B]
         if "E" in self.nets:
+            titles.append("z = E(truth)")
             cols.append(G(real_A, self.raw("E")(real_B)[0]))
+        titles += [f"random z{i + 1}" for i in range(len(codes))]
         cols += [G(real_A, z.expand(real_A.shape[0], -1)) for z in codes]
-        return [torch.stack(row) for row in zip(*cols, strict=True)]
+        return titles, [torch.stack(row) for row in zip(*cols, strict=True)]
 
 
 def build_bicyclegan(params: Params, device: torch.device, rank: int = 0) -> BicycleGAN:

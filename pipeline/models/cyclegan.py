@@ -96,11 +96,12 @@ class CycleGAN(GANModel):
         return {k: float(v.detach()) for k, v in losses.items()}
 
     @torch.no_grad()
-    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
-        """Rows of a sample grid: input | translation | reconstruction, for both directions."""
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
+        """input | translation | reconstruction: rows A -> B -> A, then rows B -> A -> B."""
         out = self.translate(real_A, real_B)
-        return [torch.stack([a, fb, ra]) for a, fb, ra in zip(real_A, out["fake_B"], out["rec_A"], strict=True)] + \
+        rows = [torch.stack([a, fb, ra]) for a, fb, ra in zip(real_A, out["fake_B"], out["rec_A"], strict=True)] + \
                [torch.stack([b, fa, rb]) for b, fa, rb in zip(real_B, out["fake_A"], out["rec_B"], strict=True)]
+        return ["input", "translation", "reconstruction"], rows
 
 
 def build_cyclegan(params: Params, device: torch.device, rank: int = 0) -> CycleGAN:

@@ -56,10 +56,11 @@ class Pix2Pix(GANModel):
         return {k: float(v.detach()) for k, v in losses.items()}
 
     @torch.no_grad()
-    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> list[torch.Tensor]:
-        """Rows: input | translation | ground truth."""
+    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
+        """input | translation | ground truth."""
         fake_B = self.raw("G")(real_A)
-        return [torch.stack([a, f, b]) for a, f, b in zip(real_A, fake_B, real_B, strict=True)]
+        return ["input", "translation", "ground truth"], \
+            [torch.stack([a, f, b]) for a, f, b in zip(real_A, fake_B, real_B, strict=True)]
 
 
 def build_pix2pix(params: Params, device: torch.device, rank: int = 0) -> Pix2Pix:

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 class ModelEntry:
     build: Callable[[Params, torch.device, int], GANModel]  # (params, device, rank)
     paired: bool  # trained on aligned (A, B) pairs
+    knobs: tuple[str, ...] = ()  # the top-level params (params.yaml's ablation knobs) the model reads
 
 
 MODELS: dict[str, ModelEntry] = {
-    "cyclegan": ModelEntry(build_cyclegan, paired=False),     # Zhu et al. 2017
+    "cyclegan": ModelEntry(build_cyclegan, paired=False,      # Zhu et al. 2017
+                           knobs=("lambda_cycle", "lambda_identity", "pool_size")),
     "pix2pix": ModelEntry(build_pix2pix, paired=True),        # Isola et al. 2017, the paired baseline
     "bicyclegan": ModelEntry(build_bicyclegan, paired=True),  # Zhu et al. 2017b, multimodal
 }

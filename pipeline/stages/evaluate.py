@@ -1,18 +1,17 @@
 """Stage `evaluate`: the translations (paths.translated) + the reference features (paths.ref_stats) +
-the evaluator (paths.evaluator) -> paths.metrics (flat JSON for `dvc metrics show/diff`),
-paths.eval_reports/{protocol.json, per_image.csv, grid.png}, and the same numbers in the training's
-MLflow run.
+the evaluator (paths.evaluator) -> paths.metrics (the summary for `dvc metrics show/diff` and
+`dvc exp show`: FCN class IoU, FID and KID per direction), paths.eval_reports/{metrics.json (every
+metric), protocol.json, per_image.csv, grid.png}, and every number in the training's MLflow run.
 
 Every metric is an entry of pipeline/metrics/registry.py; every number carries its protocol (feature
-extractor or segmenter, weights, resolution, sample counts); a metric that cannot be computed here is
-written as "unavailable: <reason>", never as a number.
+extractor or segmenter, weights, resolution, sample counts). metrics.json holds numbers only: a metric
+that cannot be computed here is absent from it, and the reason is in protocol.json ("unavailable"), in
+the log and in the MLflow run (tag eval.unavailable); it is never written as a number.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
@@ -43,22 +42,25 @@ def log_to_mlflow(params: Params, run_id: str, results: list[Result]) -> None:
         tracker = Tracker(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, run_id=run_id)
     except TrackingError as e:
         raise StageError(f"{e}; the metrics were written to {params.paths.metrics}") from None
-    tracker.log_metrics({f"eval/{r.key}": r.value for r in results if r.reason is None and np.isfinite(r.value)})
-    tracker.set_tags({f"eval.unavailable.{r.key}": r.reason[:4000] for r in results if r.reason})
-    tracker.log_artifact(params.paths.metrics, "eval")
-    for name in ("protocol.json", "per_image.csv", "grid.png"):
+    tracker.log_metrics({f"eval/{k}": v for k, v in evaluation.flat_metrics(results).items()})
+    lines = evaluation.unavailable_lines(results)
+    if lines:  # one tag, not one per key: tags are the Group by menu's entries
+        tracker.set_tags({"eval.unavailable": "\n".join(lines)[:5000]})
+    for name in ("metrics.json", "protocol.json", "per_image.csv", "grid.png"):
         tracker.log_artifact(Path(params.paths.eval_reports) / name, "eval")
     tracker.finish()
 
 
-def format_table(metrics: dict) -> str:
-    return "\n".join(f"  {k:24s} {v:.4f}" if isinstance(v, float) else f"  {k:24s} {v}" for k, v in metrics.items())
+def format_table(metrics: dict[str, float]) -> str:
+    return "\n".join(f"  {k:28s} {v:.4f}" for k, v in metrics.items())
 
 
 def main(argv: list[str] | None = None) -> None:
     params, _ = stage_main(__spec__.name, __doc__, argv)
     metrics = run_stage(run, params)
-    print(f"metrics -> {params.paths.metrics} (protocols: {params.paths.eval_reports}/protocol.json)\n{format_table(metrics)}")
+    reports = params.paths.eval_reports
+    print(f"metrics -> {reports}/metrics.json, summary -> {params.paths.metrics} (protocols: {reports}/protocol.json)\n"
+          f"{format_table(metrics)}")
 
 
 if __name__ == "__main__":

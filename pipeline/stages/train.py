@@ -41,7 +41,7 @@ from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
 from pipeline.models.registry import MODELS
 from pipeline.runtime import configure_threads, loader_workers, resolve_device, set_determinism
-from pipeline.tracking import NoTracker, Tracker, git_rev, tracking_uri
+from pipeline.tracking import NoTracker, Tracker, git_rev, tracking_uri, ui_hint
 
 log = logging.getLogger("pipeline")
 SAMPLES = 4  # test images per direction in the sample grids
@@ -108,12 +108,37 @@ class RunBook:
         return [row for row in self.history if row["step"] > self.sent]
 
 
+# Sections of params.yaml an MLflow run does not hold: where outputs go and where the run is tracked
+# say nothing about what was trained (the run's own artifacts and store are its location).
+NOT_LOGGED = ("mlflow", "paths")
+
+
+def run_params(params: Params) -> dict[str, object]:
+    """The params an MLflow run holds, flattened (`cyclegan.ngf`): the trained model's own section and
+    the top-level knobs it reads, plus the sections every model shares (data, prepare, train, translate,
+    evaluator, evaluate). Other models' sections are left out, and so is `data.synthetic` when the data
+    is not the embedded world: they did not take part, and as columns they would bury the knobs."""
+    other_models = set(MODELS) - {params.model}
+    unused_knobs = {k for name, entry in MODELS.items() for k in entry.knobs} - set(MODELS[params.model].knobs)
+    d = {k: v for k, v in to_dict(params).items() if k not in other_models | unused_knobs | set(NOT_LOGGED)}
+    if params.data.dataset != "synthetic":
+        d["data"] = {k: v for k, v in d["data"].items() if k != "synthetic"}
+    return flatten(d)
+
+
+def run_tags(params: Params, exp_name: str | None) -> dict[str, str]:
+    """Tags that find and group runs: `config` and `study` (from params mlflow.config / mlflow.study,
+    set by the study commands), `seed`, the model and dataset, the git commit, and the DVC experiment."""
+    tags = {"seed": str(params.seed), "pipeline.model": params.model, "pipeline.dataset": params.data.dataset,
+            "pipeline.stage": "train", "git.rev": git_rev()}
+    labels = {"study": params.mlflow.study, "config": params.mlflow.config, "dvc.exp_name": exp_name}
+    return {**tags, **{k: v for k, v in labels.items() if v}}
+
+
 def start_tracking(params: Params, run_id: str | None) -> Tracker:
     exp_name = os.environ.get("DVC_EXP_NAME")
-    tags = {"dvc.exp_name": exp_name or "", "git.rev": git_rev(), "pipeline.model": params.model,
-            "pipeline.dataset": params.data.dataset, "pipeline.stage": "train"}
     return Tracker(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, run_id=run_id,
-                   run_name=exp_name or f"{params.model}-{params.data.dataset}", tags=tags)
+                   run_name=exp_name or f"{params.model}-{params.data.dataset}", tags=run_tags(params, exp_name))
 
 
 def build_dataset(params: Params, prepared: Path, manifest: dict):
@@ -137,7 +162,8 @@ def sample_batch(prepared: Path, crop: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def sample_grid(model: GANModel, samples: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> np.ndarray:
     model.train(False)
-    picture = grid(model.sample_rows(samples[0].to(device), samples[1].to(device)))
+    titles, rows = model.sample_rows(samples[0].to(device), samples[1].to(device))
+    picture = grid(rows, titles)
     model.train()
     return picture
 
@@ -224,7 +250,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
     try:
         if state is None:
             save_checkpoint(book, model, d, ckpt_dir, fp, tracker)  # step 0: a restart reopens this MLflow run
-        tracker.log_params(flatten(to_dict(params)))  # only what the run lacks: a crash may have cut it short
+        tracker.log_params(run_params(params))  # only what the run lacks: a crash may have cut it short
         model.train()
         while book.step < total_steps:
             epoch, first = divmod(book.step, steps_per_epoch)
@@ -298,11 +324,8 @@ def export(params: Params, model: GANModel, history: list[dict], samples: np.nda
     tracker.log_artifact(reports / "samples.png")
     if params.mlflow.log_model:
         tracker.log_artifact(paths.model, "checkpoint")
-    held = tracker.metric_keys()  # a rerun after a crash inside export logs nothing twice
-    final_losses = {f"final/{k}": v for k, v in history[-1].items()
-                    if k not in ("step", "epoch", "lr") and f"final/{k}" not in held} if history else {}
-    tracker.log_metrics(final_losses, steps)
-    return {"model": paths.model, "mlflow_run_id": tracker.run_id, "steps": steps}
+    return {"model": paths.model, "mlflow_run_id": tracker.run_id, "steps": steps,
+            "mlflow_ui": ui_hint(tracker.uri, tracker.experiment_id)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -318,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     if distributed.launched() and int(os.environ["RANK"]) != 0:
         return  # rank 0 reports
     print(f"trained {params.model} for {result['steps']} steps -> {result['model']} (MLflow run {result['mlflow_run_id']})")
+    if result.get("mlflow_ui"):
+        print(result["mlflow_ui"])
 
 
 if __name__ == "__main__":

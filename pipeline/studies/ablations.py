@@ -28,7 +28,7 @@ import time
 from pipeline.cli import fail, run_stage
 from pipeline.config import load_params
 from pipeline.runtime import CONCURRENCY_ENV
-from pipeline.tracking import Tracker, tracking_uri
+from pipeline.tracking import create_store, tracking_uri
 
 ABLATIONS: dict[str, dict[str, object]] = {
     "full": {},
@@ -59,7 +59,8 @@ def exp_commands(names: list[str], seeds: list[int], extra: list[str], study: st
     cmds = []
     for name in names:
         for seed in seeds:
-            sets = [f"{k}={yaml_value(v)}" for k, v in STUDIES[study][name].items()] + [f"seed={seed}"] + extra
+            labels = [f"mlflow.study={study}", f"mlflow.config={name}"]  # the run's tags: Group by config in MLflow
+            sets = [f"{k}={yaml_value(v)}" for k, v in STUDIES[study][name].items()] + [f"seed={seed}"] + labels + extra
             cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{name}-s{seed}", *[a for s in sets for a in ("-S", s)]])
     return cmds
 
@@ -69,8 +70,7 @@ def init_tracking(params_file: str = "params.yaml") -> str:
     (concurrent first-time creation of a sqlite store crashes)."""
     params = load_params(params_file)
     uri = tracking_uri(params.mlflow.tracking_uri)
-    tracker = Tracker(uri, params.mlflow.experiment, run_name="store-init", tags={"pipeline.stage": "init"})
-    tracker.client.delete_run(tracker.run_id)
+    create_store(uri, params.mlflow.experiment)
     return uri
 
 

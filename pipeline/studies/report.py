@@ -12,7 +12,6 @@ experiment's dependencies can describe.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,31 +25,33 @@ from pipeline.tracking import tracking_uri
 KNOBS = ["model", "bicyclegan.variant", "data.dataset", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
          "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs", "train.n_epochs_decay"]
 METRICS = registry.HEADLINE  # the table's metric columns: the registry's headline keys
-# Which runs a study's table holds, and the knobs shown beside its metrics.
+# The knobs shown beside a study's metrics (its runs are those tagged with the study's name).
 STUDIES = {
-    "ablation": {"models": ("cyclegan",), "columns": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity",
+    "ablation": {"columns": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity",
                  "pool_size": "pool_size", "cyclegan.adversarial": "adversarial", "cyclegan.cycle_forward": "fwd",
                  "cyclegan.cycle_backward": "bwd"}},
-    "multimodal": {"models": ("pix2pix", "bicyclegan"), "columns": {"model": "model", "bicyclegan.variant": "variant"}},
+    "multimodal": {"columns": {"model": "model", "bicyclegan.variant": "variant"}},
 }
 
 
-def collect(uri: str, experiment: str):
-    """One row per finished training run that has evaluation metrics; and the MLflow client."""
+def collect(uri: str, experiment: str, study: str):
+    """One row per finished, evaluated training run of `study` (its `study` tag, set by the study
+    command), labelled by its `config` tag; and the MLflow client."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return pd.DataFrame(), client
-    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=50_000)
+    runs = client.search_runs([exp.experiment_id], max_results=50_000, filter_string=(
+        f"attributes.status = 'FINISHED' and tags.study = '{study}' and tags.`pipeline.stage` = 'train'"))
     rows = []
     for r in runs:
-        if r.data.tags.get("pipeline.stage") != "train" or not any(k.startswith("eval/") for k in r.data.metrics):
+        if not any(k.startswith("eval/") for k in r.data.metrics) or "config" not in r.data.tags:
             continue
         name = r.data.tags.get("dvc.exp_name") or r.info.run_name
-        rows.append({"run": name, "run_id": r.info.run_id, "start": r.info.start_time, "seed": r.data.params.get("seed"),
-                     "config": re.sub(r"-s\d+$", "", name),
+        rows.append({"run": name, "run_id": r.info.run_id, "start": r.info.start_time, "seed": r.data.tags.get("seed"),
+                     "config": r.data.tags["config"],
                      **{k: r.data.params.get(k) for k in KNOBS},
                      **{m: r.data.metrics.get(f"eval/{m}") for m in METRICS}})
     runs = pd.DataFrame(rows)
@@ -89,12 +90,23 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     return "\n".join(lines) + f"\n\nmean ± standard deviation over n seeds; best mean in bold; {arrows}\n"
 
 
-def plot(runs: pd.DataFrame, client, folder: Path) -> list[Path]:
+def terminal_table(agg: pd.DataFrame) -> str:
+    """The table for a terminal: configuration, seeds and the summary metrics (those of `dvc metrics
+    show`), mean ± sd, aligned; the knobs and every headline metric are in the markdown file."""
+    metrics = [m for m in registry.KEYS if registry.KEYS[m].summary and f"{m}_mean" in agg]
+    table = pd.DataFrame({"config": agg["config"], "n": agg["n"],
+                          **{f"{m} {registry.arrow(m)}": [f"{a:.3f} ± {b:.3f}" if pd.notna(a) else "-"
+                                                          for a, b in zip(agg[f"{m}_mean"], agg[f"{m}_std"], strict=True)]
+                             for m in metrics}})
+    return table.to_string(index=False)
+
+
+def plot_knob(runs: pd.DataFrame, folder: Path) -> Path:
+    """ablation_lambda_cycle.png: the headline metrics of every run against lambda_cycle."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
     metrics = [m for m in ("fcn_AtoB_class_iou", "fcn_BtoA_class_iou", "fid_AtoB", "cycle_l1_A") if runs[m].notna().any()]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     lc = runs["lambda_cycle"].astype(float)
@@ -103,7 +115,17 @@ def plot(runs: pd.DataFrame, client, folder: Path) -> list[Path]:
         ax.set_xlabel("lambda_cycle")
         ax.set_title(m)
     fig.tight_layout()
-    written.append(_save(fig, folder / "ablation_lambda_cycle.png"))
+    out = _save(fig, folder / "ablation_lambda_cycle.png")
+    plt.close(fig)
+    return out
+
+
+def plot_losses(runs: pd.DataFrame, client, folder: Path) -> Path:
+    """ablation_losses.png: every run's generator loss curve, from MLflow."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for _, r in runs.iterrows():
         hist = client.get_metric_history(r["run_id"], "train/G")
@@ -112,9 +134,9 @@ def plot(runs: pd.DataFrame, client, folder: Path) -> list[Path]:
     ax.set_ylabel("generator loss (train/G)")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    written.append(_save(fig, folder / "ablation_losses.png"))
-    plt.close("all")
-    return written
+    out = _save(fig, folder / "ablation_losses.png")
+    plt.close(fig)
+    return out
 
 
 def _save(fig, path: Path) -> Path:
@@ -124,13 +146,10 @@ def _save(fig, path: Path) -> Path:
 
 
 def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> pd.DataFrame:
-    runs, client = collect(uri, experiment)
-    if not runs.empty:
-        runs = runs[runs["model"].isin(STUDIES[study]["models"])]
+    runs, client = collect(uri, experiment, study)
     if runs.empty:
-        raise SystemExit(f"no finished, evaluated training runs of {study} models {STUDIES[study]['models']} in "
-                         f"experiment {experiment!r} of {uri}; run `dvc repro` or "
-                         f"`python -m pipeline.studies.ablations --study {study}` first")
+        raise SystemExit(f"no finished, evaluated training runs tagged study={study} in experiment {experiment!r} "
+                         f"of {uri}; run `python -m pipeline.studies.ablations --study {study}` first")
     folder.mkdir(parents=True, exist_ok=True)
     agg = aggregate(runs)
     write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
@@ -139,7 +158,8 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
     write_text(folder / f"{study}.md", f"# {title}\n\nMade by `python -m pipeline.studies.report --study {study}` from {uri}.\n\n"
                + markdown(agg, study))
     if study == "ablation":
-        plot(runs, client, folder)
+        plot_knob(runs, folder)
+        plot_losses(runs, client, folder)
     return agg
 
 
@@ -151,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(params.paths.metrics).parent
     s = args.study
     agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder, s)
-    print((folder / f"{s}.md").read_text())
+    print(terminal_table(agg) + "\n\nmean ± standard deviation over n seeds\n")
     plots = ", ablation_*.png" if s == "ablation" else ""
     print(f"{len(agg)} configurations -> {folder}/{s}.md, {s}.csv, {s}_runs.csv{plots}")
 

@@ -1,0 +1,83 @@
+"""What a researcher meets in MLflow's UI: a model-training experiment, a saved runs view with the knobs
+beside the summary metrics grouped by configuration, no leftover set-up run, and titled sample grids."""
+
+import base64
+import json
+import zlib
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from pipeline import tracking
+from pipeline.data.datasets import grid
+from pipeline.metrics.registry import KEYS
+from pipeline.models.registry import MODELS
+
+
+def decoded_view(tag_value: str) -> dict:
+    """The runs-table state inside a saved view, decoded as MLflow's UI does ("deflate;" + base64 zlib)."""
+    view = json.loads(tag_value)
+    kind, packed = view["state"].split(";", 1)
+    assert kind == "deflate"
+    return {**view, "state": json.loads(zlib.decompress(base64.b64decode(packed)))}
+
+
+def test_the_store_is_created_with_its_experiment_and_no_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.create_store(uri, "cyclegan-pipeline")
+    tracking.create_store(uri, "cyclegan-pipeline")  # a second study command changes nothing
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("cyclegan-pipeline")
+    assert client.search_runs([exp.experiment_id], run_view_type=mlflow.entities.ViewType.ALL) == []
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "config" in exp.tags["mlflow.note.content"]
+
+    view = decoded_view(exp.tags[f"mlflow.sharedViewState.{tracking.VIEW_KEY}"])
+    state = view["state"]
+    assert view["name"] == tracking.VIEW_NAME
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "config"}]
+    summary = {f"metrics.`eval/{k}`" for k, key in KEYS.items() if key.summary}
+    assert summary == {c for c in state["selectedColumns"] if c.startswith("metrics.")}
+    assert {"metrics.`eval/fcn_AtoB_class_iou`", "metrics.`eval/fid_AtoB`", "params.`lambda_cycle`",
+            "params.`cyclegan.adversarial`"} <= set(state["selectedColumns"])
+
+
+def test_a_view_the_user_edited_is_left_alone(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.create_store(uri, "e")
+    client = mlflow.MlflowClient(uri)
+    exp_id = client.get_experiment_by_name("e").experiment_id
+    client.set_experiment_tag(exp_id, f"mlflow.sharedViewState.{tracking.VIEW_KEY}", "edited")
+    tracking.create_store(uri, "e")
+    assert client.get_experiment(exp_id).tags[f"mlflow.sharedViewState.{tracking.VIEW_KEY}"] == "edited"
+
+
+def test_the_link_opens_the_view_in_the_model_training_workflow():
+    local = tracking.ui_hint("sqlite:////x/mlflow.db", "3")
+    assert local.startswith("MLflow: `mlflow ui --backend-store-uri sqlite:////x/mlflow.db`, then http://127.0.0.1:5000/")
+    assert local.endswith(f"#/experiments/3/runs?viewStateShareKey={tracking.VIEW_KEY}&workflowType=machine_learning")
+    assert tracking.ui_hint("http://mlflow.lab:5000/", "3").startswith("MLflow: http://mlflow.lab:5000/#/experiments/3/")
+
+
+def test_a_grid_with_titles_has_a_header_row_of_text():
+    rows = [torch.zeros(3, 3, 32, 32) for _ in range(2)]  # mid-grey images
+    plain, titled = grid(rows), grid(rows, ["input", "translation", "reconstruction"])
+    assert titled.shape[1] == plain.shape[1] and titled.shape[0] > plain.shape[0]
+    header = titled[: titled.shape[0] - plain.shape[0]]
+    assert (header < 100).any() and (header == 255).mean() > 0.5  # dark text on white
+    assert np.array_equal(titled[-plain.shape[0]:], plain)
+    with pytest.raises(ValueError, match="2 titles for 3 columns"):
+        grid(rows, ["input", "translation"])
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_titles_each_column_of_its_sample_grid(make_params, name):
+    p = make_params(model=name)
+    model = MODELS[name].build(p, torch.device("cpu"), 0)
+    model.train(False)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        titles, rows = model.sample_rows(x, x)
+    assert len(titles) == rows[0].shape[0] and titles[:2] in (["input", "translation"], ["input", "ground truth"])
