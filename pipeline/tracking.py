@@ -158,10 +158,23 @@ def create_store(uri: str, experiment: str) -> None:
     import mlflow
 
     try:
-        open_experiment(mlflow.MlflowClient(tracking_uri=uri), uri, experiment)
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        close_setup_runs(client, open_experiment(client, uri, experiment))
     except Exception as e:
         raise TrackingError(f"MLflow tracking store {uri} is not usable ({type(e).__name__}: {e}); "
                             f"check MLFLOW_TRACKING_URI / mlflow.tracking_uri") from None
+
+
+def close_setup_runs(client, experiment_id: str) -> None:
+    """End the deleted-but-RUNNING `store-init` runs an older version's set-up left in a store (MLflow
+    only updates an active run: restore, terminate, delete again)."""
+    from mlflow.entities import ViewType
+
+    for r in client.search_runs([experiment_id], "tags.`pipeline.stage` = 'init'", run_view_type=ViewType.DELETED_ONLY):
+        if r.info.status == "RUNNING":
+            client.restore_run(r.info.run_id)
+            client.set_terminated(r.info.run_id, "KILLED")
+            client.delete_run(r.info.run_id)
 
 
 class Tracker:

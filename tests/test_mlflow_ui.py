@@ -44,6 +44,17 @@ def test_the_store_is_created_with_its_experiment_and_no_run(tmp_path):
             "params.`cyclegan.adversarial`"} <= set(state["selectedColumns"])
 
 
+def test_a_set_up_run_an_older_version_left_running_is_ended(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    exp_id = client.create_experiment("e")
+    old = client.create_run(exp_id, run_name="store-init", tags={"pipeline.stage": "init"}).info.run_id
+    client.delete_run(old)
+    tracking.create_store(uri, "e")
+    run = client.get_run(old)
+    assert (run.info.status, run.info.lifecycle_stage) == ("KILLED", "deleted")
+
+
 def test_a_view_the_user_edited_is_left_alone(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking.create_store(uri, "e")

@@ -23,7 +23,9 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from pipeline.cli import fail, run_stage
 from pipeline.config import load_params
@@ -79,6 +81,21 @@ def queue_busy(cwd: str | None = None) -> bool:
     return any(word in out for word in ("Queued", "Running"))
 
 
+def start_queue(jobs: int, cwd: str | Path | None = None, env: dict[str, str] | None = None) -> str:
+    """`dvc queue start -j N`; returns what it printed. Its output goes through a file, not a pipe: DVC
+    leaves a daemonised copy of the command behind (the workers' parent) holding the caller's stdout,
+    and a caller reading a pipe (`| tee`, subprocess capture) would wait for that daemon, which a
+    worker that hangs in shutdown can keep alive for good."""
+    cmd = ["dvc", "queue", "start", "-j", str(jobs)]
+    with tempfile.TemporaryFile() as out:
+        r = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        out.seek(0)
+        printed = out.read().decode(errors="replace")
+    if r.returncode != 0:
+        fail(f"`{' '.join(cmd)}` failed (exit {r.returncode}): {printed.strip()[-2000:]}")
+    return printed
+
+
 def run_checked(cmd: list[str], env: dict[str, str] | None = None) -> None:
     """Run a dvc command; a failure ends the study with one line naming the command."""
     r = subprocess.run(cmd, env=env)
@@ -116,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     # each worker's stages take cores // workers threads (pipeline/runtime.py); the workers inherit this
     workers = min(args.jobs, len(cmds))
     print(f"$ {CONCURRENCY_ENV}={workers} dvc queue start -j {args.jobs}", flush=True)
-    run_checked(["dvc", "queue", "start", "-j", str(args.jobs)], env={**os.environ, CONCURRENCY_ENV: str(workers)})
+    print(start_queue(args.jobs, env={**os.environ, CONCURRENCY_ENV: str(workers)}), end="", flush=True)
     while queue_busy():
         time.sleep(10)
     subprocess.run(["dvc", "queue", "status"])

@@ -37,7 +37,7 @@ import torch
 
 from pipeline.io import write_json, write_text
 from pipeline.runtime import cpu_cores
-from pipeline.studies.ablations import ABLATIONS, exp_commands, queue_busy
+from pipeline.studies.ablations import ABLATIONS, exp_commands, queue_busy, start_queue
 
 THREADED_SECTIONS = ("train", "translate", "evaluate")  # the stages a queued ablation reruns
 THREADS_LINE = re.compile(r"torch threads: (\d+) \((.*)\)")
@@ -92,7 +92,7 @@ def timed_queue(repo: Path, configs: list[str], seed: int, extra: list[str], job
     sh([sys.executable, "-m", "pipeline.studies.ablations", "--only", *configs, "--seeds", str(seed),
         "--queue-only", "--set", *extra], repo)
     start = time.perf_counter()
-    sh(["dvc", "queue", "start", "-j", str(jobs)], repo)
+    start_queue(jobs, repo)
     time.sleep(2)
     while queue_busy(str(repo)):
         time.sleep(2)
