@@ -80,9 +80,9 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(f"MLflow store {uri}: folder {folder} is missing or not writable; {fix}")
 
 
-# MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and an experiment with
-# no traces opens on the GenAI overview instead of the runs table. "custom_model_development" is the
-# value the UI's own "experiment type" selector writes for model training.
+# MLflow 3's declaration of a model-training experiment: "custom_model_development" is the value its UI's
+# "experiment type" selector writes. MLflow 3.17's UI reads its "GenAI | Model training" switch instead
+# (default GenAI: the experiment opens on the GenAI overview), hence workflowType in runs_view_url.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 EXPERIMENT_NOTE = ("Image-to-image translation trainings (CycleGAN, pix2pix, BicycleGAN), one run per training, "
                    "evaluated by the pipeline's evaluate stage (eval/*). Group runs by the `config` tag to see "
@@ -194,8 +194,7 @@ class Tracker:
                 self.client.get_run(run_id)  # fails if the run is gone (e.g. another store)
                 self.run_id = run_id
                 self.client.update_run(run_id, status="RUNNING")
-                for k, v in (tags or {}).items():  # a resumed run takes the labels of the params it resumes under
-                    self.client.set_tag(run_id, k, v)
+                self.set_tags(tags or {})  # a resumed run takes the labels of the params it resumes under
             else:
                 self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
         except Exception as e:

@@ -92,7 +92,7 @@ def unavailable_lines(results: list[Result]) -> list[str]:
     reasons: dict[str, list[str]] = {}
     for key, why in unavailable(results).items():
         reasons.setdefault(why, []).append(key)
-    return [f"{', '.join(keys)}: {reason}" for reason, keys in reasons.items()]
+    return [f"{', '.join(keys)}: {why}" for why, keys in reasons.items()]
 
 
 def log_unavailable(results: list[Result]) -> None:
