@@ -84,9 +84,17 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 # "experiment type" selector writes. MLflow 3.17's UI reads its "GenAI | Model training" switch instead
 # (default GenAI: the experiment opens on the GenAI overview), hence workflowType in runs_view_url.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-EXPERIMENT_NOTE = ("Image-to-image translation trainings (CycleGAN, pix2pix, BicycleGAN), one run per training, "
-                   "evaluated by the pipeline's evaluate stage (eval/*). Group runs by the `config` tag to see "
-                   "the seeds of one configuration together.")
+
+
+def experiment_note(experiment_id: str) -> str:
+    """The experiment's description (markdown, shown at the top of every experiment page, the GenAI
+    overview included): first how to reach the runs, then what they are."""
+    view = f"#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+    return (f"**Runs: [the saved comparison view]({view})**, or click *Model training* at the top left "
+            "(MLflow 3.17 opens experiments in its GenAI view unless told otherwise). "
+            "Image-to-image translation trainings (CycleGAN, pix2pix, BicycleGAN), one run per training, evaluated "
+            "by the pipeline's evaluate stage (eval/*); group runs by the `config` tag to see the seeds of one "
+            "configuration together.")
 
 
 # A saved view of the runs table ("Views" in MLflow 3's UI, or the URL runs_view_url gives): the
@@ -144,7 +152,7 @@ def open_experiment(client, uri: str, name: str) -> str:
     held = exp.tags if exp else {}
     view = saved_view_tag(VIEW_NAME, runs_view_state([k for k, key in KEYS.items() if key.summary]),
                           int(time.time() * 1000))
-    wanted = {**EXPERIMENT_KIND, "mlflow.note.content": EXPERIMENT_NOTE, f"mlflow.sharedViewState.{VIEW_KEY}": view}
+    wanted = {**EXPERIMENT_KIND, "mlflow.note.content": experiment_note(exp_id), f"mlflow.sharedViewState.{VIEW_KEY}": view}
     for key, value in wanted.items():
         if key not in held:
             client.set_experiment_tag(exp_id, key, value)

@@ -32,7 +32,11 @@ def test_the_store_is_created_with_its_experiment_and_no_run(tmp_path):
     exp = client.get_experiment_by_name("cyclegan-pipeline")
     assert client.search_runs([exp.experiment_id], run_view_type=mlflow.entities.ViewType.ALL) == []
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert "config" in exp.tags["mlflow.note.content"]
+    # the description (shown on MLflow 3.17's GenAI landing page too) links to the saved view first
+    note = exp.tags["mlflow.note.content"]
+    assert note.startswith(f"**Runs: [the saved comparison view](#/experiments/{exp.experiment_id}/runs?"
+                           f"viewStateShareKey={tracking.VIEW_KEY}&workflowType=machine_learning)**")
+    assert "config" in note
 
     view = decoded_view(exp.tags[f"mlflow.sharedViewState.{tracking.VIEW_KEY}"])
     state = view["state"]
