@@ -145,13 +145,12 @@ def open_experiment(client, uri: str, name: str) -> str:
     """The id of experiment `name`, created (with the store, on first use) if missing; declared a
     model-training experiment, described, and given the saved runs view, either way (an experiment
     made by an older version gets them too; what a user edited is left alone)."""
-    from pipeline.metrics.registry import KEYS  # the summary metrics: the same keys `dvc metrics show` prints
+    from pipeline.metrics.registry import SUMMARY  # the same keys `dvc metrics show` prints
 
     exp = client.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(uri))
     held = exp.tags if exp else {}
-    view = saved_view_tag(VIEW_NAME, runs_view_state([k for k, key in KEYS.items() if key.summary]),
-                          int(time.time() * 1000))
+    view = saved_view_tag(VIEW_NAME, runs_view_state(SUMMARY), int(time.time() * 1000))
     wanted = {**EXPERIMENT_KIND, "mlflow.note.content": experiment_note(exp_id), f"mlflow.sharedViewState.{VIEW_KEY}": view}
     for key, value in wanted.items():
         if key not in held:

@@ -26,7 +26,7 @@ from pipeline.data.datasets import grid, to_unit
 from pipeline.io import atomic_dir, save_png, write_json
 from pipeline.metrics.base import Result
 from pipeline.metrics.context import Context, source_domain, target_domain
-from pipeline.metrics.registry import KEYS, METRICS
+from pipeline.metrics.registry import METRICS, SUMMARY
 
 log = logging.getLogger("pipeline")
 
@@ -101,7 +101,7 @@ def log_unavailable(results: list[Result]) -> None:
 
 
 def summary(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if KEYS[k].summary}
+    return {k: v for k, v in metrics.items() if k in SUMMARY}
 
 
 def write_reports(ctx: Context, results: list[Result], summary_path: str | Path, reports: str | Path) -> dict:

@@ -23,6 +23,7 @@ METRICS: dict[str, Metric] = {
 
 KEYS: dict[str, Key] = {k.name: k for m in METRICS.values() for k in m.keys}
 HEADLINE: list[str] = [k.name for k in KEYS.values() if k.headline]  # the study tables' columns
+SUMMARY: list[str] = [k.name for k in KEYS.values() if k.summary]  # paths.metrics, the saved MLflow view
 
 
 def key(name: str) -> Key:

@@ -93,7 +93,7 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
 def terminal_table(agg: pd.DataFrame) -> str:
     """The table for a terminal: configuration, seeds and the summary metrics (those of `dvc metrics
     show`), mean ± sd, aligned; the knobs and every headline metric are in the markdown file."""
-    metrics = [m for m in registry.KEYS if registry.KEYS[m].summary and f"{m}_mean" in agg]
+    metrics = [m for m in registry.SUMMARY if f"{m}_mean" in agg]
     table = pd.DataFrame({"config": agg["config"], "n": agg["n"],
                           **{f"{m} {registry.arrow(m)}": [f"{a:.3f} ± {b:.3f}" if pd.notna(a) else "-"
                                                           for a, b in zip(agg[f"{m}_mean"], agg[f"{m}_std"], strict=True)]
