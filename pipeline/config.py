@@ -21,7 +21,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from pipeline.data.registry import DATASETS
+from pipeline.data.registry import DATASETS, DatasetSpec, local_spec
 from pipeline.errors import ConfigError
 from pipeline.models.losses import GAN_MODES
 from pipeline.models.networks import (
@@ -64,13 +64,25 @@ class SyntheticParams:
 
 
 @dataclass(frozen=True)
+class LocalParams:
+    """A folder of the user's own (data.dataset: local), laid out as the authors' repo expects."""
+
+    path: str = knob(doc="the folder; prepare depends on it in dvc.yaml, so DVC reruns what follows when it changes")
+    layout: str = knob(choices=("unaligned", "aligned"),
+                       doc="unaligned: trainA/ trainB/ testA/ testB/; aligned: train/ <test_split>/ of A|B pairs")
+    a_side: str = knob(choices=("left", "right"), doc="aligned only: which half of each pair is domain A")
+    test_split: str = knob(pattern=r"[A-Za-z0-9_.-]+", doc="aligned only: the test folder's name (authors: test or val)")
+
+
+@dataclass(frozen=True)
 class DataParams:
-    """What the download stage fetches (or generates)."""
+    """What the download stage fetches (or generates), or the local folder prepare reads."""
 
     dataset: str = knob(choices=tuple(DATASETS))
     url: Optional[str] = knob(doc="override the registry URL, e.g. a mirror; null = official URL")
     sha256: Optional[str] = knob(pattern=r"[0-9a-f]{64}", doc="pin the archive checksum; null = record on first download")
     synthetic: SyntheticParams = knob()
+    local: LocalParams = knob()
 
 
 @dataclass(frozen=True)
@@ -203,7 +215,10 @@ class EvaluateParams:
 class MlflowParams:
     experiment: str = knob()
     tracking_uri: Optional[str] = knob(doc="null = sqlite:///<repo root>/mlflow.db; env MLFLOW_TRACKING_URI wins")
-    log_model: bool = knob(doc="also store the final checkpoint as a run artifact")
+    log_model: bool = knob(doc="log each generator as an MLflow Model (pyfunc: images in, images out) and the final "
+                               "checkpoint as a run artifact")
+    register_as: Optional[str] = knob(pattern=r"[A-Za-z0-9_.-]+", doc="register the generators in the Model Registry "
+                                      "as <name>-AtoB (and <name>-BtoA); null = not registered")
     study: Optional[str] = knob(doc="the run's `study` tag (e.g. ablation), set by the study commands; null = none")
     config: Optional[str] = knob(doc="the run's `config` tag (e.g. full, cycle_alone): runs of one configuration "
                                      "share it, so MLflow's Group by puts their seeds together; null = none")
@@ -251,9 +266,17 @@ class Params:
         """The network section of the selected model."""
         return getattr(self, self.model)
 
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        """The dataset's spec; a local folder's layout comes from data.local."""
+        if self.data.dataset == "local":
+            d = self.data.local
+            return local_spec(d.layout, d.a_side, d.test_split)  # type: ignore[arg-type]
+        return DATASETS[self.data.dataset]
+
     def check(self) -> None:
         """Cross-field rules that no single field can express."""
-        spec = DATASETS[self.data.dataset]
+        spec = self.dataset_spec
         if MODELS[self.model].paired and spec.layout == "unaligned":
             raise ConfigError(f"model={self.model} needs paired training data, but data.dataset={spec.name} is "
                               f"unpaired; use a paired set (synthetic, *_pix2pix) or model=cyclegan")

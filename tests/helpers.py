@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -100,7 +101,8 @@ def same_weights(a, b) -> bool:
 
 # --- throwaway git + DVC repositories -------------------------------------------------------------
 
-COPY = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore", "pyproject.toml"]
+COPY = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore", "pyproject.toml",
+        "data/own/README.md", "data/own/.gitignore"]
 
 
 def env() -> dict:
@@ -231,6 +233,39 @@ def make_pix2pix_tar(path: Path, name="facades", n=3) -> Path:
                 info.size = len(data)
                 tf.addfile(info, io.BytesIO(data))
     return path
+
+
+def make_local_folder(raw: Path, dest: Path, layout: str = "unaligned", *, labels: bool = False,
+                      suffix: str = ".jpg") -> Path:
+    """A folder of one's own, in the authors' layout, made from the embedded world's raw files `raw`
+    (download stage output): unaligned trainA/ trainB/ testA/ testB/, or aligned train/ test/ of
+    side-by-side A|B images; with labels, labels.json and the photos' class-id maps (unaligned)."""
+    def save(src: Path, target: Path, img: Image.Image | None = None) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (img or Image.open(src).convert("RGB")).save(target.with_suffix(suffix), quality=95)
+
+    if layout == "unaligned":
+        for d in ("trainA", "trainB", "testA", "testB"):
+            for f in sorted((raw / d).glob("*.png")):
+                save(f, dest / d / f"{d}_{f.stem}")
+        if labels:
+            for d in ("trainB", "testB"):
+                shutil.copytree(raw / f"{d}_labels", dest / f"{d}_labels", dirs_exist_ok=True)
+                for f in (dest / f"{d}_labels").glob("*.png"):
+                    f.rename(f.with_name(f"{d}_{f.name}"))
+    else:
+        suffix = ".png"  # the A side is a colour label map whose colours must survive: lossless
+        for split, a, b in (("train", "paired_trainA", "trainB"), ("test", "testA", "testB")):
+            for f in sorted((raw / a).glob("*.png")):
+                left, right = Image.open(f).convert("RGB"), Image.open(raw / b / f.name).convert("RGB")
+                pair = Image.new("RGB", (left.width * 2, left.height))
+                pair.paste(right, (0, 0))  # photo|labels, as the authors' cityscapes and facades
+                pair.paste(left, (left.width, 0))
+                save(f, dest / split / f.stem, pair)
+    if labels:
+        info = json.loads((raw / "dataset.json").read_text())
+        (dest / "labels.json").write_text(json.dumps({"classes": info["classes"], "palette": info["palette"]}))
+    return dest
 
 
 @contextlib.contextmanager

@@ -10,8 +10,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
+ORIENTATION = 0x0112  # the EXIF orientation tag
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".gif"}
 
 
@@ -58,9 +59,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag: a phone's portrait photo is stored sideways with a tag saying so."""
+    return ImageOps.exif_transpose(img) if img.getexif().get(ORIENTATION, 1) != 1 else img
+
+
 def decode_rgb(path: Path, max_pixels: int) -> Image.Image:
-    """Decode a photo or colour label map as 8-bit RGB."""
-    return to_rgb(_open(path, max_pixels))
+    """Decode a photo or colour label map as 8-bit RGB, upright."""
+    return to_rgb(upright(_open(path, max_pixels)))
 
 
 def fit(img: Image.Image, *, size: int, min_size: int) -> Image.Image:
@@ -72,7 +78,7 @@ def fit(img: Image.Image, *, size: int, min_size: int) -> Image.Image:
 
 def load_label_map(path: Path, *, size: int, max_pixels: int) -> Image.Image:
     """Decode a class-id map (one channel of ids) and resize with nearest neighbour."""
-    img = _open(path, max_pixels)
+    img = upright(_open(path, max_pixels))
     if img.mode not in ("L", "P", "I;16", "I"):
         raise RejectedImage(f"class-id map must have one channel, got mode {img.mode}")
     ids = np.asarray(img)

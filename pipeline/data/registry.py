@@ -37,7 +37,7 @@ CITYSCAPES_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    layout: Literal["synthetic", "unaligned", "aligned"]
+    layout: Literal["synthetic", "unaligned", "aligned", "local"]  # local: the layout comes from params data.local
     url: str | None
     # aligned only: which half of each side-by-side image is our domain A, and the test split
     a_side: Literal["left", "right"] = "left"
@@ -58,6 +58,8 @@ def _pix2pix(name: str, a_side: Literal["left", "right"], test_split: str, label
 
 DATASETS: dict[str, DatasetSpec] = {
     "synthetic": DatasetSpec("synthetic", "synthetic", None),
+    # a folder of the user's own (params data.local), laid out as the authors' repo expects
+    "local": DatasetSpec("local", "local", None),
     # CycleGAN (unpaired) sets
     **{n: _cyclegan(n) for n in (
         "horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo", "cezanne2photo",
@@ -73,3 +75,8 @@ DATASETS: dict[str, DatasetSpec] = {
         _pix2pix("night2day", a_side="left", test_split="test"),
     )},
 }
+
+
+def local_spec(layout: Literal["unaligned", "aligned"], a_side: Literal["left", "right"], test_split: str) -> DatasetSpec:
+    """The spec of a local folder: the same layouts as the official archives, taken from params."""
+    return DatasetSpec("local", layout, None, a_side, test_split)

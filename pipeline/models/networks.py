@@ -72,6 +72,7 @@ class ResnetGenerator(nn.Module):
                        _norm(norm, c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        self.stride = 4  # input sides must be multiples of this (two stride-2 convs, undone by two up convs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -116,6 +117,7 @@ class UnetGenerator(nn.Module):
             block = UnetBlock(ngf * mult, ngf * mult * 2, norm, inner_block=block)
         self.model = UnetBlock(out_channels, ngf, norm, inner_block=block, in_channels=in_channels, outermost=True)
         self.num_downs = num_downs
+        self.stride = 2 ** num_downs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         side = 2 ** self.num_downs
@@ -180,6 +182,7 @@ class LatentUnetGenerator(nn.Module):
         if where_add not in WHERE_ADD:
             raise ValueError(f"where_add={where_add!r}; valid: {', '.join(WHERE_ADD)}")
         self.nz, self.where_add, self.num_downs = nz, where_add, num_downs
+        self.stride = 2 ** num_downs
         bias = _use_bias(norm)
         width = [ngf * min(2 ** i, 8) for i in range(num_downs)]  # channels after level i
         self.downs, self.ups = nn.ModuleList(), nn.ModuleList()

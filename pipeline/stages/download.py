@@ -1,4 +1,4 @@
-"""Stage `download`: params `data` -> data/raw/<dataset>/.
+"""Stage `download`: params `data` -> data/raw/<dataset>/ (nothing for a local folder, which prepare reads).
 
 Official archives are streamed with HTTP resume, checksummed (recorded on first download, verified
 after) and extracted safely; the embedded synthetic dataset is generated instead.
@@ -6,6 +6,7 @@ after) and extracted safely; the embedded synthetic dataset is generated instead
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,6 +18,8 @@ from pipeline.data.archives import fetch_archive
 from pipeline.data.labels import IGNORE
 from pipeline.data.registry import DATASETS
 from pipeline.io import atomic_dir, save_png, write_json
+
+log = logging.getLogger("pipeline")
 
 
 def generate_synthetic(p: SyntheticParams, folder: Path, *, progress: bool = True) -> Path:
@@ -53,6 +56,10 @@ def run(data: DataParams, raw_root: Path, *, progress: bool = True) -> Path:
     """Materialise the raw dataset named by `data` under raw_root/<dataset>; returns that folder."""
     spec = DATASETS[data.dataset]
     folder = raw_root / spec.name
+    if spec.layout == "local":  # nothing to fetch: prepare reads data.local.path, a dependency of its own
+        raw_root.mkdir(parents=True, exist_ok=True)
+        log.info("data.dataset=local: nothing to download; the prepare stage reads %s", data.local.path)
+        return Path(data.local.path)
     if spec.layout == "synthetic":
         return generate_synthetic(data.synthetic, folder, progress=progress)
     url = data.url or spec.url

@@ -1,4 +1,5 @@
-"""Stage `prepare`: data/raw/<dataset>/ -> data/prepared/ (params `data.dataset`, `prepare`).
+"""Stage `prepare`: data/raw/<dataset>/, or the local folder data.local.path -> data/prepared/
+(params `data.dataset`, `data.local`, `prepare`).
 
 Decodes every image once, converts it to RGB, resizes it to load_size and writes lossless PNGs:
 
@@ -25,9 +26,10 @@ from pipeline.artifacts import manifest as manifest_file
 from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params, PrepareParams
+from pipeline.data import local
 from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, split_aligned
 from pipeline.data.labels import IGNORE, nearest_palette
-from pipeline.data.registry import DATASETS, DatasetSpec
+from pipeline.data.registry import DatasetSpec
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir
 
@@ -38,12 +40,6 @@ def _find_root(folder: Path, marker: str) -> Path:
     if hits:
         return hits[0]
     raise StageError(f"{folder}: no '{marker}/' folder found; is data/raw complete? Re-run the download stage")
-
-
-def _sources(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
 class Writer:
@@ -68,7 +64,7 @@ class Writer:
 
     def images(self, src_dir: Path, sub: str, p: PrepareParams, progress: bool) -> None:
         (self.out / sub).mkdir(exist_ok=True)
-        for src in tqdm(_sources(src_dir), desc=sub, disable=not progress):
+        for src in tqdm(local.sources(src_dir), desc=sub, disable=not progress):
             try:
                 if sub.endswith("_labels"):
                     img = load_label_map(src, size=p.load_size, max_pixels=p.max_pixels)
@@ -83,7 +79,7 @@ class Writer:
         """pix2pix archives: split each side-by-side pair into our A and B."""
         for sub in subs:
             (self.out / sub).mkdir(exist_ok=True)
-        for src in tqdm(_sources(src_dir), desc="/".join(subs), disable=not progress):
+        for src in tqdm(local.sources(src_dir), desc="/".join(subs), disable=not progress):
             try:
                 left, right = split_aligned(decode_rgb(src, p.max_pixels))
                 a, b = (left, right) if a_side == "left" else (right, left)
@@ -115,16 +111,26 @@ def derive_labels(out: Path, spec: DatasetSpec) -> dict:
             with Image.open(f) as img:
                 ids = nearest_palette(np.asarray(img.convert("RGB")), palette, spec.label_tolerance)
             Image.fromarray(ids, mode="L").save(out / lab / f.name)
-    return {"classes": [n for n, _ in spec.label_classes], "palette": palette.tolist(), "ignore_label": IGNORE,
-            "labels_from": f"nearest {spec.name} palette colour of the A label maps (farther than "
-                           f"{spec.label_tolerance} -> ignore)"}
+    return label_info(spec, f"nearest {spec.name} palette colour of the A label maps (farther than "
+                            f"{spec.label_tolerance} -> ignore)")
+
+
+def label_info(spec: DatasetSpec, labels_from: str) -> dict:
+    """The manifest's description of the class-id maps (what the FCN-score reads)."""
+    assert spec.label_classes
+    return {"classes": [n for n, _ in spec.label_classes], "palette": [list(c) for _, c in spec.label_classes],
+            "ignore_label": IGNORE, "labels_from": labels_from}
 
 
 def run(params: Params, *, progress: bool = True) -> dict:
-    spec = DATASETS[params.data.dataset]
-    raw = Path(params.paths.raw) / spec.name
-    if not raw.is_dir():
-        raise StageError(f"{raw}: raw dataset missing; run the download stage first (dvc repro download)")
+    spec = params.dataset_spec
+    if params.data.dataset == "local":
+        raw = local.check_layout(Path(params.data.local.path), spec)
+        spec = local.with_labels(raw, spec)
+    else:
+        raw = Path(params.paths.raw) / spec.name
+        if not raw.is_dir():
+            raise StageError(f"{raw}: raw dataset missing; run the download stage first (dvc repro download)")
     p = params.prepare
     extra: dict = {}
     with atomic_dir(params.paths.prepared) as out:
@@ -137,18 +143,26 @@ def run(params: Params, *, progress: bool = True) -> dict:
                 info = json.loads(meta.read_text())
                 extra = {k: info[k] for k in ("classes", "palette", "ignore_label")}
         elif spec.layout == "unaligned":
-            root = _find_root(raw / "files", "trainA")
+            root = raw if params.data.dataset == "local" else _find_root(raw / "files", "trainA")
             for sub in DOMAINS:
                 w.images(root / sub, sub, p, progress)
         else:
-            root = _find_root(raw / "files", "train")
+            root = raw if params.data.dataset == "local" else _find_root(raw / "files", "train")
             w.aligned(root / "train", ("trainA", "trainB"), spec.a_side, p, progress)
             w.aligned(root / spec.test_split, ("testA", "testB"), spec.a_side, p, progress)
-        if spec.label_classes:
+        if spec.label_classes and all((raw / d).is_dir() for d in LABEL_DIRS.values()):
+            for sub in LABEL_DIRS.values():  # the user's own class-id maps (local folders)
+                w.images(raw / sub, sub, p, progress)
+            extra = label_info(spec, f"class-id maps of {raw}")
+        elif spec.label_classes:
             extra = derive_labels(out, spec)
         if spec.layout == "synthetic":
             w.keep_pairs(("testA", "testB", "testB_labels"))
             w.keep_pairs(("paired_trainA", "trainB", "trainB_labels"))
+        elif spec.layout == "aligned" or extra:
+            w.keep_pairs(("testA", "testB", "testB_labels") if spec.layout == "aligned" else ("testB", "testB_labels"))
+            if extra:
+                w.keep_pairs(("trainB", "trainB_labels"))
         empty = [d for d in DOMAINS if not any((out / d).glob("*.png"))]
         if empty:
             reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in w.rejected[:5])

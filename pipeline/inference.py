@@ -1,0 +1,155 @@
+"""Translating images of one's own with a trained generator: a model file of this pipeline
+(data/model.pt), an MLflow model or checkpoint (runs:/<id>/..., models:/<name>/<version>), or a
+generator published by the authors (.pth, pipeline/authors.py).
+
+Any image size: the generators are fully convolutional, so by default (fit "pad") an image is
+reflection-padded on the right and bottom to a multiple of the network's stride (4 for the ResNet
+generator, 2**levels for a U-Net), translated at its own resolution and cropped back: every pixel is
+kept and none is resampled. Fit "resize" instead scales the image to the size the model was trained
+at and the translation back to the image's size: the scale the model saw in training, at the cost
+of resampling twice. The authors' test.py (--preprocess none) resizes to a multiple of 4 instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.artifacts import model as model_file
+from pipeline.errors import StageError
+
+log = logging.getLogger("pipeline")
+
+FITS = ("pad", "resize")
+DIRECTIONS = ("AtoB", "BtoA")
+# which generator translates in which direction, per model (the authors' names: G_A = G: A -> B)
+GENERATOR_OF = {"cyclegan": {"AtoB": "G_A", "BtoA": "G_B"}, "pix2pix": {"AtoB": "G"}, "bicyclegan": {"AtoB": "G"}}
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+MODEL_FILE = "model.pt"  # the name of the model file inside an MLflow model's artifacts
+
+
+@dataclass
+class Translator:
+    """One direction of a trained model, ready for images of any size."""
+
+    net: nn.Module            # the generator, in eval mode
+    direction: str
+    train_size: int           # the crop size it was trained at ("resize" fits images to it)
+    source: str               # where it came from, for logs and errors
+    nz: int = 0               # > 0: a multimodal G(x, z) (BicycleGAN)
+    encoder: nn.Module | None = None  # BicycleGAN's E(B) -> (mu, logvar): the style of a given image
+    style_size: int = 0       # the image size E reads (0 = train_size)
+
+    @property
+    def stride(self) -> int:
+        return int(getattr(self.net, "stride", 1))
+
+
+def from_model_file(path: str | Path, direction: str, device: torch.device | str = "cpu") -> Translator:
+    """The generator of `direction` in a model file of this pipeline (pipeline/artifacts/model.py)."""
+    ckpt, nets = model_file.load(path, device)
+    routes = GENERATOR_OF[ckpt["model"]]
+    if direction not in routes:
+        raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)} only, not {direction}; "
+                         f"pass --direction {next(iter(routes))}")
+    config = ckpt["config"]
+    nz = config["bicyclegan"]["nz"] if ckpt["model"] == "bicyclegan" else 0
+    return Translator(nets[routes[direction]], direction, config["train"]["crop_size"], str(path), nz, nets.get("E"))
+
+
+def mlflow_local_path(uri: str) -> Path:
+    """An MLflow model or artifact (runs:/<id>/<path>, models:/<name>/<version>) downloaded to a local path."""
+    import mlflow
+
+    from pipeline.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(None))  # MLFLOW_TRACKING_URI, else the repository's own store
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as e:  # MlflowException, OSError: the URI does not resolve in this tracking store
+        raise StageError(f"{uri}: cannot be fetched from the MLflow store {mlflow.get_tracking_uri()} "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); check the run id and name, "
+                         f"and MLFLOW_TRACKING_URI") from None
+
+
+def mlflow_direction(folder: Path) -> str | None:
+    """The direction an MLflow generator model of this pipeline was logged for (MLmodel's metadata)."""
+    import yaml
+
+    meta = folder / "MLmodel"
+    if not meta.exists():
+        return None
+    return ((yaml.safe_load(meta.read_text()) or {}).get("metadata") or {}).get("direction")
+
+
+def load(source: str, direction: str | None = None, device: torch.device | str = "cpu", *,
+         authors_arch: dict | None = None, authors_encoder: str | None = None) -> Translator:
+    """A Translator from any source the translate command accepts (see the module docstring)."""
+    if direction is not None and direction not in DIRECTIONS:
+        raise StageError(f"direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
+    path = mlflow_local_path(source) if source.startswith(MLFLOW_SCHEMES) else Path(source)
+    if path.is_dir():  # an MLflow model: MLmodel + artifacts/model.pt (pipeline/mlflow_model.py)
+        inner = path / "artifacts" / MODEL_FILE
+        if not inner.exists():
+            raise StageError(f"{source}: a folder without artifacts/{MODEL_FILE}; pass a model this pipeline logged "
+                             f"(runs:/<id>/generator_AtoB), a model file (data/model.pt) or an authors' .pth")
+        logged = mlflow_direction(path)
+        if direction and logged and direction != logged:
+            raise StageError(f"{source} translates {logged}, not {direction}; pass its generator_{direction} model, "
+                             f"or leave out --direction")
+        tr = from_model_file(inner, direction or logged or "AtoB", device)
+        tr.source = source
+        return tr
+    if not path.exists():
+        raise StageError(f"{source}: no such model file; train one (dvc repro), or pass runs:/<id>/generator_AtoB "
+                         f"or an authors' .pth")
+    if path.suffix == ".pth":
+        from pipeline import authors
+
+        net, info = authors.load_generator(path, device=device, **(authors_arch or {}))
+        encoder, style_size = authors.load_encoder(authors_encoder, device=device) if authors_encoder else (None, 0)
+        return Translator(net, direction or "AtoB", info["train_size"], str(path), info["nz"], encoder, style_size)
+    return from_model_file(path, direction or "AtoB", device)
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Reflection-pad (N, C, H, W) on the right and bottom to multiples of `stride`."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % stride, -w % stride
+    if ph == 0 and pw == 0:
+        return x
+    if ph >= h or pw >= w:
+        raise ValueError(f"{w}x{h} is too small to pad to the network's stride {stride} by reflection")
+    return F.pad(x, (0, pw, 0, ph), mode="reflect")
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
+
+
+@torch.no_grad()
+def translate(tr: Translator, x: torch.Tensor, *, fit: str = "pad", z: torch.Tensor | None = None) -> torch.Tensor:
+    """A batch of images (N, 3, H, W) in [-1, 1] of one size -> their translations, same size."""
+    h, w = x.shape[-2:]
+    if fit == "resize":
+        x_in = resize(x, (tr.train_size, tr.train_size))
+    else:
+        x_in = pad_to_stride(x, tr.stride)
+    y = tr.net(x_in, z) if tr.nz else tr.net(x_in)
+    return resize(y, (h, w)) if fit == "resize" else y[..., :h, :w]
+
+
+@torch.no_grad()
+def encode_style(tr: Translator, style: torch.Tensor) -> torch.Tensor:
+    """BicycleGAN: the mean code E(style) of a B image (1, 3, H, W), at the size E was trained at."""
+    if tr.encoder is None:
+        raise StageError(f"{tr.source}: no encoder E to read a style from (only BicycleGAN models have one)")
+    size = tr.style_size or tr.train_size
+    return tr.encoder(resize(style, (size, size)))[0]

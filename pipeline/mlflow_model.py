@@ -1,0 +1,96 @@
+"""A trained generator as an MLflow Model (pyfunc flavour): images in, images out.
+
+Each training logs one model per direction its generators translate (generator_AtoB, and
+generator_BtoA for CycleGAN), so that
+
+    mlflow.pyfunc.load_model("runs:/<run id>/generator_AtoB").predict(pd.DataFrame({"image": [png_bytes]}))
+    mlflow models predict -m runs:/<run id>/generator_AtoB -i input.json -t json --env-manager local
+
+translate images. Input: a DataFrame with one column `image`, each cell the bytes of an encoded image
+(PNG, JPEG, ... any size; in JSON, base64, as MLflow encodes binary columns). Output: the same column,
+each cell a PNG of the translation at the input's size. Params (optional): `fit` = pad | resize
+(pipeline/inference.py), `seed` = the seed of BicycleGAN's random codes. The model's artifact is the
+pipeline's own model file (pipeline/artifacts/model.py); its code is this package, so loading it
+needs the package installed (pip install -e .). The raw checkpoint stays a run artifact for resuming.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import torch
+from PIL import Image
+
+from pipeline import inference
+from pipeline.data.datasets import to_image, to_tensor
+from pipeline.data.images import to_rgb, upright
+from pipeline.inference import GENERATOR_OF  # noqa: F401  (the directions each model logs; train reads it here)
+
+COLUMN = "image"
+
+
+def encode_png(image: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(to_image(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> torch.Tensor:
+    """Encoded image bytes -> (3, H, W) in [-1, 1], upright RGB (as the prepare stage reads files)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return to_tensor(to_rgb(upright(img)))
+
+
+class GeneratorModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around inference.Translator for one direction of the model file."""
+
+    def __init__(self, direction: str):
+        self.direction = direction
+
+    def load_context(self, context) -> None:
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.translator = inference.from_model_file(context.artifacts["model"], self.direction, self.device)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        params = params or {}
+        tr = self.translator
+        g = torch.Generator().manual_seed(int(params.get("seed", 0)))
+        out = []
+        for data in model_input[COLUMN]:
+            x = decode(bytes(data))[None].to(self.device)
+            z = torch.randn(1, tr.nz, generator=g).to(self.device) if tr.nz else None
+            out.append(encode_png(inference.translate(tr, x, fit=str(params.get("fit", "pad")), z=z)[0]))
+        return pd.DataFrame({COLUMN: out})
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    images = Schema([ColSpec("binary", COLUMN)])
+    return ModelSignature(inputs=images, outputs=images, params=ParamSchema([
+        ParamSpec("fit", "string", "pad"), ParamSpec("seed", "long", 0)]))
+
+
+def log_generators(uri: str, run_id: str, model_path: str | Path, directions: list[str], example: bytes,
+                   register_as: str | None) -> list[str]:
+    """Log one pyfunc model per direction into the (already created) run of the store `uri`; register
+    each as <register_as>-<direction> when a name is given. Returns the model names."""
+    names = []
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        for direction in directions:
+            name = f"generator_{direction}"
+            mlflow.pyfunc.log_model(
+                # the direction also goes into MLmodel's metadata, where the translate command reads it
+                name=name, python_model=GeneratorModel(direction), artifacts={"model": str(model_path)},
+                metadata={"direction": direction}, signature=signature(),
+                input_example=pd.DataFrame({COLUMN: [example]}),
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "pillow", "pandas", "numpy"],
+                registered_model_name=f"{register_as}-{direction}" if register_as else None)
+            names.append(name)
+    return names

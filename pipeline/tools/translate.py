@@ -1,0 +1,159 @@
+"""Translate images of your own with a trained model: a file, folder or glob in, a folder out.
+
+    python -m pipeline.tools.translate photo.jpg --out translated/
+    python -m pipeline.tools.translate 'shots/*.png' --model runs:/<run id>/generator_BtoA --out out/
+    python -m pipeline.tools.translate shots/ --model latest_net_G_A.pth --out out/   (the authors' generator)
+
+The model: data/model.pt (default), an MLflow model or artifact (runs:/<id>/generator_AtoB,
+models:/<name>/<version>; MLFLOW_TRACKING_URI or params mlflow.tracking_uri names the store), or a
+generator published by the authors (pytorch-CycleGAN-and-pix2pix / BicycleGAN .pth; architecture
+inferred from the weights, or given by --arch/--ngf/--norm/--nz). Outputs are PNGs named as the
+inputs (<stem>.png; BicycleGAN samples <stem>_<k>.png). Any image size: by default each image is padded
+to the network's stride and cropped back, so every pixel is kept at its own resolution; --fit resize
+scales it to the training size and back (pipeline/inference.py says why pad is the default).
+Grayscale becomes RGB, transparency is composited on white, the EXIF orientation is applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline import inference
+from pipeline.cli import fail, run_stage
+from pipeline.data.datasets import to_image, to_tensor
+from pipeline.data.images import IMAGE_SUFFIXES, RejectedImage, decode_rgb
+from pipeline.errors import StageError
+from pipeline.io import atomic_file, save_png
+from pipeline.runtime import resolve_device
+
+log = logging.getLogger("pipeline")
+MAX_PIXELS = 89478485  # Pillow's decompression-bomb limit, as prepare.max_pixels
+
+
+def collect(inputs: list[str]) -> list[Path]:
+    """Image files named by files, folders (their images, not recursive) and glob patterns, in order."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise StageError(f"{path}: no image files in this folder (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            hits = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+            if not hits:
+                raise StageError(f"{item}: no such file or folder, and no file matches it as a pattern")
+            files += hits
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.stem in seen and seen[f.stem] != f:
+            raise StageError(f"{seen[f.stem]} and {f} would both be written as {f.stem}.png; translate them "
+                             f"into separate --out folders")
+        seen[f.stem] = f
+    return list(dict.fromkeys(files))
+
+
+def read(path: Path) -> torch.Tensor:
+    try:
+        return to_tensor(decode_rgb(path, MAX_PIXELS))
+    except RejectedImage as e:
+        raise StageError(f"{path}: {e}") from None
+
+
+def batches(files: list[Path], size: int):
+    """Runs of up to `size` consecutive images of one shape (a batch stacks images of one size)."""
+    run: list[tuple[Path, torch.Tensor]] = []
+    for f in files:
+        x = read(f)
+        if run and (len(run) == size or run[-1][1].shape != x.shape):
+            yield run
+            run = []
+        run.append((f, x))
+    if run:
+        yield run
+
+
+def codes(tr: inference.Translator, args: argparse.Namespace) -> list[torch.Tensor | None]:
+    """The latent codes per output of a multimodal generator: the style image's code, or random ones."""
+    if not tr.nz:
+        return [None]
+    if args.style:
+        return [inference.encode_style(tr, read(Path(args.style))[None])]
+    g = torch.Generator().manual_seed(args.seed)
+    return [torch.randn(1, tr.nz, generator=g) for _ in range(args.n_samples)]
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device, "--device")
+    arch = {k: v for k, v in (("arch", args.arch), ("ngf", args.ngf), ("norm", args.norm), ("nz", args.nz)) if v is not None}
+    tr = inference.load(args.model, args.direction, device, authors_arch=arch, authors_encoder=args.encoder)
+    files = collect(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    zs = codes(tr, args)
+    written = 0
+    with tqdm(total=len(files), desc=f"{tr.direction} ({Path(tr.source).name})", disable=not args.progress) as bar:
+        for batch in batches(files, args.batch_size):
+            x = torch.stack([t for _, t in batch]).to(device)
+            for k, z in enumerate(zs):
+                zb = None if z is None else z.expand(len(batch), -1).to(device)
+                try:
+                    y = inference.translate(tr, x, fit=args.fit, z=zb)
+                except ValueError as e:  # an image below the network's stride: say which and what helps
+                    raise StageError(f"{batch[0][0]}: {e}; use --fit resize") from None
+                for (f, _), img in zip(batch, y, strict=True):
+                    name = f"{f.stem}_{k}.png" if len(zs) > 1 else f"{f.stem}.png"
+                    with atomic_file(out / name) as tmp:
+                        save_png(tmp, to_image(img))
+                    written += 1
+            bar.update(len(batch))
+    return written
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.tools.translate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    ap.add_argument("--out", required=True, help="output folder (created; files of the same name are replaced)")
+    ap.add_argument("--model", default="data/model.pt",
+                    help="data/model.pt, runs:/<id>/<name>, models:/<name>/<v> or an authors' .pth")
+    ap.add_argument("--direction", choices=inference.DIRECTIONS, default=None,
+                    help="AtoB (default) or BtoA; an MLflow generator model knows its own")
+    ap.add_argument("--fit", choices=inference.FITS, default="pad",
+                    help="pad (default): native resolution; resize: the training size")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--n-samples", type=int, default=1, help="BicycleGAN: random samples per input")
+    ap.add_argument("--seed", type=int, default=0, help="BicycleGAN: seed of the random codes")
+    ap.add_argument("--style", help="BicycleGAN: a B image whose style (E's code) every output takes")
+    g = ap.add_argument_group("the authors' .pth (inferred from the weights when not given)")
+    g.add_argument("--arch", help="resnet_9blocks, resnet_6blocks, unet_128, unet_256, ...")
+    g.add_argument("--ngf", type=int)
+    g.add_argument("--norm", choices=("instance", "batch", "none"))
+    g.add_argument("--nz", type=int, help="BicycleGAN G: latent code length")
+    g.add_argument("--encoder", help="BicycleGAN: the authors' E .pth, for --style")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[translate] %(message)s", stream=sys.stderr)
+    if args.n_samples < 1 or args.batch_size < 1:
+        fail("--n-samples and --batch-size must be at least 1")
+    n = run_stage(run, args)
+    print(f"wrote {n} image(s) to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
