@@ -66,13 +66,14 @@ def mlflow_local_path(uri: str) -> Path:
     """An MLflow model or artifact (runs:/<id>/<path>, models:/<name>/<version>) downloaded to a local path."""
     import mlflow
 
-    from pipeline.tracking import tracking_uri
+    from pipeline.tracking import fluent_store, tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri(None))  # MLFLOW_TRACKING_URI, else the repository's own store
+    store = tracking_uri(None)  # MLFLOW_TRACKING_URI, else the repository's own store
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        with fluent_store(store):
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as e:  # MlflowException, OSError: the URI does not resolve in this tracking store
-        raise StageError(f"{uri}: cannot be fetched from the MLflow store {mlflow.get_tracking_uri()} "
+        raise StageError(f"{uri}: cannot be fetched from the MLflow store {store} "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); check the run id and name, "
                          f"and MLFLOW_TRACKING_URI") from None
 

@@ -28,6 +28,7 @@ from pipeline import inference
 from pipeline.data.datasets import to_image, to_tensor
 from pipeline.data.images import to_rgb, upright
 from pipeline.inference import GENERATOR_OF  # noqa: F401  (the directions each model logs; train reads it here)
+from pipeline.tracking import fluent_store
 
 COLUMN = "image"
 
@@ -80,9 +81,7 @@ def log_generators(uri: str, run_id: str, model_path: str | Path, directions: li
     """Log one pyfunc model per direction into the (already created) run of the store `uri`; register
     each as <register_as>-<direction> when a name is given. Returns the model names."""
     names = []
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with fluent_store(uri), mlflow.start_run(run_id=run_id):
         for direction in directions:
             name = f"generator_{direction}"
             mlflow.pyfunc.log_model(

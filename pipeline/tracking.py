@@ -3,12 +3,14 @@
 The store defaults to `sqlite:///<repo root>/mlflow.db`, an absolute path: queued DVC experiments
 run in a temporary copy under <repo root>/.dvc/tmp/exps/, and their runs must still land in the
 project's store. MLFLOW_TRACKING_URI (a shared server, say) overrides params' `mlflow.tracking_uri`.
-mlflow is imported only here, lazily: it costs seconds.
+mlflow is imported lazily (it costs seconds), here and by the model logging and loading (mlflow_model.py,
+inference.py) only.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +18,7 @@ import subprocess
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pipeline.errors import TrackingError
 
@@ -39,6 +41,22 @@ def repo_root(start: Path | None = None) -> Path:
 
 def tracking_uri(configured: str | None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+@contextlib.contextmanager
+def fluent_store(uri: str) -> Iterator[None]:
+    """MLflow's module-level API (log_model, load_model, download_artifacts) pointed at `uri` for the
+    block only. mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI into this process's environment,
+    which every later child process (dvc, torchrun, a test's subprocess) would inherit; the variable and
+    the setting are put back afterwards. The registry follows the tracking store unless set apart."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None unsets the variable too
 
 
 def artifact_location(uri: str) -> str | None:

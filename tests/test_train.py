@@ -133,7 +133,12 @@ def test_a_run_logs_the_params_of_the_model_it_trains(make_params, model, own, f
     shared = {"seed", "model", "data.dataset", "data.synthetic.n_test", "prepare.load_size", "train.lr",
               "translate.batch_size", "evaluator.epochs", "evaluate.lpips_net"}
     assert own | shared <= logged
-    assert not [k for k in logged if k.startswith(tuple(foreign)) or k.startswith(("mlflow.", "paths."))]
+    assert not [k for k in logged if k.startswith(tuple(foreign)) or k.startswith(("mlflow.", "paths.", "data.local."))]
+
+
+def test_a_run_on_a_local_folder_logs_its_settings_not_the_embedded_worlds(make_params):
+    logged = set(train.run_params(make_params(data__dataset="local")))
+    assert {"data.local.path", "data.local.layout"} <= logged and not [k for k in logged if k.startswith("data.synthetic")]
 
 
 def test_equal_checkpoints_are_equal_files(tmp_path):

@@ -5,6 +5,7 @@ predict`); and bad input: missing or empty folders, non-images, images below the
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 from pipeline import inference
 from pipeline.data.datasets import to_image, to_tensor
 from pipeline.tools import translate as tool
+from pipeline.tracking import fluent_store
 from tests.helpers import env
 
 AUTHORS = Path(__file__).parent / "fixtures" / "authors"
@@ -81,8 +83,8 @@ def test_mlflow_model_predicts_loads_back_and_serves_offline(trained, tmp_path, 
     want = translated(tmp_path / "file", "x.png")
     assert np.array_equal(translated(tmp_path / "run", "x.png"), want)
 
-    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/generator_AtoB")
+    with fluent_store(p.mlflow.tracking_uri):  # (a bare set_tracking_uri would leak into later tests' subprocesses)
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/generator_AtoB")
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["image"]
     out = model.predict(pd.DataFrame({"image": [src.read_bytes()]}))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(out["image"][0]))), want)
@@ -102,10 +104,11 @@ def test_registered_under_the_name_from_params(chain, tmp_path):
     import mlflow
 
     p, _ = chain("train", mlflow__register_as="tiny-cyclegan")
-    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
-    versions = {m.name for m in mlflow.MlflowClient().search_model_versions("name LIKE 'tiny-cyclegan-%'")}
-    assert versions == {"tiny-cyclegan-AtoB", "tiny-cyclegan-BtoA"}
-    assert mlflow.pyfunc.load_model("models:/tiny-cyclegan-BtoA/1").metadata.metadata == {"direction": "BtoA"}
+    with fluent_store(p.mlflow.tracking_uri):
+        versions = {m.name for m in mlflow.MlflowClient().search_model_versions("name LIKE 'tiny-cyclegan-%'")}
+        assert versions == {"tiny-cyclegan-AtoB", "tiny-cyclegan-BtoA"}
+        assert mlflow.pyfunc.load_model("models:/tiny-cyclegan-BtoA/1").metadata.metadata == {"direction": "BtoA"}
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # training and loading left the environment as it was
 
 
 def test_authors_generator_translates_with_inferred_architecture(tmp_path):

@@ -116,13 +116,13 @@ NOT_LOGGED = ("mlflow", "paths")
 def run_params(params: Params) -> dict[str, object]:
     """The params an MLflow run holds, flattened (`cyclegan.ngf`): the trained model's own section and
     the top-level knobs it reads, plus the sections every model shares (data, prepare, train, translate,
-    evaluator, evaluate). Other models' sections are left out, and so is `data.synthetic` when the data
-    is not the embedded world: they did not take part, and as columns they would bury the knobs."""
+    evaluator, evaluate). Other models' sections are left out, and so are `data.synthetic` and
+    `data.local` unless they are the data: they did not take part, and as columns they would bury the knobs."""
     other_models = set(MODELS) - {params.model}
     unused_knobs = {k for name, entry in MODELS.items() for k in entry.knobs} - set(MODELS[params.model].knobs)
     d = {k: v for k, v in to_dict(params).items() if k not in other_models | unused_knobs | set(NOT_LOGGED)}
-    if params.data.dataset != "synthetic":
-        d["data"] = {k: v for k, v in d["data"].items() if k != "synthetic"}
+    unused_data = {"synthetic", "local"} - {params.data.dataset}  # the settings of the other dataset kinds
+    d["data"] = {k: v for k, v in d["data"].items() if k not in unused_data}
     return flatten(d)
 
 
