@@ -176,3 +176,13 @@ def test_wrong_direction_of_a_one_way_model(chain, tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main([str(tmp_path / "x.png"), "--model", p.paths.model, "--out", str(tmp_path / "o"), "--direction", "BtoA"])
     assert "a pix2pix model translates AtoB only, not BtoA; pass --direction AtoB" in capsys.readouterr().err
+
+
+def test_a_trained_bicyclegan_samples_and_takes_a_style_through_its_encoder(chain, tmp_path):
+    p, _ = chain("train", model="bicyclegan", mlflow__log_model=False)
+    src = photo(tmp_path / "x.png", size=(40, 40))
+    common = [str(src), "--model", p.paths.model, "--no-progress"]
+    tool.main([*common, "--out", str(tmp_path / "random"), "--n-samples", "2", "--seed", "1"])
+    assert {f.name for f in (tmp_path / "random").iterdir()} == {"x_0.png", "x_1.png"}
+    tool.main([*common, "--out", str(tmp_path / "styled"), "--style", str(photo(tmp_path / "s.png", seed=5))])
+    assert translated(tmp_path / "styled", "x.png").shape == (40, 40, 3)
