@@ -130,3 +130,26 @@ def test_dvc_reruns_prepare_when_one_image_changes(tmp_path):
     assert "prepare:" in status and "data/own" in status and "download:" not in status
     r = run(["dvc", "repro", "prepare"], repo)
     assert "Running stage 'prepare'" in r.stdout and "Running stage 'download'" not in r.stdout
+
+
+@pytest.mark.slow
+def test_a_queued_experiment_trains_on_a_folder_that_dvc_versions(tmp_path):
+    """dvc exp run --queue copies the git repository: the images travel as `dvc add`ed subfolders."""
+    import subprocess
+    import time
+
+    repo = make_repo(tmp_path / "repo", {"data.dataset": "local", "train.n_epochs_decay": 0})
+    world = SyntheticParams(image_size=32, n_train_a=6, n_train_b=5, n_test=4, seed=0)
+    make_local_folder(download.generate_synthetic(world, tmp_path / "raw", progress=False), repo / "data" / "own")
+    run(["dvc", "add", *(f"data/own/{d}" for d in ("trainA", "trainB", "testA", "testB"))], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "my images, versioned by DVC"], repo)
+    run(["dvc", "exp", "run", "--queue", "-S", "seed=1", "-n", "mine"], repo)
+    run(["dvc", "queue", "start", "-j", "1"], repo)
+    for _ in range(200):
+        time.sleep(3)
+        line = next((x for x in run(["dvc", "queue", "status"], repo).stdout.splitlines() if " mine " in x), "")
+        if "Success" in line or "Failed" in line:
+            break
+    logs = subprocess.run(["dvc", "queue", "logs", "mine"], cwd=repo, capture_output=True, text=True).stdout
+    assert "Success" in line, logs[-3000:]

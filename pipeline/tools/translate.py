@@ -88,7 +88,7 @@ def codes(tr: inference.Translator, args: argparse.Namespace) -> list[torch.Tens
     if not tr.nz:
         return [None]
     if args.style:
-        return [inference.encode_style(tr, read(Path(args.style))[None])]
+        return [inference.encode_style(tr, read(Path(args.style))[None].to(next(tr.net.parameters()).device))]
     g = torch.Generator().manual_seed(args.seed)
     return [torch.randn(1, tr.nz, generator=g) for _ in range(args.n_samples)]
 
