@@ -27,7 +27,6 @@ from PIL import Image
 from pipeline import inference
 from pipeline.data.datasets import to_image, to_tensor
 from pipeline.data.images import to_rgb, upright
-from pipeline.inference import GENERATOR_OF  # noqa: F401  (the directions each model logs; train reads it here)
 from pipeline.tracking import fluent_store
 
 COLUMN = "image"
@@ -76,13 +75,14 @@ def signature():
         ParamSpec("fit", "string", "pad"), ParamSpec("seed", "long", 0)]))
 
 
-def log_generators(uri: str, run_id: str, model_path: str | Path, directions: list[str], example: bytes,
+def log_generators(uri: str, run_id: str, model_path: str | Path, model: str, example: bytes,
                    register_as: str | None) -> list[str]:
-    """Log one pyfunc model per direction into the (already created) run of the store `uri`; register
-    each as <register_as>-<direction> when a name is given. Returns the model names."""
+    """Log one pyfunc model per direction the `model` (cyclegan, pix2pix, ...) translates into the
+    (already created) run of the store `uri`; register each as <register_as>-<direction> when a name is
+    given. Returns the model names."""
     names = []
     with fluent_store(uri), mlflow.start_run(run_id=run_id):
-        for direction in directions:
+        for direction in inference.GENERATOR_OF[model]:
             name = f"generator_{direction}"
             mlflow.pyfunc.log_model(
                 # the direction also goes into MLmodel's metadata, where the translate command reads it

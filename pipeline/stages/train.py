@@ -327,8 +327,8 @@ def export(params: Params, model: GANModel, history: list[dict], samples: np.nda
         from pipeline import mlflow_model  # lazy: it imports mlflow
 
         example = list_images(Path(paths.prepared) / "testA")[0].read_bytes()  # the models' input example
-        mlflow_model.log_generators(tracker.uri, tracker.run_id, paths.model, list(mlflow_model.GENERATOR_OF[params.model]),
-                                    example, params.mlflow.register_as)
+        mlflow_model.log_generators(tracker.uri, tracker.run_id, paths.model, params.model, example,
+                                    params.mlflow.register_as)
     return {"model": paths.model, "mlflow_run_id": tracker.run_id, "steps": steps,
             "mlflow_ui": ui_hint(tracker.uri, tracker.experiment_id)}
 
