@@ -12,7 +12,6 @@ of resampling twice. The authors' test.py (--preprocess none) resizes to a multi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from torch import nn
 
 from pipeline.artifacts import model as model_file
 from pipeline.errors import StageError
-
-log = logging.getLogger("pipeline")
 
 FITS = ("pad", "resize")
 DIRECTIONS = ("AtoB", "BtoA")

@@ -26,7 +26,7 @@ from PIL import Image
 
 from pipeline import inference
 from pipeline.data.datasets import to_image, to_tensor
-from pipeline.data.images import to_rgb, upright
+from pipeline.data.images import RejectedImage, decode_rgb_bytes
 from pipeline.tracking import fluent_store
 
 COLUMN = "image"
@@ -39,9 +39,11 @@ def encode_png(image: torch.Tensor) -> bytes:
 
 
 def decode(data: bytes) -> torch.Tensor:
-    """Encoded image bytes -> (3, H, W) in [-1, 1], upright RGB (as the prepare stage reads files)."""
-    with Image.open(io.BytesIO(data)) as img:
-        return to_tensor(to_rgb(upright(img)))
+    """Encoded image bytes -> (3, H, W) in [-1, 1], upright RGB, by the prepare stage's rules."""
+    try:
+        return to_tensor(decode_rgb_bytes(data))
+    except RejectedImage as e:
+        raise ValueError(f"input column {COLUMN!r}: {e}") from None
 
 
 class GeneratorModel(mlflow.pyfunc.PythonModel):

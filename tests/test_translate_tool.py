@@ -186,3 +186,14 @@ def test_a_trained_bicyclegan_samples_and_takes_a_style_through_its_encoder(chai
     assert {f.name for f in (tmp_path / "random").iterdir()} == {"x_0.png", "x_1.png"}
     tool.main([*common, "--out", str(tmp_path / "styled"), "--style", str(photo(tmp_path / "s.png", seed=5))])
     assert translated(tmp_path / "styled", "x.png").shape == (40, 40, 3)
+
+
+def test_the_mlflow_model_reads_bytes_by_the_prepare_rules():
+    from pipeline import mlflow_model
+
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((6, 5, 4), np.uint8)).save(png, format="PNG")  # transparent -> white
+    assert torch.equal(mlflow_model.decode(png.getvalue()), torch.ones(3, 6, 5))
+    for junk, reason in ((b"", "empty image"), (b"\x89PNG broken", "unreadable image")):
+        with pytest.raises(ValueError, match=f"input column 'image': {reason}"):
+            mlflow_model.decode(junk)

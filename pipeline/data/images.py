@@ -6,14 +6,24 @@ resized with nearest neighbour (interpolating class ids would invent classes).
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 ORIENTATION = 0x0112  # the EXIF orientation tag
+DEFAULT_MAX_PIXELS = 89478485  # Pillow's own decompression-bomb limit (params.yaml's prepare.max_pixels)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".gif"}
+
+
+def sources(folder: Path) -> list[Path]:
+    """The files of a folder to try as images, hidden ones (.DS_Store, ._*) left out; none for a missing folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
 class RejectedImage(Exception):
@@ -25,6 +35,11 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise RejectedImage(f"not an image file (suffix {path.suffix or 'none'})")
     if path.stat().st_size == 0:
         raise RejectedImage("empty file (0 bytes)")
+    return _load(path, max_pixels)
+
+
+def _load(source: Path | BinaryIO, max_pixels: int) -> Image.Image:
+    """Decode fully, refusing more than max_pixels pixels and any truncated or corrupt data."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
@@ -33,7 +48,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             old_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = max_pixels
             try:
-                img = Image.open(path)
+                img = Image.open(source)
                 img.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = old_limit
@@ -67,6 +82,13 @@ def upright(img: Image.Image) -> Image.Image:
 def decode_rgb(path: Path, max_pixels: int) -> Image.Image:
     """Decode a photo or colour label map as 8-bit RGB, upright."""
     return to_rgb(upright(_open(path, max_pixels)))
+
+
+def decode_rgb_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """decode_rgb for an encoded image held in memory (an MLflow model's input)."""
+    if not data:
+        raise RejectedImage("empty image (0 bytes)")
+    return to_rgb(upright(_load(io.BytesIO(data), max_pixels)))
 
 
 def fit(img: Image.Image, *, size: int, min_size: int) -> Image.Image:

@@ -19,16 +19,9 @@ import json
 from pathlib import Path
 
 from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS
+from pipeline.data.images import sources
 from pipeline.data.registry import DatasetSpec
 from pipeline.errors import StageError
-
-
-def sources(folder: Path) -> list[Path]:
-    """The files of a folder, hidden ones (.DS_Store, ._*) left out; none for a missing folder."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
 
 LABELS_FILE = "labels.json"  # a local folder's classes: {"classes": [names], "palette": [[r, g, b], ...]}
 

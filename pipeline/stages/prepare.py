@@ -27,7 +27,7 @@ from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params, PrepareParams
 from pipeline.data import local
-from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, split_aligned
+from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, sources, split_aligned
 from pipeline.data.labels import IGNORE, nearest_palette
 from pipeline.data.registry import DatasetSpec
 from pipeline.errors import StageError
@@ -64,7 +64,7 @@ class Writer:
 
     def images(self, src_dir: Path, sub: str, p: PrepareParams, progress: bool) -> None:
         (self.out / sub).mkdir(exist_ok=True)
-        for src in tqdm(local.sources(src_dir), desc=sub, disable=not progress):
+        for src in tqdm(sources(src_dir), desc=sub, disable=not progress):
             try:
                 if sub.endswith("_labels"):
                     img = load_label_map(src, size=p.load_size, max_pixels=p.max_pixels)
@@ -79,7 +79,7 @@ class Writer:
         """pix2pix archives: split each side-by-side pair into our A and B."""
         for sub in subs:
             (self.out / sub).mkdir(exist_ok=True)
-        for src in tqdm(local.sources(src_dir), desc="/".join(subs), disable=not progress):
+        for src in tqdm(sources(src_dir), desc="/".join(subs), disable=not progress):
             try:
                 left, right = split_aligned(decode_rgb(src, p.max_pixels))
                 a, b = (left, right) if a_side == "left" else (right, left)
@@ -159,10 +159,9 @@ def run(params: Params, *, progress: bool = True) -> dict:
         if spec.layout == "synthetic":
             w.keep_pairs(("testA", "testB", "testB_labels"))
             w.keep_pairs(("paired_trainA", "trainB", "trainB_labels"))
-        elif spec.layout == "aligned" or extra:
+        else:  # pairs A|B of a paired test set, and photos with their class-id maps (folders absent: no-op)
             w.keep_pairs(("testA", "testB", "testB_labels") if spec.layout == "aligned" else ("testB", "testB_labels"))
-            if extra:
-                w.keep_pairs(("trainB", "trainB_labels"))
+            w.keep_pairs(("trainB", "trainB_labels"))
         empty = [d for d in DOMAINS if not any((out / d).glob("*.png"))]
         if empty:
             reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in w.rejected[:5])

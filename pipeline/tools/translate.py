@@ -28,13 +28,12 @@ from tqdm import tqdm
 from pipeline import inference
 from pipeline.cli import fail, run_stage
 from pipeline.data.datasets import to_image, to_tensor
-from pipeline.data.images import IMAGE_SUFFIXES, RejectedImage, decode_rgb
+from pipeline.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, RejectedImage, decode_rgb
 from pipeline.errors import StageError
 from pipeline.io import atomic_file, save_png
 from pipeline.runtime import resolve_device
 
 log = logging.getLogger("pipeline")
-MAX_PIXELS = 89478485  # Pillow's decompression-bomb limit, as prepare.max_pixels
 
 
 def collect(inputs: list[str]) -> list[Path]:
@@ -65,7 +64,7 @@ def collect(inputs: list[str]) -> list[Path]:
 
 def read(path: Path) -> torch.Tensor:
     try:
-        return to_tensor(decode_rgb(path, MAX_PIXELS))
+        return to_tensor(decode_rgb(path, DEFAULT_MAX_PIXELS))
     except RejectedImage as e:
         raise StageError(f"{path}: {e}") from None
 
