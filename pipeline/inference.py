@@ -34,7 +34,7 @@ MODEL_FILE = "model.pt"  # the name of the model file inside an MLflow model's a
 class Translator:
     """One direction of a trained model, ready for images of any size."""
 
-    net: nn.Module            # the generator, in eval mode
+    net: nn.Module            # the generator; in training mode (pix2pix under its paper's protocol) it sees one image at a time
     direction: str
     train_size: int           # the crop size it was trained at ("resize" fits images to it)
     source: str               # where it came from, for logs and errors
@@ -47,9 +47,11 @@ class Translator:
         return int(getattr(self.net, "stride", 1))
 
 
-def from_model_file(path: str | Path, direction: str, device: torch.device | str = "cpu") -> Translator:
-    """The generator of `direction` in a model file of this pipeline (pipeline/artifacts/model.py)."""
-    ckpt, nets = model_file.load(path, device)
+def from_model_file(path: str | Path, direction: str, device: torch.device | str = "cpu",
+                    generator_mode: str = "paper") -> Translator:
+    """The generator of `direction` in a model file of this pipeline (pipeline/artifacts/model.py), in
+    the mode its paper tests it in (generator_mode "paper") or in eval mode ("eval")."""
+    ckpt, nets = model_file.load(path, device, generator_mode)
     routes = GENERATOR_OF[ckpt["model"]]
     if direction not in routes:
         raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)} only, not {direction}; "
@@ -86,7 +88,7 @@ def mlflow_direction(folder: Path) -> str | None:
 
 
 def load(source: str, direction: str | None = None, device: torch.device | str = "cpu", *,
-         authors_arch: dict | None = None, authors_encoder: str | None = None) -> Translator:
+         authors_arch: dict | None = None, authors_encoder: str | None = None, generator_mode: str = "paper") -> Translator:
     """A Translator from any source the translate command accepts (see the module docstring)."""
     if direction is not None and direction not in DIRECTIONS:
         raise StageError(f"direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
@@ -100,7 +102,7 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
         if direction and logged and direction != logged:
             raise StageError(f"{source} translates {logged}, not {direction}; pass its generator_{direction} model, "
                              f"or leave out --direction")
-        tr = from_model_file(inner, direction or logged or "AtoB", device)
+        tr = from_model_file(inner, direction or logged or "AtoB", device, generator_mode)
         tr.source = source
         return tr
     if not path.exists():
@@ -112,7 +114,7 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
         net, info = authors.load_generator(path, device=device, **(authors_arch or {}))
         encoder, style_size = authors.load_encoder(authors_encoder, device=device) if authors_encoder else (None, 0)
         return Translator(net, direction or "AtoB", info["train_size"], str(path), info["nz"], encoder, style_size)
-    return from_model_file(path, direction or "AtoB", device)
+    return from_model_file(path, direction or "AtoB", device, generator_mode)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -140,7 +142,10 @@ def translate(tr: Translator, x: torch.Tensor, *, fit: str = "pad", z: torch.Ten
         x_in = resize(x, (tr.train_size, tr.train_size))
     else:
         x_in = pad_to_stride(x, tr.stride)
-    y = tr.net(x_in, z) if tr.nz else tr.net(x_in)
+    if tr.net.training:  # batch-norm statistics of each image alone, as the authors' test.py (batch 1)
+        y = torch.cat([tr.net(x_in[i:i + 1], z[i:i + 1]) if tr.nz else tr.net(x_in[i:i + 1]) for i in range(len(x_in))])
+    else:
+        y = tr.net(x_in, z) if tr.nz else tr.net(x_in)
     return resize(y, (h, w)) if fit == "resize" else y[..., :h, :w]
 
 

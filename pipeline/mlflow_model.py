@@ -60,6 +60,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         params = params or {}
         tr = self.translator
         g = torch.Generator().manual_seed(int(params.get("seed", 0)))
+        torch.manual_seed(int(params.get("seed", 0)))  # dropout of a generator in training mode (pix2pix, its paper's protocol)
         out = []
         for data in model_input[COLUMN]:
             x = decode(bytes(data))[None].to(self.device)

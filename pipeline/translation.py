@@ -92,10 +92,17 @@ def translate_multimodal(nets: dict[str, torch.nn.Module], prepared: Path, out: 
 
 @torch.no_grad()
 def translate_test_sets(model_path: str | Path, prepared: str | Path, translated: str | Path, *, batch_size: int,
-                        n_samples: int, seed: int, device: torch.device, progress: bool = True) -> dict:
+                        n_samples: int, seed: int, device: torch.device, progress: bool = True,
+                        generator_mode: str = "paper") -> dict:
     """Translate the prepared test sets with the model file into the folder `translated` (replaced
-    atomically); returns what info.json says."""
-    ckpt, nets = model_file.load(model_path, device)
+    atomically); returns what info.json says. Generators in training mode (pix2pix under its paper's
+    protocol) see one image per batch, so that batch normalisation uses that image's statistics as in
+    the authors' test.py, and their dropout draws from `seed`."""
+    ckpt, nets = model_file.load(model_path, device, generator_mode)
+    mode = "train" if any(net.training for net in nets.values()) else "eval"
+    if mode == "train":
+        batch_size = 1
+        torch.manual_seed(seed)
     size = ckpt["config"]["train"]["crop_size"]
     prepared = Path(prepared)
     routes = ROUTES[ckpt["model"]]
@@ -117,6 +124,6 @@ def translate_test_sets(model_path: str | Path, prepared: str | Path, translated
                 counts[folder] = len(files)
         info = {"model": ckpt["model"], "checkpoint": str(model_path), "size": size, "counts": counts,
                 "routes": {k: {"input": v[0], "generators": list(v[1])} for k, v in routes.items()},
-                "mlflow_run_id": ckpt["mlflow_run_id"], **extra}
+                "mlflow_run_id": ckpt["mlflow_run_id"], "generator_mode": mode, **extra}
         translations.write_info(out, info)
     return info

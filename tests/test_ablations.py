@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from pipeline.config import flatten, to_dict
 from pipeline.models.registry import MODELS
@@ -16,25 +17,38 @@ from pipeline.studies import ablations, report
 from tests.helpers import env, make_repo, run
 
 
-def test_every_ablation_is_a_plain_override_set():
+def test_every_ablation_is_a_plain_override_set_that_pins_the_papers_protocol():
     cmds = ablations.exp_commands(["cycle_alone", "gan_alone"], [0, 1], ["train.n_epochs=2"])
-    assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "cycle_alone-s0", "-S", "cyclegan.adversarial=false",
+    protocol = ["-S", "model=cyclegan", "-S", "lambda_cycle=10.0", "-S", "lambda_identity=0.0", "-S", "pool_size=50"]
+    assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "cycle_alone-s0", *protocol,
+                       "-S", "cyclegan.adversarial=false", "-S", "cyclegan.cycle_forward=true",
+                       "-S", "cyclegan.cycle_backward=true",
                        "-S", "seed=0", "-S", "mlflow.study=ablation", "-S", "mlflow.config=cycle_alone",
                        "-S", "train.n_epochs=2"]
     assert [c[5] for c in cmds] == ["cycle_alone-s0", "cycle_alone-s1", "gan_alone-s0", "gan_alone-s1"]
-    assert ablations.ABLATIONS["full"] == {}  # the defaults of params.yaml are the full model
+    assert "lambda_cycle=0.0" in cmds[2] and "lambda_cycle=10.0" not in cmds[2]  # a row's change wins over the protocol
+    # every row sets the same knobs: none inherits one from the workspace
+    assert {frozenset(row) for row in ablations.ABLATIONS.values()} == {frozenset(ablations.PAPER_PROTOCOL)}
+
+
+def test_the_full_model_of_the_study_is_params_yaml_without_the_identity_loss(make_params):
+    """The paper's Tables 4-5 ran without the identity loss; params.yaml keeps the authors' code default
+    (0.5, for painting -> photo). That is the only knob in which the study's full row differs from it."""
+    full, base = make_params(**overrides_of(ablations.ABLATIONS["full"])), make_params()
+    flat, flat_base = flatten(to_dict(full)), flatten(to_dict(base))
+    assert {k for k in flat if flat[k] != flat_base[k]} == {"lambda_identity"} and flat["lambda_identity"] == 0.0
 
 
 # What each ablation of the registry switches off in the CycleGAN step: losses that must be exactly zero,
 # and losses that must be absent. Every ablation needs a row (a new one fails until it has one).
 SWITCHED_OFF = {
-    "full": ([], []),
+    "full": (["idt_A", "idt_B"], []),
     "gan_alone": (["cycle_A", "cycle_B", "idt_A", "idt_B"], []),
-    "cycle_alone": (["G_A", "G_B"], ["D_A", "D_B"]),
-    "gan_forward_cycle": (["cycle_B"], []),
-    "gan_backward_cycle": (["cycle_A"], []),
-    "no_identity": (["idt_A", "idt_B"], []),
-    "no_pool": ([], []),
+    "cycle_alone": (["G_A", "G_B", "idt_A", "idt_B"], ["D_A", "D_B"]),
+    "gan_forward_cycle": (["cycle_B", "idt_A", "idt_B"], []),
+    "gan_backward_cycle": (["cycle_A", "idt_A", "idt_B"], []),
+    "identity": ([], []),
+    "no_pool": (["idt_A", "idt_B"], []),
 }
 
 
@@ -44,10 +58,9 @@ def overrides_of(config: dict) -> dict:
 
 @pytest.mark.parametrize("name", list(ablations.ABLATIONS))
 def test_each_ablation_changes_only_its_knobs_and_switches_off_its_terms(make_params, name):
-    config = ablations.ABLATIONS[name]
-    p, base = make_params(**overrides_of(config)), make_params()
-    flat, flat_base = flatten(to_dict(p)), flatten(to_dict(base))
-    assert {k for k in flat if flat[k] != flat_base[k]} == set(config)
+    p, full = make_params(**overrides_of(ablations.ABLATIONS[name])), make_params(**overrides_of(ablations.ABLATIONS["full"]))
+    flat, flat_full = flatten(to_dict(p)), flatten(to_dict(full))
+    assert {k for k in flat if flat[k] != flat_full[k]} == set(ablations.ABLATION_CHANGES[name])
     zero, absent = SWITCHED_OFF[name]
     torch.manual_seed(0)
     model = MODELS[p.model].build(p, torch.device("cpu"), 0)
@@ -69,20 +82,63 @@ def test_each_multimodal_configuration_trains_its_model(make_params, name):
     assert set(model.nets) == expected
 
 
-def test_aggregate_over_seeds_and_mark_the_best():
+def _runs(values_by_config: dict[str, list[float]]) -> pd.DataFrame:
     rows = []
-    for config, lc, values in (("full", "10.0", [0.8, 0.6]), ("gan_alone", "0.0", [0.3, 0.5])):
+    for config, values in values_by_config.items():
         for seed, v in enumerate(values):
             rows.append({"run": f"{config}-s{seed}", "run_id": "x", "seed": str(seed), "config": config,
-                         **{k: "v" for k in report.KNOBS}, "lambda_cycle": lc,
+                         **{k: "v" for k in report.KNOBS}, "lambda_cycle": "10.0",
                          "fcn_AtoB_pixel_acc": v, "fid_AtoB": 100 * v})
-    agg = report.aggregate(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
+
+
+def test_aggregate_over_seeds_with_a_students_t_interval():
+    agg = report.aggregate(_runs({"full": [0.8, 0.6, 0.7], "gan_alone": [0.3, 0.5, 0.4]}))
     full = agg[agg.config == "full"].iloc[0]
-    assert full["n"] == 2 and full["fcn_AtoB_pixel_acc_mean"] == 0.7
-    assert abs(full["fcn_AtoB_pixel_acc_std"] - 0.1414) < 1e-3  # sample standard deviation
-    md = report.markdown(agg)
-    assert "**0.700 ± 0.141**" in md          # higher FCN accuracy is better
-    assert "**40.000 ± 14.142**" in md        # lower FID is better
+    assert full["n"] == 3 and full["fcn_AtoB_pixel_acc_mean"] == pytest.approx(0.7)
+    assert full["fcn_AtoB_pixel_acc_std"] == pytest.approx(0.1)  # sample standard deviation
+    half = 4.302653 * 0.1 / 3 ** 0.5  # t_{0.975, 2} sd / sqrt(n)
+    assert (full["fcn_AtoB_pixel_acc_lo"], full["fcn_AtoB_pixel_acc_hi"]) == pytest.approx((0.7 - half, 0.7 + half))
+    assert "0.700 ± 0.100 [0.452, 0.948]" in report.markdown(agg)
+
+
+def test_the_best_is_marked_only_where_the_intervals_separate_it():
+    separated = report.markdown(report.aggregate(_runs({"full": [0.80, 0.81, 0.82], "gan_alone": [0.30, 0.31, 0.32]})))
+    assert "**0.810 ± 0.010 [0.785, 0.835]**" in separated   # higher FCN accuracy is better
+    assert "**31.000 ± 1.000 [28.516, 33.484]**" in separated  # lower FID is better
+    overlapping = report.markdown(report.aggregate(_runs({"full": [0.8, 0.6, 0.7], "gan_alone": [0.3, 0.5, 0.65]})))
+    assert "**" not in overlapping.split("\n\n")[0]
+    one_seed = report.markdown(report.aggregate(_runs({"full": [0.8], "gan_alone": [0.3]})))
+    assert "**" not in one_seed.split("\n\n")[0] and "0.800 ± 0.000 |" in one_seed  # one seed: no interval, no call
+
+
+def test_the_paper_comparison_ranks_rows_by_class_iou():
+    rows = []
+    for config, iou in (("full", 0.7), ("cycle_alone", 0.5), ("gan_alone", 0.6)):
+        rows.append({"run": config, "run_id": "x", "seed": "0", "config": config, **{k: "v" for k in report.KNOBS},
+                     **{f"fcn_{r}_{n}": iou for r in ("AtoB", "BtoA") for n in ("pixel_acc", "class_acc", "class_iou")}})
+    text = report.paper_comparison(report.aggregate(pd.DataFrame(rows)))
+    full = next(line for line in text.splitlines() if line.startswith("| full |"))
+    cycle = next(line for line in text.splitlines() if line.startswith("| cycle_alone |"))
+    # Table 4 class IoU among these three rows: full 0.11 (1st), GAN alone 0.08, cycle alone 0.02 (3rd)
+    assert "0.52 / 0.17 / 0.11 | 1 / 1 |" in full and "0.22 / 0.07 / 0.02 | 3 / 3 |" in cycle
+
+
+def test_a_study_refuses_a_workspace_whose_params_differ_from_the_committed_ones(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    assert ablations.workspace_drift("ablation", [], cwd=str(repo)) == []
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["lambda_cycle"] = 5.0              # pinned by every row: harmless
+    params["train"]["n_epochs"] = 7           # inherited by every row: refused, named
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    drift = ablations.workspace_drift("ablation", [], cwd=str(repo))
+    assert len(drift) == 1 and drift[0].startswith("train.n_epochs (7 vs ")
+    assert ablations.workspace_drift("ablation", ["train.n_epochs=7"], cwd=str(repo)) == []  # explicit: allowed
+    r = subprocess.run([sys.executable, "-m", "pipeline.studies.ablations", "--queue-only"], cwd=repo, env=env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "train.n_epochs (7 vs" in r.stderr and "git checkout params.yaml" in r.stderr
+    assert "Queued" not in subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env(), capture_output=True,
+                                          text=True).stdout
 
 
 def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
@@ -121,10 +177,11 @@ def test_the_multimodal_study_compares_models_on_realism_and_diversity():
     cmds = ablations.exp_commands(["pix2pix_noise", "bicyclegan"], [0], [], study="multimodal")
     assert cmds[0][5:] == ["pix2pix_noise-s0", "-S", "model=bicyclegan", "-S", "bicyclegan.variant=pix2pix_noise",
                            "-S", "seed=0", "-S", "mlflow.study=multimodal", "-S", "mlflow.config=pix2pix_noise"]
+    assert "bicyclegan.variant=bicyclegan" in cmds[1]  # each row pins what defines it
     rows = [{"run": f"{c}-s0", "run_id": "x", "seed": "0", "config": c, **{k: None for k in report.KNOBS},
              "model": m, "bicyclegan.variant": v, "fid_AtoB": fid, "diversity_l1_AtoB": div}
             for c, m, v, fid, div in (("pix2pix", "pix2pix", None, 200.0, None),
                                       ("bicyclegan", "bicyclegan", "bicyclegan", 210.0, 0.05))]
     md = report.markdown(report.aggregate(pd.DataFrame(rows)), "multimodal")
     assert md.splitlines()[0] == "| config | model | variant | n | fid_AtoB | diversity_l1_AtoB |"
-    assert "**200.000 ± 0.000**" in md and "**0.050 ± 0.000**" in md  # lower FID, higher diversity is better
+    assert "200.000 ± 0.000 |" in md and "0.050 ± 0.000 |" in md and "**" not in md.split("\n\n")[0]  # one seed: no call

@@ -40,10 +40,16 @@ def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbon
     fid = protocol["fid_AtoB"]
     assert fid["feature_extractor"].startswith("inception-v3-compat") and fid["n_translated"] == 4
     assert fid["n_real"] == 4 and "32px" in fid["resolution"] and fid["weights"]
-    assert protocol["kid_AtoB"]["kid_subset_size"] == 4  # capped at the 4 test images, and said so
-    # KID's spread from one subset does not exist: absent from metrics.json, the reason in protocol.json
-    assert "kid_AtoB_std" not in metrics and "kid_AtoB" in metrics
-    assert protocol["kid_AtoB_std"]["unavailable"].startswith("one subset only")
+    # null subset size: half the 4 test images, so that the subsets differ and KID has a spread
+    assert protocol["kid_AtoB"]["kid_subset_size"] == 2 and metrics["kid_AtoB_std"] >= 0
+    # 95% bootstrap intervals over the test images, beside the numbers, with their method
+    intervals = json.loads((Path(p.paths.eval_reports) / "intervals.json").read_text())
+    for key in ("fid_AtoB", "l1_AtoB", "ssim_AtoB", "lpips_AtoB_truth", "fcn_AtoB_class_iou", "cycle_l1_A"):
+        lo, hi = intervals[key]
+        assert lo <= hi and "bootstrap" in protocol[key]["interval"], key
+    for key in ("l1_AtoB", "lpips_AtoB_truth", "cycle_l1_A"):  # a mean lies inside the interval of the mean
+        assert intervals[key][0] <= metrics[key] <= intervals[key][1]
+    assert "bias" in protocol["fid_AtoB"]["interval"]
     assert protocol["fcn_AtoB_pixel_acc"]["segmenter"].startswith("fcn8s-mini trained on 5 real trainB photos")
     assert protocol["fcn_real_pixel_acc"]["method"].startswith("segment REAL test photos")
     assert protocol["lpips_AtoB_input"]["network"] == "lpips v0.1, AlexNet"  # standard weights: no NON-STANDARD flag
@@ -60,10 +66,10 @@ def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbon
     assert run.data.metrics["eval/fid_AtoB"] == pytest.approx(metrics["fid_AtoB"])
     assert run.data.metrics["eval/lpips_AtoB_truth"] == pytest.approx(metrics["lpips_AtoB_truth"])
     assert {k for k in run.data.metrics if k.startswith("eval/")} == {f"eval/{k}" for k in metrics}
-    assert "kid_AtoB_std, kid_BtoA_std" in run.data.tags["eval.unavailable"] and "one subset only" in \
-        run.data.tags["eval.unavailable"]
+    assert run.data.metrics["eval_ci95/l1_AtoB/low"] == pytest.approx(intervals["l1_AtoB"][0])
+    assert "FID/KID" not in run.data.tags.get("eval.unavailable", "")
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
-        "eval/metrics.json", "eval/protocol.json", "eval/per_image.csv", "eval/grid.png"}
+        "eval/metrics.json", "eval/protocol.json", "eval/intervals.json", "eval/per_image.csv", "eval/grid.png"}
 
 
 def test_fid_is_zero_for_real_images_and_grows_with_a_shift(prepared):

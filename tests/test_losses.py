@@ -90,8 +90,26 @@ def test_lr_is_constant_then_decays_linearly():
     assert f[3:] == pytest.approx([0.8, 0.6, 0.4, 0.2])  # steps of 1/(n_epochs_decay + 1)
 
 
+def test_lr_policy_authors_current_matches_their_scheduler_epoch_by_epoch():
+    """The authors' current code (models/networks.py get_scheduler, train.py): lambda_rule(epoch) =
+    1 - max(0, epoch + epoch_count - n_epochs) / (n_epochs_decay + 1), epoch_count = 1, and
+    model.update_learning_rate() -> scheduler.step() at the START of each epoch, before its first step."""
+    n, d, epoch_count = 4, 4, 1
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - max(0, e + epoch_count - n) / float(d + 1))
+    seen = []
+    for epoch in range(epoch_count, n + d + 1):  # their loop
+        opt.step()  # an optimiser step before the scheduler's, as their first iteration's is (no warning)
+        sched.step()  # update_learning_rate, "in the beginning of every epoch"
+        seen.append(opt.param_groups[0]["lr"])
+    ours = [2e-4 * lr_factor(k, n, d, "authors_current") for k in range(n + d)]
+    assert seen == pytest.approx(ours)
+    assert ours[-1] == 0.0 and ours[n - 1] < 2e-4  # the decay's first epoch is the last "constant" one
+    assert [lr_factor(k, n, d, "paper") for k in range(n + d)] == pytest.approx([1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2])
+
+
 def test_lr_matches_the_authors_lambda_lr_schedule():
-    """Authors: LambdaLR(1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)), stepped after each epoch."""
+    """Authors until 2020: LambdaLR(1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)), stepped after each epoch."""
     n, d = 5, 5
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - max(0, e + 1 - n) / float(d + 1))

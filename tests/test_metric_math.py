@@ -104,3 +104,52 @@ def test_nearest_palette_reads_slightly_off_colours():
     palette = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
     img = np.array([[[10, 5, 3], [240, 20, 10], [5, 5, 200]]], dtype=np.uint8)
     assert nearest_palette(img, palette).tolist() == [[0, 1, 2]]
+
+
+@pytest.mark.parametrize("n1,n2,d", [(40, 40, 64), (30, 55, 128), (120, 90, 16)])
+def test_closed_form_fid_equals_torch_fidelity(n1, n2, d):
+    """The bootstrap's FID (an n1 x n2 SVD, no d x d square root) is torch-fidelity's FID, with fewer
+    samples than dimensions (the test-set case) and with more."""
+    rng = np.random.default_rng(n1 + d)
+    a = rng.normal(size=(n1, d))
+    b = rng.normal(size=(n2, d)) * rng.uniform(0.5, 1.5, d) + rng.normal(0, 0.3, d)
+    assert math.frechet_distance_features(a, b) == pytest.approx(fid(torch.from_numpy(a), torch.from_numpy(b)), rel=1e-6)
+    assert math.frechet_distance_features(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_bootstrap_interval_of_a_mean_covers_it_and_narrows_with_more_images():
+    rng = np.random.default_rng(0)
+    v = rng.normal(2.0, 1.0, 400)
+    lo, hi = math.bootstrap_interval(lambda i: v[i].mean(), (len(v),), 1000, seed=0)
+    assert lo < v.mean() < hi
+    # the textbook standard error: the 95% interval is about +-1.96 sd / sqrt(n) around the mean
+    assert hi - lo == pytest.approx(2 * 1.96 * v.std() / np.sqrt(len(v)), rel=0.15)
+    lo4, hi4 = math.bootstrap_interval(lambda i: v[:100][i].mean(), (100,), 1000, seed=0)
+    assert (hi4 - lo4) > 1.6 * (hi - lo)  # a quarter of the images: about twice as wide
+    assert math.bootstrap_interval(lambda i: v[i].mean(), (len(v),), 200, seed=3) == \
+        math.bootstrap_interval(lambda i: v[i].mean(), (len(v),), 200, seed=3)  # a seed gives one interval
+
+
+def test_bootstrap_resamples_each_sample_independently():
+    seen = []
+    math.bootstrap_interval(lambda i, j: seen.append((len(i), len(j), i.max(), j.max())) or 0.0, (5, 9), 50, seed=1)
+    assert {s[:2] for s in seen} == {(5, 9)} and max(s[2] for s in seen) <= 4 and max(s[3] for s in seen) == 8
+
+
+def test_seed_interval_is_students_t():
+    lo, hi = math.mean_confidence_interval([1.0, 2.0, 3.0])
+    # mean 2, sd 1, n 3: t_{0.975, 2} = 4.302653
+    assert (lo, hi) == pytest.approx((2 - 4.302653 / np.sqrt(3), 2 + 4.302653 / np.sqrt(3)), rel=1e-6)
+    assert all(np.isnan(math.mean_confidence_interval([1.0])))
+
+
+def test_bias_corrected_interval_is_the_percentile_one_moved_to_the_point():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(60, 32)), rng.normal(size=(60, 32)) + 0.3
+    stat = lambda i, j: math.frechet_distance_features(a[i], b[j])  # noqa: E731
+    point = math.frechet_distance_features(a, b)
+    plo, phi = math.bootstrap_interval(stat, (60, 60), 200, seed=0)
+    lo, hi = math.bootstrap_interval(stat, (60, 60), 200, seed=0, point=point)
+    # resampling duplicates images, which raises FID: the plain percentile interval lies above the point
+    assert point < plo
+    assert hi - lo == pytest.approx(phi - plo) and lo < point < hi

@@ -197,3 +197,46 @@ def test_the_mlflow_model_reads_bytes_by_the_prepare_rules():
     for junk, reason in ((b"", "empty image"), (b"\x89PNG broken", "unreadable image")):
         with pytest.raises(ValueError, match=f"input column 'image': {reason}"):
             mlflow_model.decode(junk)
+
+
+def test_pix2pix_translates_as_its_paper_prescribes_unless_told_eval(chain, tmp_path):
+    """pix2pix Sec. 3.3 and the authors' test.py: G in training mode at test time (dropout on, batch-norm
+    statistics of each image alone); eval mode on request; CycleGAN and BicycleGAN in eval mode."""
+    from pipeline.artifacts import model as model_file
+    from pipeline.translation import translate_test_sets
+
+    # unet_64: the smallest U-Net with a dropout block (the authors' put them in the levels below the
+    # fifth), at 64px
+    p, _ = chain("train", model="pix2pix", mlflow__log_model=False, pix2pix__generator="unet_64",
+                 data__synthetic__image_size=64, prepare__load_size=64, train__crop_size=64)
+    _, nets = model_file.load(p.paths.model)
+    assert not nets["G"].training and any(isinstance(m, torch.nn.Dropout) for m in nets["G"].modules())  # the library's default stays eval mode
+    _, nets = model_file.load(p.paths.model, generator_mode="paper")
+    assert nets["G"].training
+    common = dict(batch_size=4, n_samples=2, device=torch.device("cpu"), progress=False)
+    outs = {}
+    for name, mode, seed in (("paper", "paper", 0), ("paper_again", "paper", 0), ("paper_seed1", "paper", 1),
+                             ("eval", "eval", 0)):
+        info = translate_test_sets(p.paths.model, p.paths.prepared, tmp_path / name, seed=seed, generator_mode=mode, **common)
+        assert info["generator_mode"] == ("train" if mode == "paper" else "eval")
+        outs[name] = np.stack([translated(tmp_path / name / "AtoB", f.name) for f in sorted((tmp_path / name / "AtoB").iterdir())])
+    assert np.array_equal(outs["paper"], outs["paper_again"])  # the dropout draws from the seed
+    assert not np.array_equal(outs["paper"], outs["paper_seed1"])
+    assert not np.array_equal(outs["paper"], outs["eval"])
+    # training mode: an image's translation does not depend on the other images of the batch
+    tr = inference.load(p.paths.model, generator_mode="paper")
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    torch.manual_seed(0)
+    together = inference.translate(tr, x)
+    torch.manual_seed(0)
+    alone = torch.cat([inference.translate(tr, x[i:i + 1]) for i in range(3)])
+    assert torch.equal(together, alone)
+
+
+def test_cyclegan_translates_in_eval_mode_under_either_setting(trained):
+    from pipeline.artifacts import model as model_file
+
+    p, _ = trained
+    for mode in ("paper", "eval"):
+        _, nets = model_file.load(p.paths.model, generator_mode=mode)
+        assert not any(net.training for net in nets.values())

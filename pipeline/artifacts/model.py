@@ -14,6 +14,7 @@ from pipeline import checkpoint
 from pipeline.config import Params, to_dict
 from pipeline.errors import StageError
 from pipeline.models.networks import build
+from pipeline.models.registry import test_mode
 
 if TYPE_CHECKING:
     from pipeline.models.base import GANModel
@@ -41,9 +42,11 @@ def save(path: str | Path, model_state: dict) -> None:
     checkpoint.save(path, model_state)
 
 
-def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, dict[str, nn.Module]]:
-    """(the file's contents, {name: generator in eval mode}); a file this version cannot use is one
-    clear error that says how to re-create it."""
+def load(path: str | Path, device: torch.device | str = "cpu",
+         generator_mode: str = "eval") -> tuple[dict, dict[str, nn.Module]]:
+    """(the file's contents, {name: generator}); a file this version cannot use is one clear error that
+    says how to re-create it. generator_mode "eval" gives eval mode; "paper" the mode the model's
+    paper tests in (pipeline/models/registry.py test_mode: pix2pix's generator in training mode)."""
     redo = "re-create it with this version: dvc repro train"
     ckpt = checkpoint.load(path, device, remake="dvc repro train")
     missing = [k for k in REQUIRED if k not in ckpt]
@@ -57,5 +60,5 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, di
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StageError(f"{path}: network {name} does not rebuild ({type(e).__name__}: {first}); {redo}") from None
-        nets[name] = net.eval()
+        nets[name] = net.train(test_mode(ckpt["model"], generator_mode) == "train")
     return ckpt, nets

@@ -51,6 +51,7 @@ class Result:
     protocol: dict
     reason: str | None = None  # set when the value could not be computed: why, and what would enable it
     per_image: dict[str, float] = field(default_factory=dict)
+    interval: tuple[float, float] | None = None  # 95% bootstrap interval over the test images (Context.interval*)
 
 
 def unavailable(keys: list[str], reason: str, protocol: dict | None = None) -> list[Result]:

@@ -13,6 +13,7 @@ from pipeline.artifacts import manifest as manifest_file
 from pipeline.artifacts import translations
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8
+from pipeline.metrics import math
 from pipeline.metrics.base import ROUTES
 from pipeline.runtime import resolve_device
 
@@ -60,6 +61,24 @@ class Context:
         if key not in self._images:
             self._images[key] = load_uint8(list_images(folder), size=self.size)
         return self._images[key]
+
+    def interval(self, stat, *sizes: int, point: float | None = None) -> tuple[float, float] | None:
+        """95% bootstrap interval of `stat(*indices)` over resamples of the test images (params
+        evaluate.bootstrap, evaluate.bootstrap_seed): percentile, bias-corrected given the `point`
+        estimate (math.bootstrap_interval); None when the bootstrap is off."""
+        e = self.params.evaluate
+        return math.bootstrap_interval(stat, sizes, e.bootstrap, e.bootstrap_seed, point=point) if e.bootstrap else None
+
+    def interval_of_mean(self, values) -> tuple[float, float] | None:
+        """The interval of a mean of per-image values."""
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        return self.interval(lambda i: v[i].mean(), len(v)) if len(v) else None
+
+    def bootstrap_protocol(self) -> dict:
+        e = self.params.evaluate
+        return ({"interval": f"95% percentile bootstrap over test images, {e.bootstrap} resamples, seed {e.bootstrap_seed}"}
+                if e.bootstrap else {})
 
     @cached_property
     def truth_ids(self) -> np.ndarray | None:

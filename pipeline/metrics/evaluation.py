@@ -7,6 +7,8 @@
                     could not be computed is absent
     protocol.json   {key: its protocol (extractor or segmenter, weights, resolution, counts)}, and for
                     an absent metric {"unavailable": why}
+    intervals.json  {key: [low, high]}: the 95% bootstrap interval over test images of every metric that
+                    has one (params evaluate.bootstrap; the method is in the key's protocol)
     per_image.csv   per-image values of the metrics that have them
     grid.png        input | translation | real target, per direction
 """
@@ -48,6 +50,13 @@ def compute(ctx: Context) -> list[Result]:
 def flat_metrics(results: list[Result]) -> dict[str, float]:
     """The computed metrics: finite numbers only (the reasons for the others are in protocols())."""
     return {r.key: r.value for r in results if r.reason is None and math.isfinite(r.value)}
+
+
+def intervals(results: list[Result]) -> dict[str, list[float]]:
+    """{key: [low, high]} of the computed metrics that have a finite interval."""
+    have = flat_metrics(results)
+    return {r.key: [lo, hi] for r in results if r.key in have and r.interval is not None
+            and all(map(math.isfinite, (lo := r.interval[0], hi := r.interval[1])))}
 
 
 def protocols(results: list[Result]) -> dict:
@@ -112,6 +121,7 @@ def write_reports(ctx: Context, results: list[Result], summary_path: str | Path,
     with atomic_dir(reports) as tmp:
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "protocol.json", protocols(results))
+        write_json(tmp / "intervals.json", intervals(results))
         (tmp / "per_image.csv").write_text(per_image_csv(results))
         save_png(tmp / "grid.png", sample_grid(ctx))
     return metrics

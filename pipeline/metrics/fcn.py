@@ -45,13 +45,15 @@ def fcn_score(ctx: Context) -> list[Result]:
             pred = np.stack([nearest_palette(img.permute(1, 2, 0).numpy(), palette) for img in fake])
             protocol = {"method": "nearest palette colour -> class id", "translation_resolution": f"{ctx.size}px",
                         "n": len(fake), "classes": ctx.manifest["classes"]}
-        cm = math.confusion_matrix(pred, ctx.truth_ids, n_classes)
-        per_image = [math.fcn_scores(math.confusion_matrix(p, t, n_classes))["pixel_acc"]
-                     for p, t in zip(pred, ctx.truth_ids, strict=True)]
-        scores = math.fcn_scores(cm)
+        # one confusion matrix per image: their sum is the test set's, and a resample's sum is a bootstrap replicate
+        cms = np.stack([math.confusion_matrix(p, t, n_classes) for p, t in zip(pred, ctx.truth_ids, strict=True)])
+        scores = math.fcn_scores(cms.sum(0))
+        per_image = [math.fcn_scores(c)["pixel_acc"] for c in cms]
+        protocol = {**protocol, **ctx.bootstrap_protocol()}
         for n in SCORES:
             out.append(Result(f"fcn_{r}_{n}", scores[n], protocol,
-                              per_image=dict(zip(ctx.names(r), per_image, strict=True)) if n == "pixel_acc" else {}))
+                              per_image=dict(zip(ctx.names(r), per_image, strict=True)) if n == "pixel_acc" else {},
+                              interval=ctx.interval(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], len(cms))))
     upper = {**seg_protocol, "method": "segment REAL test photos (upper bound)", "n": state["upper_bound_n"]}
     out += [Result(f"fcn_real_{n}", state["upper_bound"][n], upper) for n in SCORES]
     return out

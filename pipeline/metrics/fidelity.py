@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from pipeline.artifacts import features as reference_features
 from pipeline.errors import Unavailable
-from pipeline.metrics import inception
+from pipeline.metrics import inception, math
 from pipeline.metrics.base import LOWER, ROUTES, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
 
 KID_DEFAULT_SUBSET = 1000  # torch-fidelity's default kid_subset_size
+
+
+def kid_subset(n_fake: int, n_real: int) -> int:
+    """evaluate.kid_subset_size null: torch-fidelity's 1000, or half the smaller set below 2000 images, so
+    that the subsets differ and their standard deviation (kid_*_std) is a spread."""
+    return max(2, min(KID_DEFAULT_SUBSET, min(n_fake, n_real) // 2))
 
 
 def keys(protocol: str, route: str) -> list[str]:
@@ -51,7 +57,7 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
         real = ref["features"]
         # null: torch-fidelity's default subset size, adapted to small sets; an explicit size above the
         # set size was refused before any work (Params.check_test_set_size)
-        subset = e.kid_subset_size or min(KID_DEFAULT_SUBSET, len(fake), len(real))
+        subset = e.kid_subset_size or kid_subset(len(fake), len(real))
         protocol_info = {
             "feature_extractor": f"{inception.EXTRACTOR} (TF Inception 2015-12-05, pool3 2048-d), "
                                  f"torch-fidelity {tf_version} math",
@@ -64,7 +70,16 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
                                      rng_seed=2020)
         kid_protocol = {**protocol_info, "kid_subset_size": subset, "kid_subsets": e.kid_subsets,
                         "kid_kernel": "polynomial, degree 3, coef0 1, gamma 1/d"}
-        out += [Result(fid_key, fid["frechet_inception_distance"], protocol_info),
+        f_np, r_np = fake.double().numpy(), real.double().numpy()
+        fid_interval = ctx.interval(lambda i, j, f=f_np, g=r_np: math.frechet_distance_features(f[i], g[j]),
+                                    len(f_np), len(r_np), point=math.frechet_distance_features(f_np, r_np))
+        fid_protocol = {**protocol_info, **ctx.bootstrap_protocol()}
+        if fid_interval:
+            fid_protocol["interval"] += (" of the translations and of the real images, independently; the "
+                                         "percentile interval moved by the bootstrap's bias estimate (duplicated "
+                                         "images raise a resample's FID); FID by the closed form of "
+                                         "pipeline/metrics/math.py (torch-fidelity's value to 1e-6)")
+        out += [Result(fid_key, fid["frechet_inception_distance"], fid_protocol, interval=fid_interval),
                 Result(kid_key, kid["kernel_inception_distance_mean"], kid_protocol)]
         if subset == len(fake) == len(real):  # every "random" subset is the whole set: no spread to report
             out += unavailable([std_key], f"one subset only: the subset size equals the sample count ({subset}); "

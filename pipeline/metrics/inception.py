@@ -183,6 +183,10 @@ PROTOCOLS: dict[str, tuple[str, str]] = {
 }
 
 
+# params evaluate.fid_protocols -> the protocols computed
+PROTOCOL_SETS: dict[str, tuple[str, ...]] = {"all": tuple(PROTOCOLS), "tf": ("tf",)}
+
+
 def clean_fid_resizer(protocol: str):
     """clean-fid's resize function of a protocol: uint8 (H, W, 3) -> float32 (299, 299, 3) in [0, 255]."""
     from cleanfid.resize import make_resizer

@@ -24,8 +24,9 @@ def paired(ctx: Context) -> list[Result]:
                                 ("ssim", math.ssim_per_image, {"window": "gaussian 11, sigma 1.5"})):
             v = fn(x, y)
             finite = v[torch.isfinite(v)]
-            out.append(Result(f"{name}_{r}", float(finite.mean()) if len(finite) else float("inf"), {**protocol, **extra},
-                              per_image=dict(zip(ctx.names(r), v.tolist(), strict=True))))
+            out.append(Result(f"{name}_{r}", float(finite.mean()) if len(finite) else float("inf"),
+                              {**protocol, **extra, **ctx.bootstrap_protocol()},
+                              per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)), interval=ctx.interval_of_mean(v)))
     return out
 
 
@@ -35,8 +36,9 @@ def cycle(ctx: Context) -> list[Result]:
     for route, domain, key in (("AtoBtoA", "testA", "cycle_l1_A"), ("BtoAtoB", "testB", "cycle_l1_B")):
         if route in ctx.routes:
             v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
-            out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB"},
-                              per_image=dict(zip(ctx.names(route), v.tolist(), strict=True))))
+            out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",
+                                                     **ctx.bootstrap_protocol()},
+                              per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), interval=ctx.interval_of_mean(v)))
     return out
 
 

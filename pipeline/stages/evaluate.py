@@ -1,7 +1,8 @@
 """Stage `evaluate`: the translations (paths.translated) + the reference features (paths.ref_stats) +
 the evaluator (paths.evaluator) -> paths.metrics (the summary for `dvc metrics show/diff` and
 `dvc exp show`: FCN class IoU, FID and KID per direction), paths.eval_reports/{metrics.json (every
-metric), protocol.json, per_image.csv, grid.png}, and every number in the training's MLflow run.
+metric), protocol.json, intervals.json (95% bootstrap intervals), per_image.csv, grid.png}, and every
+number in the training's MLflow run.
 
 Every metric is an entry of pipeline/metrics/registry.py; every number carries its protocol (feature
 extractor or segmenter, weights, resolution, sample counts). metrics.json holds numbers only: a metric
@@ -11,6 +12,7 @@ the log and in the MLflow run (tag eval.unavailable); it is never written as a n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pipeline.cli import run_stage, stage_main
@@ -43,24 +45,29 @@ def log_to_mlflow(params: Params, run_id: str, results: list[Result]) -> None:
     except TrackingError as e:
         raise StageError(f"{e}; the metrics were written to {params.paths.metrics}") from None
     tracker.log_metrics({f"eval/{k}": v for k, v in evaluation.flat_metrics(results).items()})
+    tracker.log_metrics({f"eval_ci95/{k}/{end}": v for k, lo_hi in evaluation.intervals(results).items()
+                         for end, v in zip(("low", "high"), lo_hi, strict=True)})
     lines = evaluation.unavailable_lines(results)
     if lines:  # one tag, not one per key: tags are the Group by menu's entries
         tracker.set_tags({"eval.unavailable": "\n".join(lines)[:5000]})
-    for name in ("metrics.json", "protocol.json", "per_image.csv", "grid.png"):
+    for name in ("metrics.json", "protocol.json", "intervals.json", "per_image.csv", "grid.png"):
         tracker.log_artifact(Path(params.paths.eval_reports) / name, "eval")
     tracker.finish()
 
 
-def format_table(metrics: dict[str, float]) -> str:
-    return "\n".join(f"  {k:28s} {v:.4f}" for k, v in metrics.items())
+def format_table(metrics: dict[str, float], intervals: dict[str, list[float]]) -> str:
+    """One line per metric: its value and, where it has one, its 95% bootstrap interval."""
+    return "\n".join(f"  {k:28s} {v:.4f}" + (f"  [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else "")
+                     for k, v in metrics.items())
 
 
 def main(argv: list[str] | None = None) -> None:
     params, _ = stage_main(__spec__.name, __doc__, argv)
     metrics = run_stage(run, params)
     reports = params.paths.eval_reports
+    intervals = json.loads((Path(reports) / "intervals.json").read_text())
     print(f"metrics -> {reports}/metrics.json, summary -> {params.paths.metrics} (protocols: {reports}/protocol.json)\n"
-          f"{format_table(metrics)}")
+          f"{format_table(metrics, intervals)}\n[low, high]: 95% bootstrap interval over the test images")
 
 
 if __name__ == "__main__":

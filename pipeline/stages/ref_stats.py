@@ -37,6 +37,11 @@ def run(params: Params) -> dict:
     summary: dict = {}
     with atomic_dir(params.paths.ref_stats) as out:
         for protocol in inception.PROTOCOLS:
+            if protocol not in inception.PROTOCOL_SETS[e.fid_protocols]:
+                reason = f"not computed: evaluate.fid_protocols={e.fid_protocols}; set it to all"
+                reference_features.save_unavailable(out, protocol, reason)
+                summary[protocol] = {"unavailable": reason}
+                continue
             try:
                 features, source = inception.protocol_extractor(protocol, e.inception_weights, device)
             except Unavailable as err:

@@ -52,10 +52,20 @@ EXECUTION_ONLY = {"translate", "mlflow", "paths", "train.checkpoint_every", "tra
                   "train.num_workers", "train.num_threads", "train.device", "train.rdzv_endpoint", "train.dist_backend"}
 
 
-def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
-    """Learning-rate multiplier during 0-based `epoch` (the authors' 'linear' policy): 1 for the
-    first n_epochs, then falling linearly by 1/(n_epochs_decay + 1) per epoch towards 0."""
-    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
+def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int, policy: str = "paper") -> float:
+    """Learning-rate multiplier during 0-based `epoch` under the authors' 'linear' policy,
+    1 - max(0, e - n_epochs) / (n_epochs_decay + 1), where e counts the scheduler's steps so far.
+    paper: the scheduler steps after each epoch (the authors' code until 2020; the paper's "same
+    learning rate for the first 100 epochs and linearly decay the rate to zero over the next 100"):
+    e = epoch + 1, so n_epochs constant epochs, then n_epochs_decay epochs at d/(d+1) ... 1/(d+1).
+    authors_current: their train.py steps it at the start of each epoch with epoch_count 1: e = epoch + 2,
+    so the decay starts one epoch earlier and the last epoch runs at lr 0 (it learns nothing)."""
+    shift = LR_POLICIES[policy]
+    return 1.0 - max(0, epoch + shift - n_epochs) / float(n_epochs_decay + 1)
+
+
+# train.lr_policy -> scheduler steps taken before 0-based epoch k, minus k (see lr_factor)
+LR_POLICIES: dict[str, int] = {"paper": 1, "authors_current": 2}
 
 
 def fingerprint(params: Params, manifest_text: str, world: int = 1) -> str:
@@ -254,7 +264,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
         model.train()
         while book.step < total_steps:
             epoch, first = divmod(book.step, steps_per_epoch)
-            lr = t.lr * lr_factor(epoch, t.n_epochs, t.n_epochs_decay)
+            lr = t.lr * lr_factor(epoch, t.n_epochs, t.n_epochs_decay, t.lr_policy)
             model.set_lr(lr)
             data.set_epoch(epoch)
             loader = DataLoader(data, batch_sampler=distributed.shard(batches(len(data), t.batch_size), d)[first:],

@@ -18,6 +18,7 @@ def run(params: Params, *, progress: bool = True) -> dict:
     configure_threads(t.num_threads, "translate.num_threads")
     return translate_test_sets(params.paths.model, params.paths.prepared, params.paths.translated,
                                batch_size=t.batch_size, n_samples=t.n_samples, seed=params.seed,
+                               generator_mode=t.generator_mode,
                                device=resolve_device(t.device, "translate.device"), progress=progress)
 
 

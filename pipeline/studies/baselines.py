@@ -40,7 +40,7 @@ def untrained_translations(params: Params, folder: Path) -> Path:
     path = folder / "untrained.pt"
     model_file.save(path, model_file.state(params, model, "untrained", None, None, 0))
     translate_test_sets(path, params.paths.prepared, folder / "untrained", batch_size=params.translate.batch_size,
-                        n_samples=params.translate.n_samples, seed=params.seed,
+                        n_samples=params.translate.n_samples, seed=params.seed, generator_mode=params.translate.generator_mode,
                         device=resolve_device(params.translate.device, "translate.device"), progress=False)
     return folder / "untrained"
 

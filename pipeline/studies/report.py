@@ -4,8 +4,9 @@
     python -m pipeline.studies.report --study multimodal  # pix2pix vs pix2pix+noise vs BicycleGAN
 
 Writes under reports/: ablation_runs.csv (one row per run), ablation.csv and ablation.md (one row
-per configuration, mean +- standard deviation over its seeds, n = number of seeds, best mean per
-column in bold), ablation_lambda_cycle.png (metrics against lambda_cycle) and ablation_losses.png
+per configuration: mean +- standard deviation over its seeds and the 95% Student-t interval of the
+mean, n = number of seeds, the best mean in bold only where the intervals separate it; and the
+paper's Tables 4-5 beside ours), ablation_lambda_cycle.png (metrics against lambda_cycle) and ablation_losses.png
 (generator loss curves overlaid). Not a DVC stage: it reads across experiments, which no single
 experiment's dependencies can describe.
 """
@@ -18,9 +19,19 @@ import pandas as pd
 
 from pipeline import cli
 from pipeline.io import atomic_file, write_text
-from pipeline.metrics import registry
+from pipeline.metrics import math, registry
 from pipeline.metrics.base import HIGHER
 from pipeline.tracking import tracking_uri
+
+# Zhu et al. 2017 (arXiv 1703.10593v7), FCN-scores on Cityscapes: (per-pixel acc, per-class acc, class IoU)
+# of Table 4 (labels -> photo) and Table 5 (photo -> labels), by our configuration name.
+PAPER: dict[str, tuple[str, dict[int, tuple[float, float, float]]]] = {
+    "cycle_alone": ("Cycle alone", {4: (0.22, 0.07, 0.02), 5: (0.10, 0.05, 0.02)}),
+    "gan_alone": ("GAN alone", {4: (0.51, 0.11, 0.08), 5: (0.53, 0.11, 0.07)}),
+    "gan_forward_cycle": ("GAN + forward cycle", {4: (0.55, 0.18, 0.12), 5: (0.49, 0.11, 0.07)}),
+    "gan_backward_cycle": ("GAN + backward cycle", {4: (0.39, 0.14, 0.06), 5: (0.01, 0.06, 0.01)}),
+    "full": ("CycleGAN (ours)", {4: (0.52, 0.17, 0.11), 5: (0.58, 0.22, 0.16)}),
+}
 
 KNOBS = ["model", "bicyclegan.variant", "data.dataset", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
          "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs", "train.n_epochs_decay"]
@@ -61,33 +72,90 @@ def collect(uri: str, experiment: str, study: str):
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation (ddof 1; 0 for one seed) and n (seeds) of each configuration."""
+    """Mean, standard deviation (ddof 1; 0 for one seed), the 95% Student-t interval of the mean
+    (_lo, _hi; NaN for one seed) and n (seeds) of each configuration."""
     metrics = [m for m in METRICS if m in runs and runs[m].notna().any()]
     grouped = runs.groupby(["config", *KNOBS], dropna=False)
     mean, std = grouped[metrics].mean(), grouped[metrics].std(ddof=1).fillna(0.0)
+    ci = grouped[metrics].agg(lambda v: math.mean_confidence_interval(v.astype(float)))
     out = mean.add_suffix("_mean").join(std.add_suffix("_std"))
+    for m in metrics:
+        out[f"{m}_lo"], out[f"{m}_hi"] = ci[m].str[0], ci[m].str[1]
     out["n"] = grouped.size()
     return out.reset_index()
+
+
+def best_rows(agg: pd.DataFrame, m: str) -> set[int]:
+    """The row whose mean of `m` is best, if its 95% interval is clear of every other row's (a
+    difference the seeds support); otherwise none."""
+    means = agg[f"{m}_mean"]
+    if means.notna().sum() < 2:
+        return set()
+    i = means.idxmax() if registry.key(m).better == HIGHER else means.idxmin()
+    lo, hi = agg.at[i, f"{m}_lo"], agg.at[i, f"{m}_hi"]
+    others = agg.drop(index=i)
+    others = others[others[f"{m}_mean"].notna()]
+    if pd.isna(lo) or others[f"{m}_lo"].isna().any():
+        return set()
+    clear = (others[f"{m}_hi"] < lo).all() if registry.key(m).better == HIGHER else (others[f"{m}_lo"] > hi).all()
+    return {i} if clear else set()
+
+
+def cell(r: pd.Series, m: str) -> str:
+    mean, std, lo, hi = r[f"{m}_mean"], r[f"{m}_std"], r[f"{m}_lo"], r[f"{m}_hi"]
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.3f} ± {std:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "")
 
 
 def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     metrics = [c[:-5] for c in agg.columns if c.endswith("_mean")]
     # only scores have a best; a reference level (e.g. latent recovery's chance) is shown, never marked
-    scores = {m: registry.key(m).better for m in metrics if registry.key(m).kind == "score"}
-    best = {m: (agg[f"{m}_mean"].max() if better == HIGHER else agg[f"{m}_mean"].min()) for m, better in scores.items()}
+    best = {m: best_rows(agg, m) for m in metrics if registry.key(m).kind == "score"}
     columns = STUDIES[study]["columns"]
     header = ["config", *columns.values(), "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, r in agg.iterrows():
+    for i, r in agg.iterrows():
         cells = [r["config"], *(r[k] if k != "bicyclegan.variant" or r["model"] == "bicyclegan" else "-" for k in columns),
                  str(r["n"])]
-        for m in metrics:
-            mean, std = r[f"{m}_mean"], r[f"{m}_std"]
-            cell = f"{mean:.3f} ± {std:.3f}" if pd.notna(mean) else "-"
-            cells.append(f"**{cell}**" if pd.notna(mean) and m in best and mean == best[m] else cell)
+        cells += [f"**{cell(r, m)}**" if i in best.get(m, ()) else cell(r, m) for m in metrics]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     arrows = ", ".join(f"{m} {registry.arrow(m)}" if registry.arrow(m) else f"{m} (reference)" for m in metrics)
-    return "\n".join(lines) + f"\n\nmean ± standard deviation over n seeds; best mean in bold; {arrows}\n"
+    return "\n".join(lines) + (
+        f"\n\nmean ± standard deviation over n seeds [95% interval of the mean, Student t with n - 1 degrees of "
+        f"freedom]; bold: the best mean, only where its interval is clear of every other row's (otherwise the seeds "
+        f"do not tell the rows apart); {arrows}\n")
+
+
+def paper_comparison(agg: pd.DataFrame) -> str:
+    """Our FCN-scores beside Zhu et al. 2017's Tables 4 (labels -> photo) and 5 (photo -> labels), with
+    the rank of each row by class IoU in both. The paper's numbers are on real Cityscapes at 256px
+    with an FCN-8s; ours on the embedded world with a small segmenter: only the ordering compares."""
+    rows = agg.set_index("config")
+    lines = ["| config | paper row | ours labels→photo (pixel / class / IoU) | Table 4 | IoU rank ours / paper "
+             "| ours photo→labels (pixel / class / IoU) | Table 5 | IoU rank ours / paper |", "|" + "---|" * 8]
+    ranks = {}
+    for route, table in (("AtoB", 4), ("BtoA", 5)):
+        have = [c for c in PAPER if c in rows.index and f"fcn_{route}_class_iou_mean" in rows]
+        ours = rows.loc[have, f"fcn_{route}_class_iou_mean"].rank(ascending=False, method="min")
+        paper = pd.Series({c: PAPER[c][1][table][2] for c in have}).rank(ascending=False, method="min")
+        ranks[route] = (ours, paper)
+    for config, (name, tables) in PAPER.items():
+        if config not in rows.index:
+            continue
+        r = rows.loc[config]
+        cells = [config, name]
+        for route, table in (("AtoB", 4), ("BtoA", 5)):
+            ours = " / ".join(f"{r[f'fcn_{route}_{n}_mean']:.2f}" if f"fcn_{route}_{n}_mean" in r else "-"
+                              for n in ("pixel_acc", "class_acc", "class_iou"))
+            o, p = ranks[route]
+            rank = f"{int(o[config])} / {int(p[config])}" if config in o and pd.notna(o[config]) else "-"
+            cells += [ours, " / ".join(f"{v:.2f}" for v in tables[table]), rank]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        "\n\nThe paper's numbers: Cityscapes (2975 training pairs, 500 val images), 256px, an FCN-8s trained on "
+        "Cityscapes, one training run each. Ours: the embedded synthetic world at 64px, fcn8s-mini, means over "
+        "seeds. The scales do not compare; the ordering of the rows does. Rank 1 = highest class IoU.\n")
 
 
 def terminal_table(agg: pd.DataFrame) -> str:
@@ -95,9 +163,7 @@ def terminal_table(agg: pd.DataFrame) -> str:
     show`), mean ± sd, aligned; the knobs and every headline metric are in the markdown file."""
     metrics = [m for m in registry.SUMMARY if f"{m}_mean" in agg]
     table = pd.DataFrame({"config": agg["config"], "n": agg["n"],
-                          **{f"{m} {registry.arrow(m)}": [f"{a:.3f} ± {b:.3f}" if pd.notna(a) else "-"
-                                                          for a, b in zip(agg[f"{m}_mean"], agg[f"{m}_std"], strict=True)]
-                             for m in metrics}})
+                          **{f"{m} {registry.arrow(m)}": [cell(r, m) for _, r in agg.iterrows()] for m in metrics}})
     return table.to_string(index=False)
 
 
@@ -155,8 +221,10 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
     write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
     write_text(folder / f"{study}.csv", agg.to_csv(index=False))
     title = {"ablation": "Ablations", "multimodal": "Multimodal translation: realism and diversity"}[study]
-    write_text(folder / f"{study}.md", f"# {title}\n\nMade by `python -m pipeline.studies.report --study {study}` from {uri}.\n\n"
-               + markdown(agg, study))
+    text = f"# {title}\n\nMade by `python -m pipeline.studies.report --study {study}` from {uri}.\n\n" + markdown(agg, study)
+    if study == "ablation":
+        text += "\n## Against the paper (Tables 4-5)\n\n" + paper_comparison(agg)
+    write_text(folder / f"{study}.md", text)
     if study == "ablation":
         plot_knob(runs, folder)
         plot_losses(runs, client, folder)
@@ -171,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(params.paths.metrics).parent
     s = args.study
     agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder, s)
-    print(terminal_table(agg) + "\n\nmean ± standard deviation over n seeds\n")
+    print(terminal_table(agg) + "\n\nmean ± standard deviation over n seeds [95% interval of the mean]\n")
     plots = ", ablation_*.png" if s == "ablation" else ""
     print(f"{len(agg)} configurations -> {folder}/{s}.md, {s}.csv, {s}_runs.csv{plots}")
 

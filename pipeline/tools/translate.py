@@ -95,7 +95,9 @@ def codes(tr: inference.Translator, args: argparse.Namespace) -> list[torch.Tens
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, "--device")
     arch = {k: v for k, v in (("arch", args.arch), ("ngf", args.ngf), ("norm", args.norm), ("nz", args.nz)) if v is not None}
-    tr = inference.load(args.model, args.direction, device, authors_arch=arch, authors_encoder=args.encoder)
+    tr = inference.load(args.model, args.direction, device, authors_arch=arch, authors_encoder=args.encoder,
+                        generator_mode=args.generator_mode)
+    torch.manual_seed(args.seed)  # the dropout of a generator in training mode (pix2pix as its paper tests it)
     files = collect(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--n-samples", type=int, default=1, help="BicycleGAN: random samples per input")
-    ap.add_argument("--seed", type=int, default=0, help="BicycleGAN: seed of the random codes")
+    ap.add_argument("--seed", type=int, default=0, help="BicycleGAN: seed of the random codes; pix2pix: of its test-time dropout")
+    ap.add_argument("--generator-mode", choices=("paper", "eval"), default="paper",
+                    help="paper: as the model's paper tests it (pix2pix: training mode, dropout on, each image's own "
+                         "batch-norm statistics); eval: eval mode (params translate.generator_mode)")
     ap.add_argument("--style", help="BicycleGAN: a B image whose style (E's code) every output takes")
     g = ap.add_argument_group("the authors' .pth (inferred from the weights when not given)")
     g.add_argument("--arch", help="resnet_9blocks, resnet_6blocks, unet_128, unet_256, ...")
