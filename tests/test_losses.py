@@ -98,7 +98,7 @@ def test_lr_policy_authors_current_matches_their_scheduler_epoch_by_epoch():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - max(0, e + epoch_count - n) / float(d + 1))
     seen = []
-    for epoch in range(epoch_count, n + d + 1):  # their loop
+    for _epoch in range(epoch_count, n + d + 1):  # their loop
         opt.step()  # an optimiser step before the scheduler's, as their first iteration's is (no warning)
         sched.step()  # update_learning_rate, "in the beginning of every epoch"
         seen.append(opt.param_groups[0]["lr"])

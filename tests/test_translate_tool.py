@@ -217,9 +217,11 @@ def test_pix2pix_translates_as_its_paper_prescribes_unless_told_eval(chain, tmp_
     outs = {}
     for name, mode, seed in (("paper", "paper", 0), ("paper_again", "paper", 0), ("paper_seed1", "paper", 1),
                              ("eval", "eval", 0)):
-        info = translate_test_sets(p.paths.model, p.paths.prepared, tmp_path / name, seed=seed, generator_mode=mode, **common)
+        info = translate_test_sets(p.paths.model, p.paths.prepared, tmp_path / name, seed=seed, generator_mode=mode,
+                                   **common)
         assert info["generator_mode"] == ("train" if mode == "paper" else "eval")
-        outs[name] = np.stack([translated(tmp_path / name / "AtoB", f.name) for f in sorted((tmp_path / name / "AtoB").iterdir())])
+        folder = tmp_path / name / "AtoB"
+        outs[name] = np.stack([translated(folder, f.name) for f in sorted(folder.iterdir())])
     assert np.array_equal(outs["paper"], outs["paper_again"])  # the dropout draws from the seed
     assert not np.array_equal(outs["paper"], outs["paper_seed1"])
     assert not np.array_equal(outs["paper"], outs["eval"])
