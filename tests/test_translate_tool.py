@@ -210,7 +210,7 @@ def test_pix2pix_translates_as_its_paper_prescribes_unless_told_eval(chain, tmp_
     p, _ = chain("train", model="pix2pix", mlflow__log_model=False, pix2pix__generator="unet_64",
                  data__synthetic__image_size=64, prepare__load_size=64, train__crop_size=64)
     _, nets = model_file.load(p.paths.model)
-    assert not nets["G"].training and any(isinstance(m, torch.nn.Dropout) for m in nets["G"].modules())  # the library's default stays eval mode
+    assert not nets["G"].training and any(isinstance(m, torch.nn.Dropout) for m in nets["G"].modules())
     _, nets = model_file.load(p.paths.model, generator_mode="paper")
     assert nets["G"].training
     common = dict(batch_size=4, n_samples=2, device=torch.device("cpu"), progress=False)
