@@ -142,6 +142,8 @@ class BicycleGANParams(NetParams):
     lambda_z: float = knob(min=0.0, doc="lambda_latent, L1 between z and E(G(A, z)) (paper: 0.5)")
     lambda_gan: float = knob(min=0.0, doc="weight of D's adversarial term (cVAE-GAN)")
     lambda_gan2: float = knob(min=0.0, doc="weight of D2's adversarial term (cLR-GAN)")
+    batch_split: bool = knob(doc="the authors': the first half of a batch feeds the cVAE-GAN cycle, the second half "
+                                 "gives D2 its real images (train.batch_size even); false = both cycles on the whole batch")
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,15 @@ class Params:
         if MODELS[self.model].paired and spec.layout == "unaligned":
             raise ConfigError(f"model={self.model} needs paired training data, but data.dataset={spec.name} is "
                               f"unpaired; use a paired set (synthetic, *_pix2pix) or model=cyclegan")
+        if self.net.discriminator == "basic_multi" and self.train.crop_size < 64:
+            raise ConfigError(f"{self.model}.discriminator=basic_multi judges the image also at half size, where a 70x70 "
+                              f"PatchGAN needs 32px: train.crop_size must be >= 64, got {self.train.crop_size}; "
+                              f"use {self.model}.discriminator=basic")
+        b = self.bicyclegan
+        if self.model == "bicyclegan" and b.variant == "bicyclegan" and b.batch_split and self.train.batch_size % 2:
+            raise ConfigError(f"bicyclegan.batch_split=true splits each batch between the two cycles, so "
+                              f"train.batch_size must be even, got {self.train.batch_size}; set train.batch_size=2 "
+                              f"(the authors' BicycleGAN default) or bicyclegan.batch_split=false")
         if self.train.crop_size > self.prepare.load_size:
             raise ConfigError(f"train.crop_size={self.train.crop_size} is larger than prepare.load_size="
                               f"{self.prepare.load_size}; crop_size must be <= load_size")

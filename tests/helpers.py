@@ -37,6 +37,8 @@ TINY: dict[str, object] = {
     "cyclegan.ngf": 4, "cyclegan.ndf": 4,
     "pix2pix.ngf": 4, "pix2pix.ndf": 4, "pix2pix.generator": "unet_32",
     "bicyclegan.ngf": 4, "bicyclegan.ndf": 4, "bicyclegan.nef": 4, "bicyclegan.generator": "unet_32",
+    # the authors' batch split needs train.batch_size 2; tests/test_bicyclegan.py trains with it
+    "bicyclegan.batch_split": False, "bicyclegan.discriminator": "basic",  # basic_multi needs 64px
     "train.crop_size": 32, "train.n_epochs": 1, "train.n_epochs_decay": 1, "train.checkpoint_every": 3,
     "train.log_every": 2, "train.device": "cpu", "translate.device": "cpu",
     "evaluator.width": 4, "evaluator.epochs": 2, "evaluator.device": "cpu",

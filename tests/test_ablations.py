@@ -176,8 +176,10 @@ def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
 def test_the_multimodal_study_compares_models_on_realism_and_diversity():
     cmds = ablations.exp_commands(["pix2pix_noise", "bicyclegan"], [0], [], study="multimodal")
     assert cmds[0][5:] == ["pix2pix_noise-s0", "-S", "model=bicyclegan", "-S", "bicyclegan.variant=pix2pix_noise",
-                           "-S", "seed=0", "-S", "mlflow.study=multimodal", "-S", "mlflow.config=pix2pix_noise"]
-    assert "bicyclegan.variant=bicyclegan" in cmds[1]  # each row pins what defines it
+                           "-S", "train.batch_size=1", "-S", "seed=0", "-S", "mlflow.study=multimodal",
+                           "-S", "mlflow.config=pix2pix_noise"]
+    # each row pins what defines it; BicycleGAN at the authors' batch of 2, split between its cycles
+    assert "bicyclegan.variant=bicyclegan" in cmds[1] and "train.batch_size=2" in cmds[1]
     rows = [{"run": f"{c}-s0", "run_id": "x", "seed": "0", "config": c, **{k: None for k in report.KNOBS},
              "model": m, "bicyclegan.variant": v, "fid_AtoB": fid, "diversity_l1_AtoB": div}
             for c, m, v, fid, div in (("pix2pix", "pix2pix", None, 200.0, None),

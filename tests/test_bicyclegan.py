@@ -12,7 +12,7 @@ from pipeline.config import parse_params
 from pipeline.errors import ConfigError
 from pipeline.metrics.math import sample_pairs
 from pipeline.models.bicyclegan import BicycleGAN, build_bicyclegan
-from pipeline.models.losses import kl_to_standard_normal
+from pipeline.models.losses import gan_loss, kl_to_standard_normal
 from pipeline.models.networks import build_net
 from pipeline.stages import evaluate, evaluator, ref_stats, train, translate
 from tests.helpers import elsewhere, interrupt_at_step, repo_params_dict, run_stages, same_weights
@@ -77,6 +77,39 @@ def test_every_loss_term_of_the_paper_is_trained(make_params):
     assert all(np.isfinite(v) for v in losses.values())
     for k, n in model.nets.items():  # every network took a step
         assert any(not torch.equal(a, b) for a, b in zip(before[k], n.module.parameters(), strict=True)), k
+
+
+def test_the_authors_batch_split_and_two_scale_discriminators(make_params, monkeypatch):
+    """Authors' defaults: D and D2 are the 70x70 PatchGAN at two scales (basic_256_multi, the second
+    with half the filters on a 3x3-average-pooled image), the GAN losses summed over the scales; a batch
+    of 2 is split: the cVAE-GAN cycle takes (A[0], B[0]), the cLR-GAN cycle generates from A[0] too, and
+    D2 sees B[1] as its real image."""
+    with pytest.raises(ConfigError, match="train.batch_size must be even, got 1; set train.batch_size=2"):
+        make_params(model="bicyclegan", bicyclegan__batch_split=True)
+    with pytest.raises(ConfigError, match="bicyclegan.discriminator=basic_multi .* train.crop_size must be >= 64, got 32"):
+        make_params(model="bicyclegan", bicyclegan__discriminator="basic_multi")
+    p = make_params(model="bicyclegan", bicyclegan__batch_split=True, train__batch_size=2,
+                    bicyclegan__discriminator="basic_multi", data__synthetic__image_size=64, prepare__load_size=64,
+                    train__crop_size=64)
+    model = build_bicyclegan(p, torch.device("cpu"))
+    D = model.raw("D")
+    with torch.no_grad():
+        out = D(torch.rand(1, 3, 64, 64))
+    assert [o.shape[-1] for o in out] == [6, 2] and len(D.scales) == 2
+    assert D.scales[1].model[0].out_channels == D.scales[0].model[0].out_channels // 2
+    assert float(gan_loss(out, True, "lsgan")) == pytest.approx(sum(float(gan_loss(o, True, "lsgan")) for o in out))
+    seen = {}
+    for k in ("G", "D", "D2"):
+        net = model.raw(k)
+        net.register_forward_pre_hook(lambda m, args, k=k: seen.setdefault(k, []).append(args[0].detach().clone()))
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    losses = model.train_step({"A": a, "B": b})
+    assert all(np.isfinite(v) for v in losses.values())
+    assert all(torch.equal(x, a[:1]) for x in seen["G"])  # both cycles generate from the first half's A
+    d2_inputs = [x for x in seen["D2"] if x.shape[0] == 1]
+    assert any(torch.equal(x, b[1:]) for x in d2_inputs)       # D2's real image: the second half's B
+    assert not any(torch.equal(x, b[1:]) for x in seen["D"])   # D's real image is B[0]
+    assert any(torch.equal(x, b[:1]) for x in seen["D"])
 
 
 def test_pix2pix_noise_baseline_has_no_encoder(make_params):

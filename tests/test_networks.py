@@ -46,7 +46,7 @@ def test_resnet_block_counts_match_their_names():
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="unknown generator 'resnet_7blocks'; valid: resnet_9blocks, resnet_6blocks"):
         build_generator("resnet_7blocks", in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False)
-    with pytest.raises(ValueError, match="unknown discriminator 'huge'; valid: basic, n_layers, pixel"):
+    with pytest.raises(ValueError, match="unknown discriminator 'huge'; valid: basic, n_layers, pixel, basic_multi"):
         build_discriminator("huge", in_channels=3, ndf=4, norm="instance")
 
 

@@ -14,12 +14,12 @@ from pipeline import checkpoint
 from pipeline.config import Params, to_dict
 from pipeline.errors import StageError
 from pipeline.models.networks import build
-from pipeline.models.registry import test_mode
 
 if TYPE_CHECKING:
     from pipeline.models.base import GANModel
 
-REQUIRED = ("model", "nets", "config", "fingerprint", "mlflow_run_id", "mlflow_tracking_uri", "steps")
+REQUIRED = ("model", "nets", "config", "fingerprint", "mlflow_run_id", "mlflow_tracking_uri", "steps", "test_mode")
+GENERATOR_MODES = ("paper", "eval")  # params translate.generator_mode
 
 
 def state(params: Params, model: GANModel, fingerprint: str, run_id: str | None, uri: str | None, steps: int,
@@ -34,6 +34,7 @@ def state(params: Params, model: GANModel, fingerprint: str, run_id: str | None,
         "mlflow_run_id": run_id,
         "mlflow_tracking_uri": uri,
         "steps": steps,
+        "test_mode": model.test_mode,  # the generators' mode at test time under the model's paper
         "distributed": sync,  # world size, backend and every rank's weight hash (all equal) under torchrun
     }
 
@@ -46,7 +47,9 @@ def load(path: str | Path, device: torch.device | str = "cpu",
          generator_mode: str = "eval") -> tuple[dict, dict[str, nn.Module]]:
     """(the file's contents, {name: generator}); a file this version cannot use is one clear error that
     says how to re-create it. generator_mode "eval" gives eval mode; "paper" the mode the model's
-    paper tests in (pipeline/models/registry.py test_mode: pix2pix's generator in training mode)."""
+    paper tests in (the file's test_mode, GANModel.test_mode: pix2pix's generator in training mode)."""
+    if generator_mode not in GENERATOR_MODES:
+        raise ValueError(f"generator mode {generator_mode!r}; valid: {', '.join(GENERATOR_MODES)}")
     redo = "re-create it with this version: dvc repro train"
     ckpt = checkpoint.load(path, device, remake="dvc repro train")
     missing = [k for k in REQUIRED if k not in ckpt]
@@ -60,5 +63,5 @@ def load(path: str | Path, device: torch.device | str = "cpu",
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StageError(f"{path}: network {name} does not rebuild ({type(e).__name__}: {first}); {redo}") from None
-        nets[name] = net.train(test_mode(ckpt["model"], generator_mode) == "train")
+        nets[name] = net.train(generator_mode == "paper" and ckpt["test_mode"] == "train")
     return ckpt, nets

@@ -65,6 +65,10 @@ def stream_seed(*parts: int) -> int:
 class GANModel:
     """Networks, optimizers and per-rank state of one model, and how its steps are executed."""
 
+    # The generators' mode at test time under the model's paper (translate.generator_mode "paper"),
+    # recorded in the model file: "eval", or "train" (dropout on, batch-norm statistics of each image).
+    test_mode = "eval"
+
     def __init__(self, nets: dict[str, Net], optimizers: dict[str, torch.optim.Optimizer], *,
                  generators: tuple[str, ...], device: torch.device, pools: dict[str, ImagePool] | None = None):
         self.nets = nets

@@ -26,12 +26,15 @@ class BicycleGAN(GANModel):
     variant "pix2pix_noise": the paper's baseline: G(A, z) with random z, cGAN + L1 to the ground
     truth, no encoder: G learns to ignore z (mode collapse), the reference point for diversity.
 
-    The authors split a batch of 2 into a cVAE half and a cLR half; here both cycles use the whole
-    batch (the same A), so batch size 1 works too. D and D2 are unconditional PatchGANs (see B only),
-    the authors' default. Net names: G, E, D (cVAE-GAN), D2 (cLR-GAN).
+    batch_split (the authors' default, batch of 2): the first half of the batch is the cVAE-GAN cycle's
+    (A, B); the cLR-GAN cycle generates from the same first-half A with random z, and the second half
+    gives only the real B that D2 compares with (the authors' real_data_random; their real_A_random is
+    unused without a conditional D). Without it both cycles use the whole batch, so batch size 1 works.
+    D and D2 are unconditional (see B only) two-scale PatchGANs by default, as the authors'
+    basic_256_multi. Net names: G, E, D (cVAE-GAN), D2 (cLR-GAN).
     """
 
-    def __init__(self, G: Net, E: Net | None, D: Net, D2: Net | None, *, variant: str, nz: int,
+    def __init__(self, G: Net, E: Net | None, D: Net, D2: Net | None, *, variant: str, nz: int, batch_split: bool,
                  lambda_l1: float, lambda_kl: float, lambda_z: float, lambda_gan: float, lambda_gan2: float,
                  gan_mode: str, lambda_gp: float, lr: float, betas: tuple[float, float], seed: int,
                  device: torch.device, rank: int = 0, fused_adam: bool = False):
@@ -41,7 +44,7 @@ class BicycleGAN(GANModel):
         if E:
             optimizers["E"] = adam([E.module], lr, betas, fused_adam)
         super().__init__(nets, optimizers, generators=("G", "E") if E else ("G",), device=device)
-        self.variant, self.nz = variant, nz
+        self.variant, self.nz, self.batch_split = variant, nz, batch_split
         self.lambda_l1, self.lambda_kl, self.lambda_z = lambda_l1, lambda_kl, lambda_z
         self.lambda_gan, self.lambda_gan2, self.gan_mode, self.lambda_gp = lambda_gan, lambda_gan2, gan_mode, lambda_gp
         # z and the reparameterisation noise come from a seeded CPU generator kept in the checkpoint,
@@ -65,6 +68,12 @@ class BicycleGAN(GANModel):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         real_A, real_B = self.inputs(batch)
         G = self.net("G")
+        # B_enc: the cVAE-GAN cycle's targets; B_rand: the real images D2 sees
+        if self.batch_split and self.variant == "bicyclegan":
+            half = real_A.shape[0] // 2
+            real_A, real_B, real_B_random = real_A[:half], real_B[:half], real_B[half:]
+        else:
+            real_B_random = real_B
         n = real_A.shape[0]
         z_random = self.randn(n)
         zero = real_A.new_zeros(())
@@ -103,10 +112,11 @@ class BicycleGAN(GANModel):
         self.backward(losses["G"])
         self.step(*(k for k in ("G", "E") if k in self.optimizers))
 
-        # D sees real B against the encoded-z outputs; D2 against the random-z outputs
+        # D sees real B against the encoded-z outputs; D2 real B (the second half, when split) against the random-z ones
         set_requires_grad([self.raw(k) for k in fakes], True)
+        reals = {"D": real_B, "D2": real_B_random}
         with self.amp():
-            loss_D = sum((self._d_loss(self.net(k), real_B, fake) for k, fake in fakes.items()), zero)
+            loss_D = sum((self._d_loss(self.net(k), reals[k], fake) for k, fake in fakes.items()), zero)
         self.backward(loss_D)
         self.step("D")
         self.end_step()
@@ -138,7 +148,8 @@ def build_bicyclegan(params: Params, device: torch.device, rank: int = 0) -> Bic
     D = make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device, **discriminator_kwargs(n, 3))
     D2 = make_net("discriminator", n.discriminator, n.init_type, n.init_gain, device,
                   **discriminator_kwargs(n, 3)) if full else None
-    return BicycleGAN(G, E, D, D2, variant=n.variant, nz=n.nz, lambda_l1=n.lambda_l1, lambda_kl=n.lambda_kl,
+    return BicycleGAN(G, E, D, D2, variant=n.variant, nz=n.nz, batch_split=n.batch_split, lambda_l1=n.lambda_l1,
+                      lambda_kl=n.lambda_kl,
                       lambda_z=n.lambda_z, lambda_gan=n.lambda_gan, lambda_gan2=n.lambda_gan2, gan_mode=n.gan_mode,
                       lambda_gp=n.lambda_gp, lr=t.lr, betas=(t.beta1, t.beta2), seed=params.seed, device=device,
                       rank=rank, fused_adam=t.fused_adam)

@@ -14,8 +14,11 @@ import torch.nn.functional as F
 GAN_MODES = ("lsgan", "vanilla", "wgangp")
 
 
-def gan_loss(prediction: torch.Tensor, target_is_real: bool, mode: str) -> torch.Tensor:
-    """Loss of D's patch predictions against the all-real or all-fake target."""
+def gan_loss(prediction: torch.Tensor | list[torch.Tensor], target_is_real: bool, mode: str) -> torch.Tensor:
+    """Loss of D's patch predictions against the all-real or all-fake target; a multi-scale D's list of
+    predictions gives the sum over its scales (the authors' BicycleGAN GANLoss)."""
+    if isinstance(prediction, (list, tuple)):
+        return sum((gan_loss(p, target_is_real, mode) for p in prediction), prediction[0].new_zeros(()))
     if mode == "lsgan":
         target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
         return F.mse_loss(prediction, target)
@@ -32,7 +35,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: flo
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    total = sum(o.sum() for o in out) if isinstance(out, (list, tuple)) else out.sum()
+    (grad,) = torch.autograd.grad(total, x_hat, create_graph=True)
     norm = grad.flatten(1).norm(2, dim=1)
     return weight * ((norm - 1) ** 2).mean()
 

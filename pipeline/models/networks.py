@@ -146,6 +146,26 @@ class NLayerDiscriminator(nn.Module):
         return self.model(x)
 
 
+class MultiScaleDiscriminator(nn.Module):
+    """PatchGANs at num_D scales (BicycleGAN's D_NLayersMulti, 'basic_256_multi'): scale i sees the
+    image average-pooled i times (3x3, stride 2, padding uncounted) and has ndf / 2^i filters. Returns
+    one prediction map per scale; the GAN losses sum over them (pipeline/models/losses.py)."""
+
+    def __init__(self, in_channels: int, ndf: int, norm: str, n_layers: int, num_D: int):
+        super().__init__()
+        self.scales = nn.ModuleList(NLayerDiscriminator(in_channels, max(1, round(ndf / 2 ** i)), norm, n_layers)
+                                    for i in range(num_D))
+        self.down = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, d in enumerate(self.scales):
+            out.append(d(x))
+            if i + 1 < len(self.scales):
+                x = self.down(x)
+        return out
+
+
 class PixelDiscriminator(nn.Module):
     """1x1 PatchGAN: judges each pixel's colour statistics alone."""
 
@@ -279,6 +299,8 @@ DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
     "basic": functools.partial(NLayerDiscriminator, n_layers=3),  # 70x70 PatchGAN
     "n_layers": NLayerDiscriminator,
     "pixel": PixelDiscriminator,
+    # BicycleGAN's default D and D2 (the authors' basic_256_multi): the 70x70 PatchGAN at two scales
+    "basic_multi": functools.partial(MultiScaleDiscriminator, n_layers=3, num_D=2),
 }
 
 

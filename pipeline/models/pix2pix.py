@@ -17,6 +17,11 @@ class Pix2Pix(GANModel):
     """Conditional GAN + L1 (pix2pix Eq. 4): G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G).
     D sees the input concatenated with the output (conditional PatchGAN)."""
 
+    # Sec. 3.3: "At inference time, we run the generator net in exactly the same manner as during the
+    # training phase ... we apply dropout at test time, and we apply batch normalization using the
+    # statistics of the test batch"; the authors' test.py does so, one image per batch, unless --eval.
+    test_mode = "train"
+
     def __init__(self, G: Net, D: Net, *, lambda_l1: float, gan_mode: str, lambda_gp: float,
                  lr: float, betas: tuple[float, float], device: torch.device, fused_adam: bool = False):
         optimizers = {"G": adam([G.module], lr, betas, fused_adam), "D": adam([D.module], lr, betas, fused_adam)}
