@@ -125,3 +125,14 @@ def test_without_the_package_index_lpips_is_unavailable_and_the_run_goes_on(chai
         why = protocol[key]["unavailable"]
         assert why.startswith("no LPIPS alex backbone") and "package index" in why
     assert isinstance(metrics["fid_AtoB"], float) and isinstance(metrics["l1_AtoB"], float)
+
+
+def test_baseline_verdicts_call_a_difference_only_where_the_intervals_separate():
+    from pipeline.studies.baselines import verdict
+
+    assert verdict("fid_AtoB", (250.0, [240.0, 260.0]), (280.0, [270.0, 290.0]), "identity") == "yes"
+    assert verdict("fid_AtoB", (250.0, [240.0, 275.0]), (280.0, [270.0, 290.0]), "identity") == \
+        "not separated (intervals overlap)"
+    assert verdict("fcn_AtoB_class_iou", (0.3, [0.25, 0.35]), (0.6, [0.55, 0.65]), "identity") == "no"
+    assert verdict("kid_AtoB", (0.3, None), (0.4, None), "identity") == "yes (point estimates; no interval)"
+    assert verdict("cycle_l1_A", (0.03, [0.02, 0.04]), (0.0, [0.0, 0.0]), "identity").startswith("n/a")

@@ -56,34 +56,57 @@ def identity_translations(params: Params, folder: Path) -> Path:
     return folder / "identity"
 
 
+SOURCES = ("trained", "untrained", "identity")
+
+
 def run(params: Params) -> pd.DataFrame:
-    rows = {}
+    values, intervals = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sources = {"trained": Path(params.paths.translated), "untrained": untrained_translations(params, tmp),
                    "identity": identity_translations(params, tmp)}
         for name, translated in sources.items():
             ctx = Context(with_paths(params, translated=str(translated)))
-            rows[name] = evaluation.write_reports(ctx, evaluation.compute(ctx), tmp / f"{name}.json",
-                                                  tmp / f"{name}-reports")
-    table = pd.DataFrame(rows)
+            results = evaluation.compute(ctx)
+            values[name] = evaluation.write_reports(ctx, results, tmp / f"{name}.json", tmp / f"{name}-reports")
+            intervals[name] = evaluation.intervals(results)
+    table = pd.DataFrame(values)
     table = table[table["trained"].notna()]  # a metric unavailable for the trained model has nothing to compare
-    table["beats untrained"] = [verdict(k, r["trained"], r["untrained"], "untrained") for k, r in table.iterrows()]
-    table["beats identity"] = [verdict(k, r["trained"], r["identity"], "identity") for k, r in table.iterrows()]
+    for other in ("untrained", "identity"):
+        table[f"beats {other}"] = [verdict(k, (r["trained"], intervals["trained"].get(k)),
+                                           (r[other], intervals[other].get(k)), other) for k, r in table.iterrows()]
+    for name in SOURCES:  # the numbers with their 95% intervals over the test images
+        table[name] = [cell(r[name], intervals[name].get(k)) for k, r in table.iterrows()]
     return table
+
+
+def cell(value: float, interval: list[float] | None) -> str:
+    if pd.isna(value):
+        return "-"
+    return f"{value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
 
 
 NOT_A_SCORE = {"upper_bound": "n/a: upper bound, model-free", "spread": "n/a: a spread", "reference": "n/a: a reference level"}
 
 
-def verdict(key: str, trained: float, other: float, baseline: str) -> str:
-    """'yes'/'no', or why the comparison cannot separate them by construction."""
+def verdict(key: str, trained: tuple[float, list | None], other: tuple[float, list | None], baseline: str) -> str:
+    """'yes'/'no' where the 95% intervals over the test images are disjoint, 'not separated' where they
+    overlap; for a metric without intervals the point estimates decide, and the verdict says so; or
+    why the comparison cannot separate them by construction."""
     k = registry.key(key)
     if k.kind != "score":
         return NOT_A_SCORE[k.kind]
     if k.identity_trivial and baseline == "identity":
         return "n/a: 0 for the identity by construction"
-    return "yes" if (trained > other if k.better == HIGHER else trained < other) else "no"
+    (t, t_ci), (o, o_ci) = trained, other
+    better = t > o if k.better == HIGHER else t < o
+    if pd.isna(o):
+        return "n/a: no baseline value"
+    if t_ci is None or o_ci is None:
+        return ("yes" if better else "no") + " (point estimates; no interval)"
+    if t_ci[1] < o_ci[0] or o_ci[1] < t_ci[0]:
+        return "yes" if better else "no"
+    return "not separated (intervals overlap)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     text = ("# Metric sanity check: trained vs untrained vs identity\n\n"
             f"Dataset `{params.data.dataset}`, model `{params.model}`; protocols in "
             f"`{params.paths.eval_reports}/protocol.json`. Made by `python -m pipeline.studies.baselines`.\n\n"
-            + table.to_markdown(floatfmt=".4f") + "\n")
+            + table.to_markdown() + "\n\nEach number with its 95% bootstrap interval over the test images "
+            "(`evaluate.bootstrap`); a verdict is yes or no only where the intervals are disjoint.\n")
     write_text(out, text)
     print(text)
 
