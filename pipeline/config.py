@@ -36,6 +36,9 @@ from pipeline.models.networks import (
 )
 from pipeline.models.registry import MODELS
 
+# translate.generator_mode: as each model's paper tests its generators, or eval mode for all
+GENERATOR_MODES = ("paper", "eval")
+
 __all__ = ["ConfigError", "Params", "load_params", "parse_params", "to_dict", "flatten"]
 
 # A thread count: "auto" = this process's share of the cores (pipeline/runtime.py: thread_budget).
@@ -185,7 +188,7 @@ class TrainParams:
 class TranslateParams:
     batch_size: int = knob(min=1, max=4096)
     n_samples: int = knob(min=2, max=1000, doc="outputs per input of a multimodal model (random z each)")
-    generator_mode: str = knob(choices=("paper", "eval"), doc="paper: each model's generators as its paper tests them "
+    generator_mode: str = knob(choices=GENERATOR_MODES, doc="paper: each model's generators as its paper tests them "
                                "(pix2pix: training mode, dropout on, batch-norm statistics of each image; the others: "
                                "eval mode); eval: eval mode for every model")
     device: str = knob(choices=("auto", "cpu", "cuda"))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pipeline import checkpoint
-from pipeline.config import Params, to_dict
+from pipeline.config import GENERATOR_MODES, Params, to_dict
 from pipeline.errors import StageError
 from pipeline.models.networks import build
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from pipeline.models.base import GANModel
 
 REQUIRED = ("model", "nets", "config", "fingerprint", "mlflow_run_id", "mlflow_tracking_uri", "steps", "test_mode")
-GENERATOR_MODES = ("paper", "eval")  # params translate.generator_mode
 
 
 def state(params: Params, model: GANModel, fingerprint: str, run_id: str | None, uri: str | None, steps: int,

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from pipeline import inference
 from pipeline.cli import fail, run_stage
+from pipeline.config import GENERATOR_MODES
 from pipeline.data.datasets import to_image, to_tensor
 from pipeline.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, RejectedImage, decode_rgb
 from pipeline.errors import StageError
@@ -136,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--n-samples", type=int, default=1, help="BicycleGAN: random samples per input")
     ap.add_argument("--seed", type=int, default=0, help="BicycleGAN: seed of the random codes; pix2pix: of its test-time dropout")
-    ap.add_argument("--generator-mode", choices=("paper", "eval"), default="paper",
+    ap.add_argument("--generator-mode", choices=GENERATOR_MODES, default="paper",
                     help="paper: as the model's paper tests it (pix2pix: training mode, dropout on, each image's own "
                          "batch-norm statistics); eval: eval mode (params translate.generator_mode)")
     ap.add_argument("--style", help="BicycleGAN: a B image whose style (E's code) every output takes")
