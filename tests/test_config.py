@@ -130,3 +130,19 @@ def test_every_command_has_a_help_that_says_what_it_does(name, capsys):
     out = capsys.readouterr().out
     assert e.value.code == 0 and f"python -m {name}" in out
     assert module.__doc__.strip().splitlines()[0] in out  # the module docstring: what it reads and writes
+
+
+def test_choices_written_in_config_are_the_registries_they_select_from():
+    """config.py cannot import these registries without making every stage depend on their code
+    (tests/test_dvc_deps.py), so it repeats their names; this keeps the two equal."""
+    import dataclasses
+
+    from pipeline.config import EvaluateParams, TrainParams
+    from pipeline.metrics.inception import PROTOCOL_SETS
+    from pipeline.stages.train import LR_POLICIES
+
+    def choices(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
+
+    assert set(choices(TrainParams, "lr_policy")) == set(LR_POLICIES)
+    assert set(choices(EvaluateParams, "fid_protocols")) == set(PROTOCOL_SETS)
