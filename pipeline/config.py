@@ -221,7 +221,7 @@ class EvaluateParams:
     fid_protocols: str = knob(choices=("all", "tf"), doc="FID/KID resize protocols computed (metrics/inception.py): "
                               "all = tf, clean and legacy_pytorch; tf = torch-fidelity's alone, a third of the cost")
     bootstrap: int = knob(min=0, max=100_000, doc="bootstrap resamples of the test images for each metric's 95% "
-                                                  "interval (FID, FCN-score, per-image metrics); 0 = no intervals")
+                                                  "interval (FID, KID, FCN-score, per-image metrics); 0 = no intervals")
     bootstrap_seed: int = knob(min=0, doc="seed of the bootstrap resampling")
     lpips_net: str = knob(choices=("alex", "vgg"), doc="LPIPS backbone network: AlexNet (the LPIPS default) or VGG16")
     lpips_backbone: Optional[str] = knob(doc="torchvision-format backbone weights file; null = torchvision's cache, "

@@ -57,6 +57,25 @@ def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(chain):
     assert ev["routes"] == ["AtoB", "AtoBtoA", "BtoA", "BtoAtoB"]  # translations and reconstructions
     assert ev["n_translations"] == 4 * 4 and ev["size"] == 32 and ev["images_per_s"] > 0  # 4 test images each
     assert not Path(p.paths.metrics).exists() and not Path(p.paths.eval_reports).exists()
+    md = benchmark.evaluate_markdown({"device": "cpu", "torch": "x", "date": "d", "command": "c", "evaluate": ev})
+    assert f"| fid_kid | {ev['seconds']['fid_kid']:.1f} |" in md and f"| all | {sum(ev['seconds'].values()):.1f} |" in md
+    assert f"bootstrap resamples: {p.evaluate.bootstrap}" in md
+
+
+def test_threads_only_measures_one_process_per_core_against_one_process_on_all(tmp_path, params_dict, monkeypatch):
+    """The machine's limit for a sweep: N single-thread processes side by side against one process on N
+    threads; every process's rate enters the total."""
+    monkeypatch.setattr(benchmark, "cpu_cores", lambda: 2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))
+    benchmark.main(["--params", str(tmp_path / "params.yaml"), "--configs", "tiny", "--threads-only", "--threads", "1",
+                    "--steps", "2", "--repeats", "1", "--warmup", "1", "--rounds", "1", "--device", "cpu",
+                    "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "cpu-tiny-threads.json").read_text())
+    one, two = report["concurrency"]
+    assert (one["processes"], one["threads"], two["processes"], two["threads"]) == (1, 2, 2, 1)
+    assert one["x_vs_first"] == 1.0 and two["x_vs_first"] == two["images_per_s"] / one["images_per_s"]
+    assert two["round_totals"] == [two["images_per_s"]] and two["images_per_s"] > 0
+    assert "| tiny | 2 x 1 |" in (tmp_path / "cpu-tiny-threads.md").read_text()
 
 
 def test_the_flop_count_is_the_convolutions_forward_and_backward():

@@ -127,12 +127,30 @@ def test_without_the_package_index_lpips_is_unavailable_and_the_run_goes_on(chai
     assert isinstance(metrics["fid_AtoB"], float) and isinstance(metrics["l1_AtoB"], float)
 
 
-def test_baseline_verdicts_call_a_difference_only_where_the_intervals_separate():
+def test_baseline_verdicts_call_a_difference_only_where_its_paired_interval_excludes_zero():
+    import numpy as np
+
+    from pipeline.metrics.base import Result
     from pipeline.studies.baselines import verdict
 
-    assert verdict("fid_AtoB", (250.0, [240.0, 260.0]), (280.0, [270.0, 290.0]), "identity") == "yes"
-    assert verdict("fid_AtoB", (250.0, [240.0, 275.0]), (280.0, [270.0, 290.0]), "identity") == \
-        "not separated (intervals overlap)"
-    assert verdict("fcn_AtoB_class_iou", (0.3, [0.25, 0.35]), (0.6, [0.55, 0.65]), "identity") == "no"
-    assert verdict("kid_AtoB", (0.3, None), (0.4, None), "identity") == "yes (point estimates; no interval)"
-    assert verdict("cycle_l1_A", (0.03, [0.02, 0.04]), (0.0, [0.0, 0.0]), "identity").startswith("n/a")
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 10, 1000)  # the test images' common effect: one resample raises both values
+
+    def res(value, noise=0.5, interval=None):
+        reps = value + shared + rng.normal(0, noise, 1000)
+        return Result("k", value, {}, interval=interval or (value - 20, value + 20), replicates=reps)
+
+    # 5 points apart, each interval +-20 wide: separate intervals overlap, the paired difference does not
+    out = verdict("fid_AtoB", res(250.0), res(255.0), "identity", paired=True)
+    assert out.startswith("yes: -5.0000 [") and "not" not in out
+    assert verdict("fid_AtoB", res(260.0), res(255.0), "identity", paired=True).startswith("no: +5.0000")
+    assert verdict("fid_AtoB", res(255.0, noise=10), res(255.5, noise=10), "identity", paired=True).startswith(
+        "not separated: -0.5000")
+    # without pairing (other images, or no resamples) only disjoint intervals decide
+    assert verdict("fid_AtoB", res(250.0), res(255.0), "identity", paired=False) == "not separated (intervals overlap)"
+    assert verdict("fcn_AtoB_class_iou", Result("k", 0.3, {}, interval=(0.25, 0.35)),
+                   Result("k", 0.6, {}, interval=(0.55, 0.65)), "identity", paired=True) == "no (disjoint intervals)"
+    assert verdict("kid_AtoB", Result("k", 0.3, {}), Result("k", 0.4, {}), "identity", paired=True) == \
+        "yes (point estimates; no interval)"
+    assert verdict("cycle_l1_A", res(0.03), res(0.0), "identity", paired=True).startswith("n/a")
+    assert verdict("kid_AtoB_std", res(0.01), res(0.02), "identity", paired=True) == "n/a: a spread"

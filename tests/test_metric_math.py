@@ -153,3 +153,39 @@ def test_bias_corrected_interval_is_the_percentile_one_moved_to_the_point():
     # resampling duplicates images, which raises FID: the plain percentile interval lies above the point
     assert point < plo
     assert hi - lo == pytest.approx(phi - plo) and lo < point < hi
+
+
+def test_full_set_mmd2_is_torch_fidelitys_kid_on_one_subset_of_every_image():
+    """KID's bootstrap statistic (math.mmd2_unbiased on all the images) is what KID's subset mean
+    estimates: torch-fidelity's KID with a single subset of the whole set."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(40, 64)), rng.normal(size=(40, 64)) + 0.2
+    ours = math.mmd2_unbiased(math.polynomial_kernel(a, a), math.polynomial_kernel(b, b), math.polynomial_kernel(a, b))
+    theirs = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subset_size=40, kid_subsets=1,
+                                    verbose=False)["kernel_inception_distance_mean"]
+    assert ours == pytest.approx(theirs, rel=1e-9)
+    c = rng.normal(size=(40, 64))  # another sample of a's distribution: near 0 (unbiased, so either sign)
+    k = math.polynomial_kernel
+    assert abs(math.mmd2_unbiased(k(a, a), k(c, c), k(a, c))) < ours / 5
+
+
+def test_paired_difference_interval_cancels_what_both_share():
+    """Two statistics of the same resamples: their difference's interval is far narrower than either
+    interval when the resample-to-resample variation is common to both, and it is centred on the
+    difference of the points."""
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 5, 2000)
+    a, b = 10 + shared + rng.normal(0, 0.2, 2000), 9 + shared + rng.normal(0, 0.2, 2000)
+    lo, hi = math.paired_difference_interval(a, b, 10.0, 9.0)
+    a_lo, a_hi = math.percentile_interval(a)
+    assert 0 < lo < 1 < hi and (hi - lo) < (a_hi - a_lo) / 10
+    with pytest.raises(ValueError, match="do not pair up"):
+        math.paired_difference_interval(a, b[:10], 10.0, 9.0)
+
+
+def test_same_seed_and_sizes_draw_the_same_resamples():
+    """What makes two evaluations' bootstrap values pair up: the indices depend on seed and sizes only."""
+    first, second = [], []
+    math.bootstrap_values(lambda i, j: first.append((i.copy(), j.copy())) or 0.0, (7, 5), 20, seed=4)
+    math.bootstrap_values(lambda i, j: second.append((i.copy(), j.copy())) or 1.0, (7, 5), 20, seed=4)
+    assert all((x == y).all() and (u == v).all() for (x, u), (y, v) in zip(first, second, strict=True))

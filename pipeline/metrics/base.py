@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
+
 if TYPE_CHECKING:
     from pipeline.metrics.context import Context
 
@@ -51,7 +53,10 @@ class Result:
     protocol: dict
     reason: str | None = None  # set when the value could not be computed: why, and what would enable it
     per_image: dict[str, float] = field(default_factory=dict)
-    interval: tuple[float, float] | None = None  # 95% bootstrap interval over the test images (Context.interval*)
+    interval: tuple[float, float] | None = None  # 95% bootstrap interval over the test images (Context.bootstrap)
+    # the statistic on each bootstrap resample: in memory only, to pair two evaluations of the same test
+    # images resample by resample (math.paired_difference_interval, studies/baselines.py)
+    replicates: np.ndarray | None = field(default=None, repr=False)
 
 
 def unavailable(keys: list[str], reason: str, protocol: dict | None = None) -> list[Result]:

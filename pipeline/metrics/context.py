@@ -62,18 +62,26 @@ class Context:
             self._images[key] = load_uint8(list_images(folder), size=self.size)
         return self._images[key]
 
-    def interval(self, stat, *sizes: int, point: float | None = None) -> tuple[float, float] | None:
-        """95% bootstrap interval of `stat(*indices)` over resamples of the test images (params
-        evaluate.bootstrap, evaluate.bootstrap_seed): percentile, bias-corrected given the `point`
-        estimate (math.bootstrap_interval); None when the bootstrap is off."""
+    def bootstrap(self, stat, *sizes: int, point: float | None = None) -> dict:
+        """The 95% bootstrap interval of `stat(*indices)` over resamples of the test images (params
+        evaluate.bootstrap, evaluate.bootstrap_seed) and the resampled values, as Result fields:
+        {"interval": (low, high), "replicates": values}, or {} when the bootstrap is off. Percentile
+        interval, bias-corrected given the `point` estimate (math.percentile_interval)."""
         e = self.params.evaluate
-        return math.bootstrap_interval(stat, sizes, e.bootstrap, e.bootstrap_seed, point=point) if e.bootstrap else None
+        if not e.bootstrap:
+            return {}
+        values = math.bootstrap_values(stat, sizes, e.bootstrap, e.bootstrap_seed)
+        return {"interval": math.percentile_interval(values, point=point), "replicates": values}
 
-    def interval_of_mean(self, values) -> tuple[float, float] | None:
-        """The interval of a mean of per-image values."""
+    def bootstrap_mean(self, values) -> dict:
+        """Context.bootstrap of the mean of per-image values. Non-finite values (an infinite PSNR) are left
+        out of each resample's mean, not out of what is resampled, so that every evaluation of the same
+        test images draws the same indices."""
         v = np.asarray(values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        return self.interval(lambda i: v[i].mean(), len(v)) if len(v) else None
+        finite = np.isfinite(v)
+        if not finite.any():
+            return {}
+        return self.bootstrap(lambda i: v[i][finite[i]].mean() if finite[i].any() else np.nan, len(v))
 
     def bootstrap_protocol(self) -> dict:
         e = self.params.evaluate

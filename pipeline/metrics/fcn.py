@@ -53,7 +53,7 @@ def fcn_score(ctx: Context) -> list[Result]:
         for n in SCORES:
             out.append(Result(f"fcn_{r}_{n}", scores[n], protocol,
                               per_image=dict(zip(ctx.names(r), per_image, strict=True)) if n == "pixel_acc" else {},
-                              interval=ctx.interval(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], len(cms))))
+                              **ctx.bootstrap(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], len(cms))))
     upper = {**seg_protocol, "method": "segment REAL test photos (upper bound)", "n": state["upper_bound_n"]}
     out += [Result(f"fcn_real_{n}", state["upper_bound"][n], upper) for n in SCORES]
     return out

@@ -98,18 +98,23 @@ def other_inputs(codes: torch.Tensor) -> torch.Tensor:
 
 # --- uncertainty: bootstrap over test images ------------------------------------------------------
 
-def bootstrap_interval(stat, sizes: tuple[int, ...], n_boot: int, seed: int, level: float = 0.95,
-                       point: float | None = None) -> tuple[float, float]:
-    """Bootstrap interval of `stat(*indices)`: each of the `sizes` samples (test images, or a set of
-    features) is resampled with replacement, independently, `n_boot` times with generator `seed`.
-    Without `point`: the percentile interval (Efron & Tibshirani 1993, ch. 13), the central `level` of
-    the values. With `point` (the statistic on the full sample): the same interval moved by the
-    bootstrap's estimate of its bias, mean(values) - point (Efron & Tibshirani 1993, ch. 10), for a
-    statistic that resampling itself shifts: duplicated images raise a resample's FID by more than
-    FID's spread at a few hundred images, so the plain percentile interval can miss the point.
-    It shows how much the number moves with the choice of test images, not with training."""
+def bootstrap_values(stat, sizes: tuple[int, ...], n_boot: int, seed: int) -> np.ndarray:
+    """`stat(*indices)` on `n_boot` resamples: each of the `sizes` samples (test images, or a set of
+    features) is resampled with replacement, independently, with generator `seed`. The same sizes and
+    seed give the same indices, so the values of two evaluations of the same test images pair up
+    resample by resample (paired_difference_interval)."""
     rng = np.random.default_rng(seed)
-    values = np.array([stat(*(rng.integers(0, n, n) for n in sizes)) for _ in range(n_boot)], dtype=np.float64)
+    return np.array([stat(*(rng.integers(0, n, n) for n in sizes)) for _ in range(n_boot)], dtype=np.float64)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95, point: float | None = None) -> tuple[float, float]:
+    """Without `point`: the percentile interval (Efron & Tibshirani 1993, ch. 13), the central `level`
+    of the bootstrap values. With `point` (the statistic on the full sample): the same interval moved by
+    the bootstrap's estimate of its bias, mean(values) - point (Efron & Tibshirani 1993, ch. 10), for a
+    statistic that resampling itself shifts: duplicated images raise a resample's FID and KID by more
+    than their spread at a few hundred images, so the plain percentile interval can miss the point.
+    Non-finite values (e.g. an infinite PSNR) are left out."""
+    values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return float("nan"), float("nan")
@@ -119,6 +124,27 @@ def bootstrap_interval(stat, sizes: tuple[int, ...], n_boot: int, seed: int, lev
         bias = values.mean() - point
         lo, hi = lo - bias, hi - bias
     return float(lo), float(hi)
+
+
+def bootstrap_interval(stat, sizes: tuple[int, ...], n_boot: int, seed: int, level: float = 0.95,
+                       point: float | None = None) -> tuple[float, float]:
+    """Bootstrap interval of `stat(*indices)` (bootstrap_values, percentile_interval). It shows how much
+    the number moves with the choice of test images, not with training."""
+    return percentile_interval(bootstrap_values(stat, sizes, n_boot, seed), level, point)
+
+
+def paired_difference_interval(a: np.ndarray, b: np.ndarray, point_a: float, point_b: float,
+                               level: float = 0.95) -> tuple[float, float]:
+    """Interval of the difference a - b of one statistic on two sets of outputs made from the SAME test
+    images (a model and a baseline), from bootstrap values drawn with the same indices: the percentile
+    interval of the per-resample differences, moved by their bias estimate. Image-to-image variation
+    common to both cancels, so this interval is narrower than what two separate intervals suggest, and
+    it is the interval that says whether a and b differ. Resamples where either value is not finite are
+    left out."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"bootstrap values do not pair up: {a.shape} vs {b.shape} (same resamples needed)")
+    return percentile_interval(a - b, level, point=point_a - point_b)
 
 
 def frechet_distance_features(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -134,6 +160,20 @@ def frechet_distance_features(f1: np.ndarray, f2: np.ndarray) -> float:
     cross = np.linalg.svd(x1 @ x2.T, compute_uv=False).sum() / np.sqrt(n1 * n2)
     diff = f1.mean(0) - f2.mean(0)
     return float(diff @ diff + (x1 * x1).sum() / n1 + (x2 * x2).sum() / n2 - 2 * cross)
+
+
+def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """KID's kernel (Binkowski et al. 2018; torch-fidelity's default): (x.y / d + 1)^3."""
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased squared MMD from kernel matrices of m x-samples and n y-samples: the means of k(x, x')
+    and k(y, y') over distinct pairs, minus twice the mean of k(x, y). KID is its mean over random
+    subsets; on one subset of all the images it is this (torch-fidelity's mmd2, mmd_est="unbiased")."""
+    m, n = len(kxx), len(kyy)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2 * kxy.mean())
 
 
 def mean_confidence_interval(values, level: float = 0.95) -> tuple[float, float]:

@@ -67,7 +67,7 @@ def lpips_metric(ctx: Context) -> list[Result]:
         d = lpips_distances(model, fake, ref, ctx.params.evaluate.batch_size, ctx.device)
         p = {**protocol, "resolution": f"{ctx.size}px", "n": len(d), "compared_with": f"real {other}", **ctx.bootstrap_protocol()}
         out.append(Result(key, float(d.mean()), p, per_image=dict(zip(ctx.names(route), d.tolist(), strict=True)),
-                          interval=ctx.interval_of_mean(d)))
+                          **ctx.bootstrap_mean(d)))
     return out
 
 

@@ -26,7 +26,7 @@ def paired(ctx: Context) -> list[Result]:
             finite = v[torch.isfinite(v)]
             out.append(Result(f"{name}_{r}", float(finite.mean()) if len(finite) else float("inf"),
                               {**protocol, **extra, **ctx.bootstrap_protocol()},
-                              per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)), interval=ctx.interval_of_mean(v)))
+                              per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
     return out
 
 
@@ -38,7 +38,7 @@ def cycle(ctx: Context) -> list[Result]:
             v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
             out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",
                                                      **ctx.bootstrap_protocol()},
-                              per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), interval=ctx.interval_of_mean(v)))
+                              per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
     return out
 
 

@@ -23,8 +23,9 @@ from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
 from pipeline.io import atomic_dir, write_text
 from pipeline.metrics import evaluation, registry
-from pipeline.metrics.base import HIGHER
+from pipeline.metrics.base import HIGHER, Result
 from pipeline.metrics.context import Context
+from pipeline.metrics.math import paired_difference_interval
 from pipeline.models.registry import MODELS
 from pipeline.runtime import resolve_device, set_determinism
 from pipeline.translation import translate_test_sets
@@ -60,27 +61,32 @@ SOURCES = ("trained", "untrained", "identity")
 
 
 def run(params: Params) -> pd.DataFrame:
-    values, intervals = {}, {}
+    values, results = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sources = {"trained": Path(params.paths.translated), "untrained": untrained_translations(params, tmp),
                    "identity": identity_translations(params, tmp)}
+        names = {}
         for name, translated in sources.items():
             ctx = Context(with_paths(params, translated=str(translated)))
-            results = evaluation.compute(ctx)
-            values[name] = evaluation.write_reports(ctx, results, tmp / f"{name}.json", tmp / f"{name}-reports")
-            intervals[name] = evaluation.intervals(results)
+            computed = evaluation.compute(ctx)
+            values[name] = evaluation.write_reports(ctx, computed, tmp / f"{name}.json", tmp / f"{name}-reports")
+            results[name] = {r.key: r for r in computed}
+            names[name] = {route: ctx.names(route) for route in ctx.routes}
+    # every source translated the same test images in the same order, so their bootstrap resamples pair up
+    paired = all(names[s] == names["trained"] for s in SOURCES)
     table = pd.DataFrame(values)
     table = table[table["trained"].notna()]  # a metric unavailable for the trained model has nothing to compare
     for other in ("untrained", "identity"):
-        table[f"beats {other}"] = [verdict(k, (r["trained"], intervals["trained"].get(k)),
-                                           (r[other], intervals[other].get(k)), other) for k, r in table.iterrows()]
+        table[f"beats {other}"] = [verdict(k, results["trained"][k], results[other].get(k), other, paired)
+                                   for k in table.index]
     for name in SOURCES:  # the numbers with their 95% intervals over the test images
-        table[name] = [cell(r[name], intervals[name].get(k)) for k, r in table.iterrows()]
+        table[name] = [cell(r[name], results[name][k].interval if k in results[name] else None)
+                       for k, r in table.iterrows()]
     return table
 
 
-def cell(value: float, interval: list[float] | None) -> str:
+def cell(value: float, interval: tuple[float, float] | None) -> str:
     if pd.isna(value):
         return "-"
     return f"{value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
@@ -89,23 +95,30 @@ def cell(value: float, interval: list[float] | None) -> str:
 NOT_A_SCORE = {"upper_bound": "n/a: upper bound, model-free", "spread": "n/a: a spread", "reference": "n/a: a reference level"}
 
 
-def verdict(key: str, trained: tuple[float, list | None], other: tuple[float, list | None], baseline: str) -> str:
-    """'yes'/'no' where the 95% intervals over the test images are disjoint, 'not separated' where they
-    overlap; for a metric without intervals the point estimates decide, and the verdict says so; or
-    why the comparison cannot separate them by construction."""
+def verdict(key: str, trained: Result, other: Result | None, baseline: str, paired: bool) -> str:
+    """'yes'/'no' where the 95% interval of the difference trained - baseline excludes 0 (paired
+    bootstrap over the same test images, math.paired_difference_interval), 'not separated' where it
+    does not; with the difference and its interval. Without paired resamples, disjoint intervals decide,
+    and without intervals the point estimates, and the verdict says so. Or why the comparison cannot
+    separate them by construction."""
     k = registry.key(key)
     if k.kind != "score":
         return NOT_A_SCORE[k.kind]
     if k.identity_trivial and baseline == "identity":
         return "n/a: 0 for the identity by construction"
-    (t, t_ci), (o, o_ci) = trained, other
-    better = t > o if k.better == HIGHER else t < o
-    if pd.isna(o):
+    if other is None or other.value is None or pd.isna(other.value):
         return "n/a: no baseline value"
-    if t_ci is None or o_ci is None:
+    t, o = trained.value, other.value
+    better = t > o if k.better == HIGHER else t < o
+    if paired and trained.replicates is not None and other.replicates is not None:
+        lo, hi = paired_difference_interval(trained.replicates, other.replicates, t, o)
+        shown = f"{t - o:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+        return f"{'yes' if better else 'no'}: {shown}" if lo > 0 or hi < 0 else f"not separated: {shown}"
+    if trained.interval is None or other.interval is None:
         return ("yes" if better else "no") + " (point estimates; no interval)"
-    if t_ci[1] < o_ci[0] or o_ci[1] < t_ci[0]:
-        return "yes" if better else "no"
+    (t_lo, t_hi), (o_lo, o_hi) = trained.interval, other.interval
+    if t_hi < o_lo or o_hi < t_lo:
+        return ("yes" if better else "no") + " (disjoint intervals)"
     return "not separated (intervals overlap)"
 
 
@@ -117,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
             f"Dataset `{params.data.dataset}`, model `{params.model}`; protocols in "
             f"`{params.paths.eval_reports}/protocol.json`. Made by `python -m pipeline.studies.baselines`.\n\n"
             + table.to_markdown() + "\n\nEach number with its 95% bootstrap interval over the test images "
-            "(`evaluate.bootstrap`); a verdict is yes or no only where the intervals are disjoint.\n")
+            "(`evaluate.bootstrap`). A verdict gives the difference trained - baseline and its 95% interval from "
+            "the same resamples of the test images for both (a paired bootstrap: variation common to both "
+            "cancels), and is yes or no only where that interval excludes 0.\n")
     write_text(out, text)
     print(text)
 

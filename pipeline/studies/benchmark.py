@@ -212,18 +212,87 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def run_isolated(config: str, path: str, args, trajectory: bool, threads: int | None = None) -> dict:
-    """One (config, path) in its own process: clean memory peak, no compile cache carried over; on
-    `threads` torch threads (None: torch's default, one per core)."""
+def one_command(config: str, path: str, args, trajectory: bool, threads: int | None) -> list[str]:
+    """The command that measures one (config, path) in a process of its own (main's --one)."""
     cmd = [sys.executable, "-m", "pipeline.studies.benchmark", "--one", config, path, "--device", args.device,
            "--params", str(args.params),
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--repeats", str(args.repeats)]
     cmd += [] if trajectory else ["--no-trajectory"]
-    cmd += [] if threads is None else ["--one-threads", str(threads)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        return {"config": config, "path": path, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return cmd + ([] if threads is None else ["--one-threads", str(threads)])
+
+
+def parse_one(config: str, path: str, returncode: int, stdout: str, stderr: str) -> dict:
+    if returncode != 0:
+        return {"config": config, "path": path, "error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_isolated(config: str, path: str, args, trajectory: bool, threads: int | None = None) -> dict:
+    """One (config, path) in its own process: clean memory peak, no compile cache carried over; on
+    `threads` torch threads (None: torch's default, one per core)."""
+    r = subprocess.run(one_command(config, path, args, trajectory, threads), capture_output=True, text=True)
+    return parse_one(config, path, r.returncode, r.stdout, r.stderr)
+
+
+def run_concurrent(config: str, args, processes: int, threads: int) -> dict:
+    """`processes` copies of the fp32 step measurement started together, each on `threads` threads: the
+    total images/s they reach side by side, which is what a sweep of `processes` queue workers can get
+    from the machine (cores shared by SMT, memory bandwidth and clock limits cost here, not in a
+    one-process figure)."""
+    cmd = one_command(config, "fp32", args, trajectory=False, threads=threads)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    outputs = [p.communicate() for p in procs]  # waits for each: returncode is set after
+    each = [parse_one(config, "fp32", p.returncode, *out) for p, out in zip(procs, outputs, strict=True)]
+    failed = [r for r in each if "error" in r]
+    if failed:
+        return failed[0]
+    return {"config": config, "processes": processes, "threads": threads,
+            "images_per_s_each": [r["images_per_s"] for r in each], "images_per_s": sum(r["images_per_s"] for r in each),
+            "matmul_peak_gflops": sum(r["matmul_peak_gflops"] for r in each)}
+
+
+def measure_concurrency(configs: list[str], layouts: list[tuple[int, int]], args) -> list[dict]:
+    """Total fp32 step throughput of each (processes, threads) layout, rounds interleaved; the ratio of
+    each layout to the first (one process on every core) is the speedup a sweep of that many workers
+    can reach at most, the machine's limit that the sweep benchmark's -j ratio is measured against."""
+    rounds = {(c, lay): [] for c in configs for lay in layouts}
+    for k in range(args.rounds):
+        for (c, (procs, threads)), rs in rounds.items():
+            r = run_concurrent(c, args, procs, threads)
+            rs.append(r)
+            print(f"{c:9s} {procs} process(es) x {threads} thread(s) round {k + 1}/{args.rounds} "
+                  + (f"{r['images_per_s']:8.2f} images/s in all" if "error" not in r else r["error"]), flush=True)
+    rows = []
+    for (c, (procs, threads)), rs in rounds.items():
+        failed = [r for r in rs if "error" in r]
+        if failed:
+            rows.append(failed[0])
+            continue
+        totals = [r["images_per_s"] for r in rs]
+        rows.append({"config": c, "processes": procs, "threads": threads, "images_per_s": statistics.median(totals),
+                     "round_totals": totals,
+                     "matmul_peak_gflops": statistics.median(r["matmul_peak_gflops"] for r in rs)})
+    for r in rows:
+        base = next((b for b in rows if b["config"] == r["config"] and "error" not in b), None)
+        if "error" not in r and base:
+            r["x_vs_first"] = r["images_per_s"] / base["images_per_s"]
+    return rows
+
+
+def concurrency_table(rows: list[dict]) -> list[str]:
+    lines = ["Concurrency: N processes of the fp32 step started together, each on T threads; total images/s "
+             "(median over rounds, range) and the sum of their fp32 matmul peaks measured side by side. "
+             "x = against the first layout (one process on every core): the most a sweep of N workers can gain.", "",
+             "| config | processes x threads | total images/s (range over rounds) | x | total matmul GFLOP/s |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['config']} | - | failed: {r['error']} | | |")
+            continue
+        lo, hi = min(r["round_totals"]), max(r["round_totals"])
+        lines.append(f"| {r['config']} | {r['processes']} x {r['threads']} | {r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g}) "
+                     f"| {r.get('x_vs_first', float('nan')):.2f} | {r['matmul_peak_gflops']:.0f} |")
+    return lines
 
 
 def merge_rounds(rounds: list[dict]) -> dict:
@@ -310,10 +379,27 @@ def threads_table(rows: list[dict]) -> list[str]:
 
 
 def threads_markdown(report: dict) -> str:
+    concurrency = ["", *concurrency_table(report["concurrency"])] if report.get("concurrency") else []
     return "\n".join([f"# Benchmark, threads: {report['device']}", "",
                       f"torch {report['torch']}, {report['date']}; images/s = median over {report['rounds']} rounds x "
                       f"{report['repeats']} timed repeats of {report['steps']} steps after {report['warmup']} warm-up "
-                      f"steps. Command: `{report['command']}`.", "", *threads_table(report["threads"])]) + "\n"
+                      f"steps. Command: `{report['command']}`.", "", *threads_table(report["threads"]),
+                      *concurrency]) + "\n"
+
+
+def evaluate_markdown(report: dict) -> str:
+    ev = report["evaluate"]
+    head = [f"# Benchmark, evaluate stage: {report['device']}", "",
+            f"torch {report['torch']}, {report['date']}. Command: `{report['command']}`. Each metric of "
+            "pipeline/metrics/registry.py timed once on the translations `dvc repro` left in the workspace (the "
+            "stage's work, with its bootstrap intervals; nothing written).", ""]
+    if "unavailable" in ev:
+        return "\n".join([*head, f"unavailable: {ev['unavailable']}"]) + "\n"
+    rows = [f"| {k} | {v:.1f}" + (" (failed)" if k in ev["errors"] else "") + " |" for k, v in ev["seconds"].items()]
+    return "\n".join([*head, f"{ev['n_translations']} translations ({', '.join(ev['routes'])}) of the `{ev['dataset']}` "
+                       f"test set at {ev['size']}px; FID/KID protocols: {ev['fid_protocols']}; bootstrap resamples: "
+                       f"{ev['bootstrap']}.", "", "| metric | seconds |", "|---|---|", *rows,
+                       f"| all | {sum(ev['seconds'].values()):.1f} |"]) + "\n"
 
 
 def markdown(report: dict) -> str:
@@ -387,6 +473,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="also time the fp32 step on each of these thread counts (default on the CPU: 1 and all cores)")
     ap.add_argument("--threads-only", action="store_true",
                     help="measure only the thread counts (with GFLOP/s and peak); writes <device>-<configs>-threads.*")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="time only the evaluate stage's metrics on the workspace's outputs; writes <device>-evaluate.*")
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "PATH"), help=argparse.SUPPRESS)
     ap.add_argument("--one-threads", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-trajectory", action="store_true", help=argparse.SUPPRESS)
@@ -400,6 +488,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure_training(*args.one, device, args.warmup, args.steps, args.repeats,
                                           trajectory=not args.no_trajectory, params_file=args.params)))
         return
+    if args.evaluate_only:
+        report = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+                  "command": "python -m pipeline.studies.benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "evaluate": measure_evaluate(load_params(args.params), device)}
+        write_report(args.out, f"{device.type}-evaluate", report, evaluate_markdown(report))
+        return
     if args.threads is None:
         threads = sorted({1, cpu_cores()}) if device.type == "cpu" else []
     else:
@@ -410,6 +504,9 @@ def main(argv: list[str] | None = None) -> None:
                   "repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count(),
                   "command": "python -m pipeline.studies.benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "threads": measure_threads(args.configs, threads or [torch.get_num_threads()], args)}
+        if device.type == "cpu" and cpu_cores() > 1:  # what a sweep of one worker per core can reach
+            cores = cpu_cores()
+            report["concurrency"] = measure_concurrency(args.configs, [(1, cores), (cores, 1)], args)
         write_report(args.out, "-".join([device.type, *args.configs, "threads"]), report, threads_markdown(report))
         return
     paths = args.paths or DEFAULT_PATHS[device.type]
