@@ -14,7 +14,7 @@ from pipeline.stages import evaluate, evaluator
 
 
 def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbone):
-    p, out = chain()
+    p, out = chain(evaluate__fid_protocols="all")  # every FID protocol (the default computes tf alone)
     result, metrics = out["train"], out["evaluate"]
     on_disk = json.loads((Path(p.paths.eval_reports) / "metrics.json").read_text())
     assert on_disk == metrics
@@ -125,6 +125,9 @@ def test_without_the_package_index_lpips_is_unavailable_and_the_run_goes_on(chai
         why = protocol[key]["unavailable"]
         assert why.startswith("no LPIPS alex backbone") and "package index" in why
     assert isinstance(metrics["fid_AtoB"], float) and isinstance(metrics["l1_AtoB"], float)
+    # the default protocol set: tf alone; the others say which setting computes them
+    assert p.evaluate.fid_protocols == "tf" and "fid_clean_AtoB" not in metrics and "kid_legacy_pytorch_BtoA" not in metrics
+    assert protocol["fid_clean_AtoB"]["unavailable"] == "not computed: evaluate.fid_protocols=tf; set it to all"
 
 
 def test_baseline_verdicts_call_a_difference_only_where_its_paired_interval_excludes_zero():

@@ -135,3 +135,9 @@ def test_the_sweep_copies_what_git_sees_and_tables_the_ratio(tmp_path):
     md = sweep.markdown(report)
     assert "| -j 1 | 1 | 2 (train.num_threads=auto: 2 cores / 1 running dvc queue worker(s)) | 100, 120 | 110 | 1.00 |" in md
     assert "| -j 2 | 2 |" in md and "| 50, 60, 70 | 60 | 1.83 |" in md
+    assert "Machine limit" not in md  # not measured: nothing claimed
+    report.update(cores=2, machine_limit=[{"one_process": 8.0, "side_by_side": 16.0, "ratio": 2.0},
+                                          {"error": "failed"}, {"one_process": 8.0, "side_by_side": 12.0, "ratio": 1.5}])
+    md = sweep.markdown(report)
+    # the median limit of the measurements that worked (1.75x); the sweep's 1.83x is 105% of it
+    assert "16 vs 8 (2.00x); 12 vs 8 (1.50x); median **1.75x**" in md and "1.83x, is **105%** of it" in md

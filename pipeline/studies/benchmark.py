@@ -280,19 +280,15 @@ def measure_concurrency(configs: list[str], layouts: list[tuple[int, int]], args
 
 
 def concurrency_table(rows: list[dict]) -> list[str]:
-    lines = ["Concurrency: N processes of the fp32 step started together, each on T threads; total images/s "
-             "(median over rounds, range) and the sum of their fp32 matmul peaks measured side by side. "
-             "x = against the first layout (one process on every core): the most a sweep of N workers can gain.", "",
-             "| config | processes x threads | total images/s (range over rounds) | x | total matmul GFLOP/s |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['config']} | - | failed: {r['error']} | | |")
-            continue
+    def cells(r: dict) -> list[str]:
         lo, hi = min(r["round_totals"]), max(r["round_totals"])
-        lines.append(f"| {r['config']} | {r['processes']} x {r['threads']} | {r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g}) "
-                     f"| {r.get('x_vs_first', float('nan')):.2f} | {r['matmul_peak_gflops']:.0f} |")
-    return lines
+        return [r["config"], f"{r['processes']} x {r['threads']}", f"{r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g})",
+                f"{r.get('x_vs_first', float('nan')):.2f}", f"{r['matmul_peak_gflops']:.0f}"]
+    return table("Concurrency: N processes of the fp32 step started together, each on T threads; total images/s "
+                 "(median over rounds, range) and the sum of their fp32 matmul peaks measured side by side. x = against "
+                 "the first layout (one process on every core): the most a sweep of N workers can gain.",
+                 ["config", "processes x threads", "total images/s (range over rounds)", "x", "total matmul GFLOP/s"],
+                 rows, cells)
 
 
 def merge_rounds(rounds: list[dict]) -> dict:
@@ -362,20 +358,25 @@ def flop_cells(r: dict) -> str:
     return f"{r['gflops']:.1f} | {r['matmul_peak_gflops']:.0f} | {r['fraction_of_peak']:.0%}"
 
 
-def threads_table(rows: list[dict]) -> list[str]:
-    lines = ["Threads: the fp32 step on each number of torch threads (intra- and inter-op), fresh processes; "
-             "GFLOP/s from the counted FLOPs (torch.utils.flop_counter), peak = an fp32 matmul in the same process "
-             "on the same threads.", "",
-             "| config | threads | images/s (range over rounds) | GFLOP per step | GFLOP/s | matmul peak GFLOP/s | of peak |",
-             "|---|---|---|---|---|---|---|"]
+def table(intro: str, columns: list[str], rows: list[dict], cells) -> list[str]:
+    """A markdown table of measured rows under its explanation; a failed row says why."""
+    lines = [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['config']} | - | failed: {r['error']} | | | | |")
-            continue
-        lo, hi = min(r["round_medians"]), max(r["round_medians"])
-        lines.append(f"| {r['config']} | {r['threads']} | {r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g}) | "
-                     f"{r.get('gflop_per_step', 0):.2f} | {flop_cells(r)} |")
+        out = [r["config"], "-", f"failed: {r['error']}", *[""] * (len(columns) - 3)] if "error" in r else cells(r)
+        lines.append("| " + " | ".join(out) + " |")
     return lines
+
+
+def threads_table(rows: list[dict]) -> list[str]:
+    def cells(r: dict) -> list[str]:
+        lo, hi = min(r["round_medians"]), max(r["round_medians"])
+        return [r["config"], str(r["threads"]), f"{r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g})",
+                f"{r.get('gflop_per_step', 0):.2f}", flop_cells(r)]
+    return table("Threads: the fp32 step on each number of torch threads (intra- and inter-op), fresh processes; "
+                 "GFLOP/s from the counted FLOPs (torch.utils.flop_counter), peak = an fp32 matmul in the same process "
+                 "on the same threads.",
+                 ["config", "threads", "images/s (range over rounds)", "GFLOP per step", "GFLOP/s", "matmul peak GFLOP/s",
+                  "of peak"], rows, cells)
 
 
 def threads_markdown(report: dict) -> str:

@@ -18,6 +18,11 @@ are committed, so each timed queue trains, translates and evaluates its experime
 Between timed queues the experiments and DVC's run-cache are removed, so no queue restores another's
 results. The user's experiments and MLflow store are never touched.
 
+Between repeats it also measures the machine's limit for the largest -j: the embedded training step
+in one process on every core against one single-thread process per core side by side (the benchmark's
+concurrency measurement). The -j speedup of the sweep is reported as a fraction of that limit, taken
+in the same run, because on a shared machine the limit itself moves from hour to hour.
+
 Writes reports/benchmark/sweep-<device>.json and .md (`--name` changes the stem).
 """
 
@@ -38,6 +43,7 @@ import torch
 from pipeline.io import write_json, write_text
 from pipeline.runtime import cpu_cores
 from pipeline.studies.ablations import ABLATIONS, exp_commands, queue_busy, start_queue
+from pipeline.studies.benchmark import run_concurrent
 
 THREADED_SECTIONS = ("train", "translate", "evaluate")  # the stages a queued ablation reruns
 THREADS_LINE = re.compile(r"torch threads: (\d+) \((.*)\)")
@@ -70,7 +76,7 @@ def prepare_shared_stages(repo: Path) -> None:
     """Run everything the experiments share, and commit it, so the timed queues only train and evaluate."""
     sh(["dvc", "repro", "ref_stats", "evaluator"], repo)
     sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "shared stages"], repo)
+    sh(["git", "commit", "-qm", "shared stages", "--allow-empty"], repo)  # dvc.lock may already hold them
 
 
 def clean(repo: Path) -> None:
@@ -103,6 +109,18 @@ def timed_queue(repo: Path, configs: list[str], seed: int, extra: list[str], job
     return {"wall_s": wall, "failed": failed, "threads": {n: threads_used(repo, n) for n in names}}
 
 
+def machine_limit(repo: Path, cores: int) -> dict:
+    """Total images/s of the embedded fp32 training step: one process on `cores` threads, then `cores`
+    single-thread processes side by side; their ratio is the most a sweep of `cores` workers can gain
+    on the training step here."""
+    args = argparse.Namespace(device="cpu", params=repo / "params.yaml", warmup=3, steps=10, repeats=5)
+    one, side_by_side = run_concurrent("embedded", args, 1, cores), run_concurrent("embedded", args, cores, 1)
+    if "error" in one or "error" in side_by_side:
+        return {"error": (one if "error" in one else side_by_side)["error"]}
+    return {"one_process": one["images_per_s"], "side_by_side": side_by_side["images_per_s"],
+            "ratio": side_by_side["images_per_s"] / one["images_per_s"]}
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Sweep benchmark: {report['device']}", "",
              f"{len(report['configs'])} queued experiments ({', '.join(report['configs'])}; seed {report['seed']}; "
@@ -118,6 +136,16 @@ def markdown(report: dict) -> str:
         walls = ", ".join(f"{w:.0f}" for w in m["wall_s"])
         failed = f" ({len(m['failed'])} failed)" if m["failed"] else ""
         lines.append(f"| {m['label']} | {m['jobs']} | {threads} | {walls}{failed} | {m['median_s']:.0f} | {ratio} |")
+    limits = [x for x in report.get("machine_limit", []) if "error" not in x]
+    if limits:
+        cores, j = report["cores"], max(report["jobs"])
+        limit = statistics.median(x["ratio"] for x in limits)
+        fastest = report["modes"][f"j{j}"]["median_s"]
+        lines += ["", f"Machine limit, measured between the repeats: the embedded training step, {cores} single-thread "
+                      f"processes side by side against one process on {cores} threads, total images/s "
+                      + "; ".join(f"{x['side_by_side']:.3g} vs {x['one_process']:.3g} ({x['ratio']:.2f}x)" for x in limits)
+                      + f"; median **{limit:.2f}x**. The -j {j} sweep's speedup, {base / fastest:.2f}x, is "
+                      f"**{base / fastest / limit:.0%}** of it."]
     return "\n".join(lines) + "\n"
 
 
@@ -132,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--contrast-repeats", type=int, default=1,
                     help="repeats of the largest -j with torch's default threads in every process (0 = skip)")
+    ap.add_argument("--no-machine-limit", dest="machine_limit", action="store_false",
+                    help="skip the training step's side-by-side measurement between repeats")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     ap.add_argument("--name", default="sweep", help="file name stem of the report: <name>-<device>.json/.md")
     ap.add_argument("--keep", action="store_true", help="keep the scratch repository (its path is printed)")
@@ -150,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         modes[f"j{j}_default_threads"] = {"label": f"-j {j}, {cores} threads per process (torch's default)", "jobs": j,
                                           "extra": default_threads, "repeats": args.contrast_repeats}
     results = {m: {**spec, "wall_s": [], "failed": [], "threads": []} for m, spec in modes.items()}
+    limits = []
     for k in range(args.repeats):
         for mode, spec in modes.items():
             if k >= spec.get("repeats", args.repeats):
@@ -161,13 +192,17 @@ def main(argv: list[str] | None = None) -> None:
             res["threads"].append(r["threads"])
             print(f"repeat {k + 1}/{args.repeats} {spec['label']:45s} {r['wall_s']:7.1f} s"
                   + (f" FAILED: {r['failed']}" if r["failed"] else ""), flush=True)
+        if args.machine_limit:
+            limits.append(machine_limit(repo, cores))
+            print(f"repeat {k + 1}/{args.repeats} machine limit: {limits[-1]}", flush=True)
     for res in results.values():
         res["median_s"] = statistics.median(res["wall_s"])
         del res["extra"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {"device": f"{cores} CPU cores" if device == "cpu" else torch.cuda.get_device_name(),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), "configs": args.configs,
-              "seed": args.seed, "set": args.set, "jobs": args.jobs, "repeats": args.repeats,
+              "seed": args.seed, "set": args.set, "jobs": args.jobs, "repeats": args.repeats, "cores": cores,
+              "machine_limit": limits,
               "command": "python -m pipeline.studies.sweep " + " ".join(argv if argv is not None else sys.argv[1:]),
               "modes": results}
     args.out.mkdir(parents=True, exist_ok=True)
