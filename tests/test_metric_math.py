@@ -164,8 +164,10 @@ def test_full_set_mmd2_is_torch_fidelitys_kid_on_one_subset_of_every_image():
     theirs = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subset_size=40, kid_subsets=1,
                                     verbose=False)["kernel_inception_distance_mean"]
     assert ours == pytest.approx(theirs, rel=1e-9)
-    c = rng.normal(size=(40, 64))  # another sample of a's distribution: near 0 (unbiased, so either sign)
     k = math.polynomial_kernel
+    every = np.arange(40)  # a "resample" that holds every image once is the full sample
+    assert math.mmd2_resampled(k(a, a), k(b, b), k(a, b), every, every) == pytest.approx(ours, rel=1e-12)
+    c = rng.normal(size=(40, 64))  # another sample of a's distribution: near 0 (unbiased, so either sign)
     assert abs(math.mmd2_unbiased(k(a, a), k(c, c), k(a, c))) < ours / 5
 
 

@@ -5,8 +5,6 @@ fid_legacy_pytorch_<route>; likewise kid_*)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from pipeline.artifacts import features as reference_features
 from pipeline.errors import Unavailable
 from pipeline.metrics import inception, math
@@ -79,7 +77,7 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
         # resample, from kernel matrices computed once
         kxx, kyy, kxy = math.polynomial_kernel(f_np, f_np), math.polynomial_kernel(r_np, r_np), \
             math.polynomial_kernel(f_np, r_np)
-        kid_boot = ctx.bootstrap(lambda i, j: math.mmd2_unbiased(kxx[np.ix_(i, i)], kyy[np.ix_(j, j)], kxy[np.ix_(i, j)]),
+        kid_boot = ctx.bootstrap(lambda i, j, k=(kxx, kyy, kxy): math.mmd2_resampled(*k, i, j),
                                  len(f_np), len(r_np), point=math.mmd2_unbiased(kxx, kyy, kxy))
         resampled = (" of the translations and of the real images, independently; the percentile interval moved "
                      "by the bootstrap's bias estimate (duplicated images raise a resample's value); ")

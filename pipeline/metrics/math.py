@@ -176,6 +176,12 @@ def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
                  - 2 * kxy.mean())
 
 
+def mmd2_resampled(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
+    """mmd2_unbiased of the x-samples at indices i and the y-samples at j (a bootstrap resample), read from
+    the kernel matrices of all the samples."""
+    return mmd2_unbiased(kxx[np.ix_(i, i)], kyy[np.ix_(j, j)], kxy[np.ix_(i, j)])
+
+
 def mean_confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
     """Student-t interval of the mean of a few independent values (seeds of one configuration):
     mean +- t_{(1+level)/2, n-1} sd / sqrt(n). NaN for fewer than two values."""
