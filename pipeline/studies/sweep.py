@@ -43,7 +43,7 @@ import torch
 from pipeline.io import write_json, write_text
 from pipeline.runtime import cpu_cores
 from pipeline.studies.ablations import ABLATIONS, exp_commands, queue_busy, start_queue
-from pipeline.studies.benchmark import run_concurrent
+from pipeline.studies.benchmark import measure_concurrency
 
 THREADED_SECTIONS = ("train", "translate", "evaluate")  # the stages a queued ablation reruns
 THREADS_LINE = re.compile(r"torch threads: (\d+) \((.*)\)")
@@ -113,12 +113,12 @@ def machine_limit(repo: Path, cores: int) -> dict:
     """Total images/s of the embedded fp32 training step: one process on `cores` threads, then `cores`
     single-thread processes side by side; their ratio is the most a sweep of `cores` workers can gain
     on the training step here."""
-    args = argparse.Namespace(device="cpu", params=repo / "params.yaml", warmup=3, steps=10, repeats=5)
-    one, side_by_side = run_concurrent("embedded", args, 1, cores), run_concurrent("embedded", args, cores, 1)
+    args = argparse.Namespace(device="cpu", params=repo / "params.yaml", warmup=3, steps=10, repeats=5, rounds=1)
+    one, side_by_side = measure_concurrency(["embedded"], [(1, cores), (cores, 1)], args)
     if "error" in one or "error" in side_by_side:
         return {"error": (one if "error" in one else side_by_side)["error"]}
     return {"one_process": one["images_per_s"], "side_by_side": side_by_side["images_per_s"],
-            "ratio": side_by_side["images_per_s"] / one["images_per_s"]}
+            "ratio": side_by_side["x_vs_first"]}
 
 
 def markdown(report: dict) -> str:
