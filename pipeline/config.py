@@ -22,9 +22,12 @@ from typing import Any, Literal, Optional
 import yaml
 
 from pipeline.data.registry import DATASETS, DatasetSpec, local_spec
+from pipeline.data.synthetic import MULTI_DOMAINS
 from pipeline.errors import ConfigError
 from pipeline.models.losses import GAN_MODES
 from pipeline.models.networks import (
+    CLASSIFYING_DISCRIMINATORS,
+    CONDITIONAL_GENERATORS,
     DISCRIMINATORS,
     ENCODERS,
     GENERATORS,
@@ -63,6 +66,8 @@ class SyntheticParams:
     n_train_a: int = knob(min=1, max=100_000)
     n_train_b: int = knob(min=1, max=100_000)
     n_test: int = knob(min=1, max=100_000)
+    n_test_multi: int = knob(min=1, max=100_000, doc="test scenes of synthetic_multi, shown in every domain: a "
+                             "multi-domain model is evaluated on k (k - 1) routes of this many images")
     seed: int = knob(min=0)
 
 
@@ -86,6 +91,9 @@ class DataParams:
     sha256: Optional[str] = knob(pattern=r"[0-9a-f]{64}", doc="pin the archive checksum; null = record on first download")
     synthetic: SyntheticParams = knob()
     local: LocalParams = knob()
+    domains: Optional[tuple[str, ...]] = knob(choices=MULTI_DOMAINS, doc="the domains of a multi-domain dataset "
+                                              "(synthetic_multi) to prepare, in order: they become A, B, C, ... "
+                                              "(two of them for a two-domain model); null = all of them")
 
 
 @dataclass(frozen=True)
@@ -150,9 +158,35 @@ class BicycleGANParams(NetParams):
 
 
 @dataclass(frozen=True)
+class StarGANParams:
+    """StarGAN (Choi et al. 2018): one G(x, c) for k domains, D with a domain classifier, WGAN-GP (Eq. 8).
+    Its own Adam settings: the paper's differ from CycleGAN's (train.lr does not apply)."""
+
+    generator: str = knob(choices=tuple(CONDITIONAL_GENERATORS))
+    discriminator: str = knob(choices=tuple(CLASSIFYING_DISCRIMINATORS))
+    n_layers_d: int = knob(min=1, max=8, doc="stride-2 convs of D (authors: 6 at 128px); the crop side must be "
+                                              "divisible by 2**n_layers_d")
+    ngf: int = knob(min=1, max=1024, doc="generator filters in the first conv layer (paper: 64)")
+    ndf: int = knob(min=1, max=1024, doc="discriminator filters in the first conv layer (paper: 64)")
+    init_type: str = knob(choices=INIT_TYPES, doc="default = PyTorch's initialisation, as the authors' code")
+    init_gain: float = knob(min=0.0)
+    lambda_cls: float = knob(min=0.0, doc="lambda_cls of Eq. 6, domain classification (paper: 1)")
+    lambda_rec: float = knob(min=0.0, doc="lambda_rec of Eq. 6, reconstruction L1 (paper: 10)")
+    lambda_gp: float = knob(min=0.0, doc="lambda_gp of Eq. 8, WGAN-GP gradient penalty (paper: 10)")
+    n_critic: int = knob(min=1, max=100, doc="D updates per G update (paper: 5)")
+    g_lr: float = knob(min=0.0, doc="Adam lr of G (paper: 1e-4)")
+    d_lr: float = knob(min=0.0, doc="Adam lr of D (paper: 1e-4)")
+    beta1: float = knob(min=0.0, max=1.0)
+    beta2: float = knob(min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
 class TrainParams:
     batch_size: int = knob(min=1, max=4096)
     crop_size: int = knob(min=8, max=4096, doc="random crop after load_size (the paper: 286 -> 256)")
+    pair: Optional[tuple[str, ...]] = knob(choices=MULTI_DOMAINS, doc="a two-domain model on a multi-domain set: the "
+                                           "two of its domains it translates between, as its A and B (e.g. [day, fog]); "
+                                           "null = the set's A and B")
     flip: bool = knob(doc="random horizontal flip")
     n_epochs: int = knob(min=0, doc="epochs at the initial learning rate")
     n_epochs_decay: int = knob(min=0, doc="epochs of linear decay to zero after n_epochs")
@@ -209,6 +243,19 @@ class EvaluatorParams:
 
 
 @dataclass(frozen=True)
+class ClassifierParams:
+    """The domain classifier of the classification accuracy (StarGAN Sec. 4.4), trained on real images of
+    every domain (pipeline/metrics/domain_classifier.py)."""
+
+    epochs: int = knob(min=1, max=10_000)
+    batch_size: int = knob(min=1, max=4096)
+    lr: float = knob(min=0.0)
+    seed: int = knob(min=0)
+    device: str = knob(choices=("auto", "cpu", "cuda"))
+    num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     device: str = knob(choices=("auto", "cpu", "cuda"))
     num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
@@ -253,6 +300,7 @@ class PathsParams:
     translated: str = knob()
     ref_stats: str = knob(doc="Inception features of the real test images, shared by every experiment")
     evaluator: str = knob(doc="the FCN-score segmenter")
+    classifier: str = knob(doc="the domain classifier of the classification accuracy")
     metrics: str = knob(doc="the summary metrics (FCN class IoU, FID, KID per direction) that dvc metrics show/diff "
                             "and dvc exp show print; every metric is in eval_reports/metrics.json")
     eval_reports: str = knob(doc="every metric, protocols, per-image CSV, image grid")
@@ -271,15 +319,17 @@ class Params:
     cyclegan: CycleGANParams = knob()
     pix2pix: Pix2PixParams = knob()
     bicyclegan: BicycleGANParams = knob()
+    stargan: StarGANParams = knob()
     train: TrainParams = knob()
     translate: TranslateParams = knob()
     evaluator: EvaluatorParams = knob()
+    classifier: ClassifierParams = knob()
     evaluate: EvaluateParams = knob()
     mlflow: MlflowParams = knob()
     paths: PathsParams = knob()
 
     @property
-    def net(self) -> NetParams:
+    def net(self) -> NetParams | StarGANParams:
         """The network section of the selected model."""
         return getattr(self, self.model)
 
@@ -291,12 +341,46 @@ class Params:
             return local_spec(d.layout, d.a_side, d.test_split)  # type: ignore[arg-type]
         return DATASETS[self.data.dataset]
 
+    @property
+    def n_domains(self) -> int:
+        """How many domains the prepared data will have."""
+        if self.dataset_spec.layout == "synthetic_multi":
+            return len(self.data.domains or MULTI_DOMAINS)
+        return 2
+
     def check(self) -> None:
         """Cross-field rules that no single field can express."""
         spec = self.dataset_spec
+        if self.data.domains is not None and spec.layout != "synthetic_multi":
+            raise ConfigError(f"data.domains selects domains of a multi-domain dataset (synthetic_multi), but "
+                              f"data.dataset={spec.name} has the two domains A and B; set data.domains to null")
+        if self.n_domains < 2:
+            raise ConfigError(f"data.domains={list(self.data.domains or ())}: a translation needs at least two domains")
+        pair = self.train.pair
+        if pair is not None:
+            named = self.data.domains or MULTI_DOMAINS
+            if MODELS[self.model].multi_domain or spec.layout != "synthetic_multi":
+                raise ConfigError(f"train.pair picks the two domains of a multi-domain set (synthetic_multi) that a "
+                                  f"two-domain model translates between; model={self.model} on data.dataset={spec.name}: "
+                                  f"set train.pair to null")
+            if len(pair) != 2 or not set(pair) <= set(named):
+                raise ConfigError(f"train.pair={list(pair)} must name two of the prepared domains "
+                                  f"({', '.join(named)}), e.g. -S 'train.pair=[{named[0]},{named[1]}]'")
+        if not MODELS[self.model].multi_domain and self.n_domains != 2 and pair is None:
+            raise ConfigError(f"model={self.model} translates between two domains, but data.domains selects "
+                              f"{self.n_domains} ({', '.join(self.data.domains or MULTI_DOMAINS)}); pick the two with "
+                              f"-S 'train.pair=[day,dusk]' (or prepare two: -S 'data.domains=[day,dusk]'), or use "
+                              f"model=stargan")
+        if MODELS[self.model].paired and spec.layout == "synthetic_multi":
+            raise ConfigError(f"model={self.model} needs paired training data, but synthetic_multi's training domains "
+                              f"are unpaired; use data.dataset=synthetic (its label <-> day photo pairs)")
         if MODELS[self.model].paired and spec.layout == "unaligned":
             raise ConfigError(f"model={self.model} needs paired training data, but data.dataset={spec.name} is "
                               f"unpaired; use a paired set (synthetic, *_pix2pix) or model=cyclegan")
+        if self.model == "stargan" and self.train.crop_size % 2 ** self.stargan.n_layers_d:
+            raise ConfigError(f"stargan.n_layers_d={self.stargan.n_layers_d} halves the image that many times: "
+                              f"train.crop_size must be divisible by {2 ** self.stargan.n_layers_d}, got "
+                              f"{self.train.crop_size}; lower stargan.n_layers_d")
         if self.net.discriminator == "basic_multi" and self.train.crop_size < 64:
             raise ConfigError(f"{self.model}.discriminator=basic_multi judges the image also at half size, where a 70x70 "
                               f"PatchGAN needs 32px: train.crop_size must be >= 64, got {self.train.crop_size}; "
@@ -325,9 +409,10 @@ class Params:
             raise ConfigError("train.precision=fp16 needs CUDA (fp16 autocast with a GradScaler); on CPU use bf16 or fp32")
         if t.nnodes > 1 and t.rdzv_endpoint is None:
             raise ConfigError(f"train.nnodes={t.nnodes} needs train.rdzv_endpoint (host:port reachable from every node)")
-        if self.data.dataset == "synthetic":
-            self.check_test_set_size(self.data.synthetic.n_test)
-        if self.data.dataset == "synthetic" and self.prepare.min_size > self.data.synthetic.image_size:
+        if spec.layout.startswith("synthetic"):
+            s = self.data.synthetic
+            self.check_test_set_size(s.n_test_multi if spec.layout == "synthetic_multi" else s.n_test)
+        if spec.layout.startswith("synthetic") and self.prepare.min_size > self.data.synthetic.image_size:
             raise ConfigError(
                 f"prepare.min_size={self.prepare.min_size} is larger than data.synthetic.image_size="
                 f"{self.data.synthetic.image_size}: every generated image would be rejected; lower min_size")
@@ -373,6 +458,15 @@ def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
         lo, hi = meta.get("min"), meta.get("max")
         rng = f" (integers in [{lo}, {hi if hi is not None else 'inf'}])" if lo is not None else ""
         raise ConfigError(f"{key}: expected {_type_name(tp)}{rng}, got {value!r}")
+    if origin is tuple:  # tuple[T, ...]: a YAML list, each item checked as T (choices apply per item)
+        (item, _) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, e.g. [{', '.join(map(str, meta.get('choices') or ()))}], "
+                              f"got {value!r}")
+        items = tuple(_convert(v, item, f"{key}[{i}]", meta) for i, v in enumerate(value))
+        if len(set(items)) != len(items):
+            raise ConfigError(f"{key}: {list(items)} names an item twice; each may appear once")
+        return items
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")

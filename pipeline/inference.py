@@ -12,6 +12,7 @@ of resampling twice. The authors' test.py (--preprocess none) resizes to a multi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +22,31 @@ from torch import nn
 
 from pipeline.artifacts import model as model_file
 from pipeline.errors import StageError
+from pipeline.translation import relabel
 
 FITS = ("pad", "resize")
 DIRECTIONS = ("AtoB", "BtoA")
-# which generator translates in which direction, per model (the authors' names: G_A = G: A -> B)
+# which generator translates in which direction, per two-domain model (the authors' names: G_A = G: A -> B);
+# StarGAN's one G translates any image "to<X>", into the domain X of its target label (generator_of)
 GENERATOR_OF = {"cyclegan": {"AtoB": "G_A", "BtoA": "G_B"}, "pix2pix": {"AtoB": "G"}, "bicyclegan": {"AtoB": "G"}}
+TWO_DOMAINS = {"A": "A", "B": "B"}
+
+
+def generator_of(model: str, domains: dict[str, str], pair: list[str] | None = None) -> dict[str, str]:
+    """{direction: the generator that translates it} of a model file's model; `domains` {letter: name};
+    `pair`: the letters a two-domain model translates between on a multi-domain set (None: A and B)."""
+    if model == "stargan":
+        return {f"to{letter}": "G" for letter in domains}
+    return {relabel(k, pair): g for k, g in GENERATOR_OF[model].items()}
+
+
+def target_direction(domains: dict[str, str], target: str) -> str:
+    """A multi-domain model's direction to the domain named `target` (its name, e.g. dusk, or its letter)."""
+    for letter, name in domains.items():
+        if target in (letter, name):
+            return f"to{letter}"
+    raise StageError(f"target domain {target!r} is not one of this model's domains: "
+                     f"{', '.join(f'{k} ({v})' for k, v in domains.items())}")
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 MODEL_FILE = "model.pt"  # the name of the model file inside an MLflow model's artifacts
 
@@ -41,24 +62,47 @@ class Translator:
     nz: int = 0               # > 0: a multimodal G(x, z) (BicycleGAN)
     encoder: nn.Module | None = None  # BicycleGAN's E(B) -> (mu, logvar): the style of a given image
     style_size: int = 0       # the image size E reads (0 = train_size)
+    target: int | None = None  # a multi-domain G(x, c) (StarGAN): the index of the target domain c
+    n_domains: int = 0
+
+    def condition(self, n: int, device: torch.device) -> torch.Tensor:
+        """StarGAN's target label c, one-hot, for a batch of n images."""
+        assert self.target is not None
+        return F.one_hot(torch.full((n,), self.target, device=device), self.n_domains).float()
 
     @property
     def stride(self) -> int:
         return int(getattr(self.net, "stride", 1))
 
 
-def from_model_file(path: str | Path, direction: str, device: torch.device | str = "cpu",
-                    generator_mode: str = "paper") -> Translator:
-    """The generator of `direction` in a model file of this pipeline (pipeline/artifacts/model.py), in
-    the mode its paper tests it in (generator_mode "paper") or in eval mode ("eval")."""
+def from_model_file(path: str | Path, direction: str | None, device: torch.device | str = "cpu",
+                    generator_mode: str = "paper", target: str | None = None) -> Translator:
+    """The generator of `direction` (None: the model's first) in a model file of this pipeline
+    (pipeline/artifacts/model.py), in the mode its paper tests it in (generator_mode "paper") or in eval
+    mode ("eval"). A multi-domain model (StarGAN) needs the `target` domain (its name or letter) or a
+    direction to<X>."""
     ckpt, nets = model_file.load(path, device, generator_mode)
-    routes = GENERATOR_OF[ckpt["model"]]
+    domains = ckpt.get("domains") or TWO_DOMAINS
+    routes = generator_of(ckpt["model"], domains, ckpt.get("pair"))
+    multi = ckpt["model"] == "stargan"
+    if target is not None:
+        if not multi:
+            raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)}; --target is for a "
+                             f"multi-domain model (stargan): pass --direction instead")
+        direction = target_direction(domains, target)
+    if direction is None and multi:
+        raise StageError(f"{path}: a stargan model translates into any of its domains: pass --target, one of "
+                         f"{', '.join(domains.values())}")
+    direction = direction or next(iter(routes))
     if direction not in routes:
         raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)} only, not {direction}; "
                          f"pass --direction {next(iter(routes))}")
     config = ckpt["config"]
     nz = config["bicyclegan"]["nz"] if ckpt["model"] == "bicyclegan" else 0
-    return Translator(nets[routes[direction]], direction, config["train"]["crop_size"], str(path), nz, nets.get("E"))
+    tr = Translator(nets[routes[direction]], direction, config["train"]["crop_size"], str(path), nz, nets.get("E"))
+    if multi:
+        tr.target, tr.n_domains = list(domains).index(direction.removeprefix("to")), len(domains)
+    return tr
 
 
 def mlflow_local_path(uri: str) -> Path:
@@ -88,10 +132,13 @@ def mlflow_direction(folder: Path) -> str | None:
 
 
 def load(source: str, direction: str | None = None, device: torch.device | str = "cpu", *,
-         authors_arch: dict | None = None, authors_encoder: str | None = None, generator_mode: str = "paper") -> Translator:
-    """A Translator from any source the translate command accepts (see the module docstring)."""
-    if direction is not None and direction not in DIRECTIONS:
-        raise StageError(f"direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
+         authors_arch: dict | None = None, authors_encoder: str | None = None, generator_mode: str = "paper",
+         target: str | None = None) -> Translator:
+    """A Translator from any source the translate command accepts (see the module docstring); `target`:
+    the target domain of a multi-domain model."""
+    if direction is not None and not re.fullmatch(r"[A-H]to[A-H]", direction):
+        raise StageError(f"direction {direction!r}; valid: {', '.join(DIRECTIONS)} (on a multi-domain set, e.g. CtoA; "
+                         f"a multi-domain model: --target)")
     path = mlflow_local_path(source) if source.startswith(MLFLOW_SCHEMES) else Path(source)
     if path.is_dir():  # an MLflow model: MLmodel + artifacts/model.pt (pipeline/mlflow_model.py)
         inner = path / "artifacts" / MODEL_FILE
@@ -102,7 +149,7 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
         if direction and logged and direction != logged:
             raise StageError(f"{source} translates {logged}, not {direction}; pass its generator_{direction} model, "
                              f"or leave out --direction")
-        tr = from_model_file(inner, direction or logged or "AtoB", device, generator_mode)
+        tr = from_model_file(inner, None if target else direction or logged, device, generator_mode, target)
         tr.source = source
         return tr
     if not path.exists():
@@ -114,7 +161,7 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
         net, info = authors.load_generator(path, device=device, **(authors_arch or {}))
         encoder, style_size = authors.load_encoder(authors_encoder, device=device) if authors_encoder else (None, 0)
         return Translator(net, direction or "AtoB", info["train_size"], str(path), info["nz"], encoder, style_size)
-    return from_model_file(path, direction or "AtoB", device, generator_mode)
+    return from_model_file(path, direction, device, generator_mode, target)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -142,10 +189,14 @@ def translate(tr: Translator, x: torch.Tensor, *, fit: str = "pad", z: torch.Ten
         x_in = resize(x, (tr.train_size, tr.train_size))
     else:
         x_in = pad_to_stride(x, tr.stride)
+    if tr.target is not None:  # StarGAN: G(x, c)
+        z = tr.condition(len(x_in), x_in.device)
+    conditioned = tr.nz or tr.target is not None
     if tr.net.training:  # batch-norm statistics of each image alone, as the authors' test.py (batch 1)
-        y = torch.cat([tr.net(x_in[i:i + 1], z[i:i + 1]) if tr.nz else tr.net(x_in[i:i + 1]) for i in range(len(x_in))])
+        y = torch.cat([tr.net(x_in[i:i + 1], z[i:i + 1]) if conditioned else tr.net(x_in[i:i + 1])
+                       for i in range(len(x_in))])
     else:
-        y = tr.net(x_in, z) if tr.nz else tr.net(x_in)
+        y = tr.net(x_in, z) if conditioned else tr.net(x_in)
     return resize(y, (h, w)) if fit == "resize" else y[..., :h, :w]
 
 

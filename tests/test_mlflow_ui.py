@@ -95,4 +95,5 @@ def test_every_model_titles_each_column_of_its_sample_grid(make_params, name):
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         titles, rows = model.sample_rows(x, x)
-    assert len(titles) == rows[0].shape[0] and titles[:2] in (["input", "translation"], ["input", "ground truth"])
+    assert len(titles) == rows[0].shape[0] and titles[:2] in (["input", "translation"], ["input", "ground truth"],
+                                                                 ["input", "to A"])

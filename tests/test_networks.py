@@ -59,7 +59,11 @@ def test_unet_rejects_a_side_it_cannot_halve():
 @pytest.mark.parametrize("init_type", networks.INIT_TYPES)
 def test_init_types(init_type):
     g = build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=8, norm="batch", dropout=False)
+    before = {k: v.clone() for k, v in g.state_dict().items()}
     init_weights(g, init_type, 0.02)
+    if init_type == "default":  # PyTorch's own initialisation, untouched (StarGAN's authors call none)
+        assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+        return
     convs = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
     if init_type == "normal":  # the papers' N(0, 0.02)
         w = torch.cat([c.weight.detach().flatten() for c in convs])

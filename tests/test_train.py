@@ -108,7 +108,9 @@ def test_mlflow_run_holds_params_curves_and_artifacts(prepared, monkeypatch):
     history = client.get_metric_history(run.info.run_id, "train/G")
     assert [m.step for m in history] == [2, 4, 6, 8, 10, 12]  # log_every=2 over 12 steps
     assert {"train/cycle_A", "train/idt_B", "train/D_A", "train/lr"} <= set(run.data.metrics)
-    assert not [k for k in run.data.metrics if not k.startswith("train/")]  # no copies of the curves' last points
+    # no copies of the curves' last points; the run's size and training time beside them
+    assert not [k for k in run.data.metrics if not k.startswith(("train/", "model/"))]
+    assert run.data.metrics["train/seconds"] > 0 and run.data.metrics["model/generator_parameters"] > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"samples.png", "losses.csv", "checkpoint", "samples"} <= artifacts
     samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}

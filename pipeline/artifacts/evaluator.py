@@ -17,12 +17,15 @@ KEYS = ("name", "n_classes", "width", "classes", "ignore_label", "resolution", "
 
 
 def save(path: str | Path, net: FCN8sMini, *, width: int, classes: list[str], ignore_label: int, resolution: int,
-         trained_on: str, upper_bound: dict[str, float], upper_bound_n: int, confusion_real: np.ndarray) -> None:
-    """The segmenter and its score on real test photos: the upper bound of every FCN-score."""
+         trained_on: str, upper_bound: dict[str, float], upper_bound_n: int, confusion_real: np.ndarray,
+         upper_bound_by_domain: dict[str, tuple[dict[str, float], int]]) -> None:
+    """The segmenter and its score on real test photos: the upper bound of every FCN-score, pooled over the
+    photo domains and per domain ({letter: (scores, n)})."""
     checkpoint.save(path, {
         "available": True, "name": NAME, "n_classes": len(classes), "width": width, "classes": classes,
         "ignore_label": ignore_label, "resolution": resolution, "trained_on": trained_on,
         "upper_bound": upper_bound, "upper_bound_n": upper_bound_n, "confusion_real": torch.from_numpy(confusion_real),
+        "upper_bound_by_domain": upper_bound_by_domain,
         "state_dict": net.state_dict()})
 
 

@@ -18,32 +18,50 @@ if TYPE_CHECKING:
 NAME = "manifest.json"
 DOMAINS = ("trainA", "trainB", "testA", "testB")
 LABEL_DIRS = {"trainB": "trainB_labels", "testB": "testB_labels"}  # class-id maps of the photos
+# Domains are letters, as the authors' trainA/trainB: a multi-domain set continues with C, D, ...
+LETTERS = "ABCDEFGH"
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build(out: Path, spec: DatasetSpec, load_size: int, rejected: list, extra: dict) -> dict:
-    """The manifest of the prepared folder `out`."""
+def build(out: Path, spec: DatasetSpec, load_size: int, rejected: list, extra: dict,
+          domains: dict[str, str] | None = None) -> dict:
+    """The manifest of the prepared folder `out`. `domains`: {letter: the domain's name} (default A, B).
+    `labels` maps each photo folder to its class-id maps; `label_domain` (in `extra`) is the letter of
+    a colour label-map domain, when there is one."""
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     files = {f"{d}/{f.name}": _sha256(f) for d in folders for f in sorted((out / d).iterdir())}
     counts = {d: sum(1 for k in files if k.startswith(d + "/")) for d in folders}
-    paired = spec.layout in ("synthetic", "aligned")
+    domains = domains or {"A": "A", "B": "B"}
+    paired = spec.layout in ("synthetic", "synthetic_multi", "aligned")
+    train_pairs = {"synthetic": ["paired_trainA", "trainB"], "aligned": ["trainA", "trainB"]}.get(spec.layout)
     return {
         "dataset": spec.name,
         "layout": spec.layout,
         "load_size": load_size,
         "counts": counts,
+        "domains": domains,
         "pairs": {
-            "train": (["paired_trainA", "trainB"] if spec.layout == "synthetic" else ["trainA", "trainB"]) if paired else None,
-            "test": ["testA", "testB"] if paired else None,
+            "train": train_pairs,
+            "test": [f"test{d}" for d in domains] if paired else None,
         },
-        "labels": {d: lab for d, lab in LABEL_DIRS.items() if lab in folders},
+        "labels": {d: f"{d}_labels" for d in folders if f"{d}_labels" in folders},
         "files": files,
         "rejected": rejected,
         **extra,
     }
+
+
+def test_folders(manifest: dict) -> list[str]:
+    """testA, testB, ... of every domain."""
+    return [f"test{d}" for d in manifest["domains"]]
+
+
+def domain_name(manifest: dict, folder: str) -> str:
+    """The name of the domain of a prepared folder (testC -> dusk)."""
+    return manifest["domains"][folder.removeprefix("train").removeprefix("test")[:1]]
 
 
 def write(out: Path, manifest: dict) -> None:
@@ -62,4 +80,4 @@ def read(prepared: str | Path) -> tuple[dict, str]:
 def check_test_set(params: Params, manifest: dict) -> None:
     """Params rules that need the prepared data (the test-set size), checked before any work."""
     counts = manifest["counts"]
-    params.check_test_set_size(min(counts.get("testA", 0), counts.get("testB", 0)))
+    params.check_test_set_size(min(counts.get(f, 0) for f in test_folders(manifest)))

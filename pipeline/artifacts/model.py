@@ -22,10 +22,13 @@ REQUIRED = ("model", "nets", "config", "fingerprint", "mlflow_run_id", "mlflow_t
 
 
 def state(params: Params, model: GANModel, fingerprint: str, run_id: str | None, uri: str | None, steps: int,
-          sync: dict | None = None) -> dict:
-    """What later stages need, and nothing else."""
+          sync: dict | None = None, domains: dict[str, str] | None = None, pair: list[str] | None = None) -> dict:
+    """What later stages need, and nothing else. `domains`: the prepared data's {letter: domain name};
+    `pair`: the letters a two-domain model translates between, its A and B (None: every domain)."""
     return {
         "model": params.model,
+        "domains": domains or {"A": "A", "B": "B"},
+        "pair": pair,
         "nets": {k: {"spec": model.nets[k].spec, "state_dict": model.nets[k].module.state_dict()}
                  for k in model.generators},
         "config": to_dict(params),

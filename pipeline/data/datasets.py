@@ -168,6 +168,33 @@ class AlignedDataset(Dataset):
         return {"A": apply_augment(a, top, left, flipped, self.crop), "B": apply_augment(b, top, left, flipped, self.crop)}
 
 
+class MultiDomainDataset(Dataset):
+    """StarGAN training data: the images of every domain's training folder, each with its domain index
+    (the folders' order: A = 0, B = 1, ...), in a fresh random order every epoch (the authors' loader
+    over RaFD's domain folders)."""
+
+    def __init__(self, dirs: list[Path], *, crop: int, flip: bool, seed: int):
+        self.items = [(p, d) for d, folder in enumerate(dirs) for p in list_images(folder)]
+        empty = [str(f) for f in dirs if not list_images(f)]
+        if empty:
+            raise StageError(f"no images in {', '.join(empty)}; check data/prepared (dvc repro prepare)")
+        self.crop, self.flip, self.seed = crop, flip, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order = _rng(self.seed, epoch, 0, 0).permutation(len(self.items))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        path, domain = self.items[self.order[i]]
+        x = load_tensor(path)
+        top, left, flipped = augment_params(_rng(self.seed, self.epoch, i, 1), x.shape[-1], self.crop, self.flip)
+        return {"image": apply_augment(x, top, left, flipped, self.crop), "domain": torch.tensor(domain)}
+
+
 def batches(n_items: int, batch_size: int) -> list[list[int]]:
     """Item indices of each step of one epoch; the last batch may be smaller (none dropped)."""
     return [list(range(s, min(s + batch_size, n_items))) for s in range(0, n_items, batch_size)]

@@ -37,7 +37,8 @@ CITYSCAPES_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    layout: Literal["synthetic", "unaligned", "aligned", "local"]  # local: the layout comes from params data.local
+    # local: the layout comes from params data.local; synthetic_multi: k domains (params data.domains)
+    layout: Literal["synthetic", "synthetic_multi", "unaligned", "aligned", "local"]
     url: str | None
     # aligned only: which half of each side-by-side image is our domain A, and the test split
     a_side: Literal["left", "right"] = "left"
@@ -58,6 +59,8 @@ def _pix2pix(name: str, a_side: Literal["left", "right"], test_split: str, label
 
 DATASETS: dict[str, DatasetSpec] = {
     "synthetic": DatasetSpec("synthetic", "synthetic", None),
+    # the same world as label map, day, dusk and fog photos: the multi-domain (StarGAN) set
+    "synthetic_multi": DatasetSpec("synthetic_multi", "synthetic_multi", None),
     # a folder of the user's own (params data.local), laid out as the authors' repo expects
     "local": DatasetSpec("local", "local", None),
     # CycleGAN (unpaired) sets

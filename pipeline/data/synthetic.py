@@ -13,6 +13,12 @@ per-class texture, per-scene lighting and sensor noise. Everything is a pure fun
 The photo is a deterministic function of the label map plus nuisance (lighting, colours of object
 instances, noise), so a translator that follows its input can match the ground truth far better
 than one that ignores it (tests/test_synthetic.py checks this).
+
+The multi-domain world (registry `synthetic_multi`, for StarGAN) renders the same scenes as k = 4
+domains: the colour label map and the photo under three conditions (CONDITIONS: day, dusk, fog).
+Each domain's training scenes are its own (unpaired); the test scenes are shared by every domain
+(paired: testX/i.png of every domain X shows scene i), and every photo has its class-id map. Its
+label and day domains are the two-domain world's A and B, scene for scene.
 """
 
 from __future__ import annotations
@@ -82,8 +88,10 @@ def scene_layout(rng: np.random.Generator, size: int) -> np.ndarray:
     return labels
 
 
-def render_photo(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Render a label map into a photo (H, W, 3) uint8: per-class texture, lighting and noise."""
+def render_photo(labels: np.ndarray, rng: np.random.Generator, condition: str = "day") -> np.ndarray:
+    """Render a label map into a photo (H, W, 3) uint8: per-class texture, the `condition`'s look
+    (CONDITIONS), lighting and noise. The look draws no random numbers, so every condition of a scene
+    shares its colours, lighting and noise, and the day photo is the two-domain world's photo."""
     h, w = labels.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     u, v = xs / w, ys / h
@@ -114,6 +122,7 @@ def render_photo(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     paints = np.array([[0.85, 0.1, 0.1], [0.15, 0.3, 0.9], [0.95, 0.8, 0.1], [0.92, 0.92, 0.92]])
     body = paints[rng.integers(len(paints))] * rng.uniform(0.8, 1.0)
     paint(VEHICLE, body * np.ones((h, w, 3)))
+    img = CONDITIONS[condition](img, labels, v, windows)
 
     # Lighting: global exposure and a left-right sun gradient; then sensor noise.
     exposure = rng.uniform(0.85, 1.15)
@@ -122,15 +131,45 @@ def render_photo(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def make_scene(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(class ids, photo) of the scene with this seed."""
+def day(img: np.ndarray, labels: np.ndarray, v: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    return img
+
+
+def dusk(img: np.ndarray, labels: np.ndarray, v: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Low warm light, an orange-to-violet sky, lit windows."""
+    out = img * np.array([0.5, 0.4, 0.35])
+    sky = np.array([0.25, 0.15, 0.4]) + (np.array([0.95, 0.5, 0.2]) - np.array([0.25, 0.15, 0.4])) * \
+        np.clip(v * 2.0, 0, 1)[..., None]
+    out[labels == SKY] = sky[labels == SKY]
+    out[(labels == BUILDING) & windows] = (1.0, 0.85, 0.4)
+    return out
+
+
+def fog(img: np.ndarray, labels: np.ndarray, v: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Grey haze, densest far away (high in the picture), thinnest at the bottom."""
+    density = np.clip(0.9 - 0.75 * v, 0.2, 0.9)[..., None]
+    return img * (1 - density) + 0.75 * density
+
+
+# The photo domains of the multi-domain world (registry `synthetic_multi`): one look per condition.
+CONDITIONS = {"day": day, "dusk": dusk, "fog": fog}
+# Its domains, in the default order: the colour label map, then the photo conditions.
+MULTI_DOMAINS = ("label", *CONDITIONS)
+# The scenes of each domain's training set: label and day are the two-domain world's trainA and trainB.
+TRAIN_SPLITS = {"label": "trainA", "day": "trainB", "dusk": "train_dusk", "fog": "train_fog"}
+
+
+def make_scene(seed: int, size: int, condition: str = "day") -> tuple[np.ndarray, np.ndarray]:
+    """(class ids, photo under `condition`) of the scene with this seed."""
     rng = np.random.default_rng(seed)
     labels = scene_layout(rng, size)
-    return labels, render_photo(labels, rng)
+    return labels, render_photo(labels, rng, condition)
 
 
-# Seed offsets keep the scene sets disjoint: trainA, trainB and test never share a scene.
-SPLIT_OFFSETS = {"trainA": 0, "trainB": 1_000_000, "test": 2_000_000}
+# Seed offsets keep the scene sets disjoint: trainA, trainB and test never share a scene; the
+# multi-domain world's dusk and fog training photos have scene sets of their own.
+SPLIT_OFFSETS = {"trainA": 0, "trainB": 1_000_000, "test": 2_000_000, "train_dusk": 3_000_000,
+                 "train_fog": 4_000_000}
 
 
 def scene_seed(base_seed: int, split: str, index: int) -> int:

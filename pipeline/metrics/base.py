@@ -3,6 +3,7 @@ computes them, and the Result each key gets. metrics/registry.py lists every met
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -12,7 +13,13 @@ if TYPE_CHECKING:
     from pipeline.metrics.context import Context
 
 HIGHER, LOWER = "higher", "lower"
-ROUTES = ("AtoB", "BtoA")  # translation directions; reconstructions are AtoBtoA and BtoAtoB
+# Translation directions of a two-domain model, in which every key is declared; reconstructions are
+# AtoBtoA and BtoAtoB. A multi-domain evaluation (k domains A, B, C, ...) writes the same keys for every
+# route <X>to<Y>, and their mean over the routes with the route replaced by "mean" (metrics/registry.py).
+ROUTES = ("AtoB", "BtoA")
+ROUTE_NAME = re.compile(r"[A-H]to[A-H]")                # a route: translations of testX into domain Y
+ROUTE = re.compile(rf"(?<=_){ROUTE_NAME.pattern}(?=_|$)")  # the route inside a key
+MEAN = "mean"
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,8 @@ class Key:
         print, kept to a few keys so that their tables fit a terminal; every key is in the full file
         (paths.eval_reports/metrics.json) and the MLflow run.
     identity_trivial: the identity mapping scores perfectly by construction (e.g. the cycle error).
+    mean_summary: whether its mean over routes (a multi-domain evaluation) is in the summary; None = as
+        `summary` (e.g. the classification accuracy: the multi-domain summary only).
     """
 
     name: str
@@ -35,6 +44,7 @@ class Key:
     headline: bool = False
     summary: bool = False
     identity_trivial: bool = False
+    mean_summary: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pipeline.artifacts import translations
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8
 from pipeline.metrics import math
-from pipeline.metrics.base import ROUTES
+from pipeline.metrics.base import ROUTE_NAME
 from pipeline.runtime import resolve_device
 
 
@@ -42,8 +42,16 @@ class Context:
         self._images: dict[str, torch.Tensor] = {}
 
     def directions(self) -> list[str]:
-        """The translation directions this model has (AtoB, and BtoA for CycleGAN)."""
-        return [r for r in ROUTES if r in self.routes]
+        """The translation directions this model has (AtoB, and BtoA for CycleGAN; StarGAN: every <X>to<Y>)."""
+        return [r for r in self.routes if ROUTE_NAME.fullmatch(r)]
+
+    @property
+    def multi_domain(self) -> bool:
+        """More than two domains: every metric also gets its mean over the routes."""
+        return len(self.manifest["domains"]) > 2
+
+    def domain_name(self, folder: str) -> str:
+        return manifest_file.domain_name(self.manifest, folder)
 
     def names(self, folder: str) -> list[str]:
         return [p.name for p in list_images(self.translated / folder)]
@@ -90,7 +98,9 @@ class Context:
 
     @cached_property
     def truth_ids(self) -> np.ndarray | None:
-        lab = self.manifest["labels"].get("testB")
+        """Class ids of the test scenes: the first test photo domain's (testB's in a two-domain set; a multi-domain
+        set's test scenes are the same in every domain)."""
+        lab = next((lab for f, lab in self.manifest["labels"].items() if f.startswith("test")), None)
         return None if lab is None else load_uint8(list_images(self.prepared / lab), size=self.size, labels=True).numpy()
 
     @cached_property

@@ -26,25 +26,52 @@ import torch
 
 from pipeline.data.datasets import grid, to_unit
 from pipeline.io import atomic_dir, save_png, write_json
-from pipeline.metrics.base import Result
+from pipeline.metrics.base import MEAN, ROUTE, Result
 from pipeline.metrics.context import Context, source_domain, target_domain
-from pipeline.metrics.registry import METRICS, SUMMARY
+from pipeline.metrics.math import percentile_interval
+from pipeline.metrics.registry import METRICS, SUMMARY, is_mean, key, template
 
 log = logging.getLogger("pipeline")
 
 
 def compute(ctx: Context) -> list[Result]:
-    """Every metric of the registry; a key a metric did not declare is a bug, stopped here."""
+    """Every metric of the registry, and for more than two domains each one's mean over the routes; a key
+    a metric did not declare (for any route) is a bug, stopped here."""
     results: list[Result] = []
     for name, metric in METRICS.items():
         log.info("metric %s", name)
         got = metric.fn(ctx)
         declared = {k.name for k in metric.keys}
-        stray = [r.key for r in got if r.key not in declared]
+        stray = [r.key for r in got if template(r.key) not in declared]
         if stray:
             raise AssertionError(f"metric {name} wrote undeclared key(s) {stray}; declare them in its Metric")
         results += got
-    return results
+    return results + (route_means(results) if ctx.multi_domain else [])
+
+
+def route_means(results: list[Result]) -> list[Result]:
+    """The mean over routes of every score computed for each route (fid_AtoB, fid_AtoC, ... -> fid_mean);
+    its interval from the mean of the routes' bootstrap replicates, which resample the same test-image
+    indices (math.bootstrap_values depends on the seed and the sample sizes only). A score missing for a
+    route leaves its mean out: a mean over some routes would not compare with one over all."""
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        if ROUTE.search(r.key) and key(r.key).kind == "score":
+            groups.setdefault(ROUTE.sub(MEAN, r.key), []).append(r)
+    out = []
+    for name, members in groups.items():
+        if any(m.reason is not None or not math.isfinite(m.value) for m in members):
+            continue
+        reps = [m.replicates for m in members]
+        boot = {}
+        if all(x is not None for x in reps) and len({len(x) for x in reps}) == 1:
+            values = np.mean(reps, axis=0)
+            boot = {"interval": percentile_interval(values, point=float(np.mean([m.value for m in members]))),
+                    "replicates": values}
+        protocol = {**members[0].protocol, "mean_over": [ROUTE.search(m.key).group() for m in members]}
+        protocol.pop("reference", None)
+        out.append(Result(name, float(np.mean([m.value for m in members])), protocol, **boot))
+    return out
 
 
 def flat_metrics(results: list[Result]) -> dict[str, float]:
@@ -83,7 +110,8 @@ def per_image_csv(results: list[Result]) -> str:
 
 def sample_grid(ctx: Context, k: int = 6) -> np.ndarray:
     """Rows: input | translation | ground truth (a paired test set) or a real image of the target
-    domain (an unpaired one), per direction."""
+    domain (an unpaired one), per direction (two per direction of a multi-domain model)."""
+    k = 2 if ctx.multi_domain else k
     rows = []
     for r in ctx.directions():
         src, fake, tgt = (to_unit(t[:k]) for t in (ctx.real(source_domain(r)), ctx.fake(r), ctx.real(target_domain(r))))
@@ -99,8 +127,8 @@ def unavailable(results: list[Result]) -> dict[str, str]:
 def unavailable_lines(results: list[Result]) -> list[str]:
     """'<keys>: <reason>', one line per reason, for the log and the MLflow run."""
     reasons: dict[str, list[str]] = {}
-    for key, why in unavailable(results).items():
-        reasons.setdefault(why, []).append(key)
+    for name, why in unavailable(results).items():
+        reasons.setdefault(why, []).append(name)
     return [f"{', '.join(keys)}: {why}" for why, keys in reasons.items()]
 
 
@@ -109,7 +137,10 @@ def log_unavailable(results: list[Result]) -> None:
         log.warning("unavailable: %s", line)
 
 
-def summary(metrics: dict[str, float]) -> dict[str, float]:
+def summary(metrics: dict[str, float], multi_domain: bool = False) -> dict[str, float]:
+    """The summary keys: a two-domain evaluation's SUMMARY keys, or a multi-domain one's means of them."""
+    if multi_domain:
+        return {k: v for k, v in metrics.items() if is_mean(k) and key(k).summary}
     return {k: v for k, v in metrics.items() if k in SUMMARY}
 
 
@@ -117,7 +148,7 @@ def write_reports(ctx: Context, results: list[Result], summary_path: str | Path,
     """The summary file and the folder of metrics.json, protocol.json, per_image.csv and grid.png;
     returns every metric."""
     metrics = flat_metrics(results)
-    write_json(summary_path, summary(metrics))
+    write_json(summary_path, summary(metrics, ctx.multi_domain))
     with atomic_dir(reports) as tmp:
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "protocol.json", protocols(results))

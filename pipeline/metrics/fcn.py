@@ -1,6 +1,7 @@
-"""FCN-score (Isola et al. 2017, Sec. 4.2): labels -> photo translations are segmented by the
-evaluator; photo -> labels translations are read as class ids by nearest palette colour. One confusion
-matrix over all test images; the evaluator on REAL test photos is the upper bound."""
+"""FCN-score (Isola et al. 2017, Sec. 4.2): translations into a photo domain (one with class-id maps)
+are segmented by the evaluator; translations into the label-map domain are read as class ids by nearest
+palette colour. One confusion matrix over all test images; the evaluator on REAL test photos is the
+upper bound (pooled over the photo domains, and per domain in a multi-domain set: fcn_real_<X>_*)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,21 @@ from pipeline.metrics.segmenter import segment
 SCORES = ("pixel_acc", "class_acc", "class_iou")
 
 
+def scored_by(ctx: Context, route: str) -> str | None:
+    """How a route's translations are scored: "segment" (into a photo domain), "palette" (into the label-map
+    domain), None (neither: e.g. day -> dusk photos are segmented, but a dataset without labels has none)."""
+    target = route[-1]
+    if f"test{target}" in ctx.manifest["labels"]:
+        return "segment"
+    return "palette" if target == ctx.manifest.get("label_domain") else None
+
+
 def fcn_score(ctx: Context) -> list[Result]:
     state, net = evaluator_file.load(ctx.params.paths.evaluator)
-    routes = ctx.directions()
-    keys = [f"fcn_{r}_{n}" for r in routes for n in SCORES] + [f"fcn_real_{n}" for n in SCORES]
+    routes = [r for r in ctx.directions() if scored_by(ctx, r)] if ctx.truth_ids is not None else ctx.directions()
+    by_domain = state.get("upper_bound_by_domain", {}) if ctx.multi_domain else {}
+    keys = [f"fcn_{r}_{n}" for r in routes for n in SCORES] + [f"fcn_real_{n}" for n in SCORES] + \
+        [f"fcn_real_{d}_{n}" for d in by_domain for n in SCORES]
     if net is None or ctx.truth_ids is None:
         return unavailable(keys, state.get("reason", "the test set has no class labels"))
     n_classes = state["n_classes"]
@@ -31,7 +43,7 @@ def fcn_score(ctx: Context) -> list[Result]:
     out = []
     for r in routes:
         fake = ctx.fake(r)
-        if r == "AtoB":  # labels -> photo: segment the translated photos
+        if scored_by(ctx, r) == "segment":  # labels -> photo: segment the translated photos
             x = to_unit(fake)
             if x.shape[-1] != state["resolution"]:
                 x = torch.nn.functional.interpolate(x, size=state["resolution"], mode="bilinear", align_corners=False)
@@ -56,6 +68,9 @@ def fcn_score(ctx: Context) -> list[Result]:
                               **ctx.bootstrap(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], len(cms))))
     upper = {**seg_protocol, "method": "segment REAL test photos (upper bound)", "n": state["upper_bound_n"]}
     out += [Result(f"fcn_real_{n}", state["upper_bound"][n], upper) for n in SCORES]
+    for d, (scores, n_images) in by_domain.items():
+        out += [Result(f"fcn_real_{d}_{n}", scores[n], {**upper, "n": n_images, "photos": f"real test{d}"})
+                for n in SCORES]
     return out
 
 

@@ -3,6 +3,8 @@ and the cycle reconstruction error of CycleGAN."""
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from pipeline.metrics import math
@@ -31,9 +33,10 @@ def paired(ctx: Context) -> list[Result]:
 
 
 def cycle(ctx: Context) -> list[Result]:
-    """Cycle reconstruction error L1(F(G(x)), x) and L1(G(F(y)), y), CycleGAN only."""
+    """Cycle reconstruction error L1(F(G(x)), x) and L1(G(F(y)), y), CycleGAN only (routes XtoYtoX)."""
     out = []
-    for route, domain, key in (("AtoBtoA", "testA", "cycle_l1_A"), ("BtoAtoB", "testB", "cycle_l1_B")):
+    cycles = [r for r in ctx.routes if re.fullmatch(r"([A-H])to[A-H]to\1", r)]
+    for route, domain, key in ((r, f"test{r[0]}", f"cycle_l1_{r[0]}") for r in cycles):
         if route in ctx.routes:
             v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
             out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",

@@ -80,12 +80,15 @@ class GANModel:
         self.memory_format = torch.contiguous_format
         self.scaler: torch.amp.GradScaler | None = None
         self.wrapped: dict[str, nn.Module] = {}
+        # each optimizer's lr as constructed: the schedule scales it (set_lr_factor)
+        self.base_lr = {k: o.param_groups[0]["lr"] for k, o in optimizers.items()}
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         raise NotImplementedError
 
-    def sample_rows(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
-        """(column titles, rows of a sample grid): what the run's sample pictures show."""
+    def sample_rows(self, *reals: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
+        """(column titles, rows of a sample grid) from test images of each domain (A, B, ...): what the run's
+        sample pictures show."""
         raise NotImplementedError
 
     def configure(self, *, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
@@ -133,10 +136,12 @@ class GANModel:
         if self.scaler:
             self.scaler.update()
 
-    def set_lr(self, lr: float) -> None:
-        for opt in self.optimizers.values():
+    def set_lr_factor(self, factor: float) -> float:
+        """Every optimizer at `factor` times its initial lr (the schedule's factor); returns G's lr."""
+        for k, opt in self.optimizers.items():
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = self.base_lr[k] * factor
+        return self.optimizers["G"].param_groups[0]["lr"]
 
     def train(self, mode: bool = True) -> None:
         for net in self.nets.values():

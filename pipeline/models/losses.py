@@ -30,9 +30,14 @@ def gan_loss(prediction: torch.Tensor | list[torch.Tensor], target_is_real: bool
     raise ValueError(f"unknown gan_mode {mode!r}; valid: {', '.join(GAN_MODES)}")
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: float) -> torch.Tensor:
-    """WGAN-GP: weight * E[(||grad critic(x_hat)||_2 - 1)^2] at random interpolates x_hat."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: float,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP: weight * E[(||grad critic(x_hat)||_2 - 1)^2] at random interpolates x_hat; the interpolation
+    weights from `generator` (a CPU stream a checkpoint keeps) when given, else from torch's global stream."""
+    if generator is None:
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    else:
+        alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real.device, real.dtype)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     out = critic(x_hat)
     total = sum(o.sum() for o in out) if isinstance(out, (list, tuple)) else out.sum()

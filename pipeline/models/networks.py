@@ -275,6 +275,78 @@ class ResnetEncoder(nn.Module):
         return self.mu(h), self.logvar(h)
 
 
+def _stargan_norm(channels: int) -> nn.Module:
+    # The authors' InstanceNorm2d(affine=True, track_running_stats=True): their test code never switches G to
+    # eval mode, so it always normalises by each image's own statistics; without running statistics, ours
+    # does so in both modes.
+    return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
+
+
+class StarGANResidualBlock(nn.Module):
+    """conv3x3 - IN - ReLU - conv3x3 - IN, plus the input (the authors' ResidualBlock)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), _stargan_norm(dim), nn.ReLU(True),
+                                   nn.Conv2d(dim, dim, 3, padding=1, bias=False), _stargan_norm(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class StarGANGenerator(nn.Module):
+    """StarGAN's G(x, c) (Choi et al. 2018, Sec. 3 and Table 4 of the appendix; authors' model.Generator): the
+    target-domain label c, one-hot over k domains, replicated spatially and concatenated to the image; c7s1-64,
+    two stride-2 4x4 down convs, `n_blocks` residual blocks, two stride-2 4x4 transposed convs, c7s1-3, tanh."""
+
+    def __init__(self, in_channels: int, out_channels: int, n_domains: int, ngf: int, n_blocks: int):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels + n_domains, ngf, 7, padding=3, bias=False),
+                                   _stargan_norm(ngf), nn.ReLU(True)]
+        c = ngf
+        for _ in range(2):
+            layers += [nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=False), _stargan_norm(2 * c), nn.ReLU(True)]
+            c *= 2
+        layers += [StarGANResidualBlock(c) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=False), _stargan_norm(c // 2),
+                       nn.ReLU(True)]
+            c //= 2
+        layers += [nn.Conv2d(c, out_channels, 7, padding=3, bias=False), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        self.n_domains = n_domains
+        self.stride = 4
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x: images (N, 3, H, W); c: target-domain labels, one-hot (N, k)."""
+        return self.model(torch.cat([x, tile(c.to(x.dtype), x)], 1))
+
+
+class StarGANDiscriminator(nn.Module):
+    """StarGAN's D (authors' model.Discriminator): `n_layers` stride-2 4x4 convs with LeakyReLU(0.01) and no
+    normalisation, then two heads on the same features: D_src, a 3x3 conv giving a PatchGAN map of real/fake
+    scores, and D_cls, a conv over the whole remaining map giving the k domain logits."""
+
+    def __init__(self, in_channels: int, n_domains: int, ndf: int, n_layers: int, image_size: int):
+        super().__init__()
+        side = image_size // 2 ** n_layers
+        if side < 1 or image_size % 2 ** n_layers:
+            raise ValueError(f"a {n_layers}-layer StarGAN D needs an image side divisible by {2 ** n_layers}, "
+                             f"got {image_size}")
+        layers: list[nn.Module] = []
+        c_in, c = in_channels, ndf
+        for _ in range(n_layers):
+            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.LeakyReLU(0.01)]
+            c_in, c = c, 2 * c
+        self.main = nn.Sequential(*layers)
+        self.src = nn.Conv2d(c_in, 1, 3, padding=1, bias=False)           # D_src: real / fake per patch
+        self.cls = nn.Conv2d(c_in, n_domains, side, bias=False)           # D_cls: domain logits
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.main(x)
+        return self.src(h), self.cls(h).flatten(1)
+
+
 WHERE_ADD = ("input", "all")
 
 
@@ -295,6 +367,12 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "resnet_256": functools.partial(ResnetEncoder, n_blocks=5),  # and at 256px
 }
 
+# StarGAN: G(x, c) and D(x) -> (real/fake map, domain logits); kwargs add n_domains (and image_size for D).
+CONDITIONAL_GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    "stargan_6blocks": functools.partial(StarGANGenerator, n_blocks=6),  # the paper's, at 128px
+}
+CLASSIFYING_DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {"stargan": StarGANDiscriminator}
+
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
     "basic": functools.partial(NLayerDiscriminator, n_layers=3),  # 70x70 PatchGAN
     "n_layers": NLayerDiscriminator,
@@ -306,7 +384,10 @@ DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
 
 def init_weights(net: nn.Module, init_type: str, gain: float) -> nn.Module:
     """Initialise conv weights as the papers do: normal(0, 0.02) by default; biases to 0;
-    BatchNorm scale ~ normal(1, gain)."""
+    BatchNorm scale ~ normal(1, gain). "default" keeps PyTorch's own initialisation (StarGAN's authors
+    call no initialisation)."""
+    if init_type == "default":
+        return net
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             if init_type == "normal":
@@ -327,7 +408,7 @@ def init_weights(net: nn.Module, init_type: str, gain: float) -> nn.Module:
     return net
 
 
-INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal", "default")
 
 
 def _lookup(registry: dict, kind: str, name: str) -> Callable[..., nn.Module]:
@@ -341,6 +422,8 @@ ROLES: dict[str, tuple[str, dict[str, Callable[..., nn.Module]]]] = {
     "discriminator": ("discriminator", DISCRIMINATORS),
     "latent_generator": ("latent generator", LATENT_GENERATORS),
     "encoder": ("encoder", ENCODERS),
+    "conditional_generator": ("conditional generator", CONDITIONAL_GENERATORS),
+    "classifying_discriminator": ("classifying discriminator", CLASSIFYING_DISCRIMINATORS),
 }
 
 

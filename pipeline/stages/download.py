@@ -42,14 +42,38 @@ def generate_synthetic(p: SyntheticParams, folder: Path, *, progress: bool = Tru
                 save_png(tmp / "testA" / name, synthetic.colorize(labels))
                 save_png(tmp / "testB" / name, photo)
                 save_png(tmp / "testB_labels" / name, labels)
-        write_json(tmp / "dataset.json", {
-            "name": "synthetic",
-            "classes": [name for name, _ in synthetic.CLASSES],
-            "palette": [list(c) for _, c in synthetic.CLASSES],
-            "ignore_label": IGNORE,
-            "params": to_dict(p),
-        })
+        write_json(tmp / "dataset.json", {"name": "synthetic", **label_metadata(), "params": to_dict(p)})
     return folder
+
+
+def generate_multi(p: SyntheticParams, folder: Path, *, progress: bool = True) -> Path:
+    """Write the multi-domain world atomically: per domain d (synthetic.MULTI_DOMAINS) train_<d>/ (its own
+    scenes) and test_<d>/ (the shared test scenes), train_<d>_labels/ of each photo domain and test_labels/."""
+    domains = synthetic.MULTI_DOMAINS
+    jobs = [(d, synthetic.TRAIN_SPLITS[d], i) for d in domains
+            for i in range(p.n_train_a if d == "label" else p.n_train_b)] + [(None, "test", i) for i in range(p.n_test_multi)]
+    with atomic_dir(folder) as tmp:
+        for sub in (*(f"{s}_{d}" for s in ("train", "test") for d in domains),
+                    *(f"train_{d}_labels" for d in synthetic.CONDITIONS), "test_labels"):
+            (tmp / sub).mkdir()
+        for domain, split, i in tqdm(jobs, desc="synthetic_multi", disable=not progress):
+            name, seed = f"{i:05d}.png", synthetic.scene_seed(p.seed, split, i)
+            for d in (domain,) if domain else domains:
+                labels, photo = synthetic.make_scene(seed, p.image_size, d if d in synthetic.CONDITIONS else "day")
+                kind = "train" if domain else "test"
+                save_png(tmp / f"{kind}_{d}" / name, synthetic.colorize(labels) if d == "label" else photo)
+                if d in synthetic.CONDITIONS:
+                    save_png(tmp / (f"train_{d}_labels" if domain else "test_labels") / name, labels)
+        write_json(tmp / "dataset.json", {
+            "name": "synthetic_multi", "domains": list(domains), "label_domain": "label",
+            **label_metadata(), "params": to_dict(p)})
+    return folder
+
+
+def label_metadata() -> dict:
+    """The classes of the embedded worlds' label maps, as the manifest records them."""
+    return {"classes": [name for name, _ in synthetic.CLASSES], "palette": [list(c) for _, c in synthetic.CLASSES],
+            "ignore_label": IGNORE}
 
 
 def run(data: DataParams, raw_root: Path, *, progress: bool = True) -> Path:
@@ -62,6 +86,8 @@ def run(data: DataParams, raw_root: Path, *, progress: bool = True) -> Path:
         return Path(data.local.path)
     if spec.layout == "synthetic":
         return generate_synthetic(data.synthetic, folder, progress=progress)
+    if spec.layout == "synthetic_multi":
+        return generate_multi(data.synthetic, folder, progress=progress)
     url = data.url or spec.url
     assert url is not None
     fetch_archive(url, folder, data.sha256, progress=progress)

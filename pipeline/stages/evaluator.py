@@ -1,6 +1,7 @@
-"""Stage `evaluator`: the REAL training photos (data/prepared/trainB) and their labels -> the FCN-score
-segmenter (paths.evaluator), with its score on the real test photos: the upper bound printed beside
-every FCN-score. Datasets without labels get a file that says the FCN-score is unavailable, and why.
+"""Stage `evaluator`: the REAL training photos (data/prepared/trainB, and of every photo domain of a
+multi-domain set) and their labels -> the FCN-score segmenter (paths.evaluator), with its score on the
+real test photos: the upper bound printed beside every FCN-score (pooled, and per photo domain).
+Datasets without labels get a file that says the FCN-score is unavailable, and why.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from pipeline.artifacts import evaluator as evaluator_file
@@ -34,27 +36,34 @@ def run(params: Params, *, progress: bool = True) -> dict:
     prepared, e = Path(params.paths.prepared), params.evaluator
     configure_threads(e.num_threads, "evaluator.num_threads")
     manifest, _ = manifest_file.read(prepared)
-    if "trainB" not in manifest["labels"] or "palette" not in manifest:
+    train = [f for f in manifest["labels"] if f.startswith("train")]
+    test = [f for f in manifest["labels"] if f.startswith("test")]
+    if not train or not test or "palette" not in manifest:
         reason = f"dataset {manifest['dataset']} has no class labels for its photos (domain B)"
         log.warning("FCN-score unavailable: %s", reason)
         evaluator_file.save_unavailable(params.paths.evaluator, reason)
         return {"available": False, "reason": reason}
     device = resolve_device(e.device, "evaluator.device")
     classes = manifest["classes"]
-    photos = to_unit(load_uint8(list_images(prepared / "trainB")))
-    labels = load_uint8(list_images(prepared / manifest["labels"]["trainB"]), labels=True)
+    photos = to_unit(torch.cat([load_uint8(list_images(prepared / f)) for f in train]))
+    labels = torch.cat([load_uint8(list_images(prepared / manifest["labels"][f]), labels=True) for f in train])
     with tqdm(total=e.epochs, desc=f"evaluator {NAME}", disable=not progress) as bar:
         net = train_segmenter(photos.to(device), labels.to(device), n_classes=len(classes), width=e.width,
                               epochs=e.epochs, batch_size=e.batch_size, lr=e.lr, seed=e.seed, ignore_index=IGNORE,
                               progress=functools.partial(_tick, bar)).cpu()
-    test = to_unit(load_uint8(list_images(prepared / "testB")))
-    truth = load_uint8(list_images(prepared / manifest["labels"]["testB"]), labels=True)
-    cm = confusion_matrix(segment(net, test).numpy(), truth.numpy(), len(classes))
+    cms = {}
+    for f in test:
+        truth = load_uint8(list_images(prepared / manifest["labels"][f]), labels=True)
+        cms[f] = confusion_matrix(segment(net, to_unit(load_uint8(list_images(prepared / f)))).numpy(), truth.numpy(),
+                                  len(classes)), len(truth)
+    cm = sum(c for c, _ in cms.values())
     upper = fcn_scores(cm)
+    by_domain = {f.removeprefix("test"): (fcn_scores(c), n) for f, (c, n) in cms.items()}
     evaluator_file.save(params.paths.evaluator, net, width=e.width, classes=classes,
                         ignore_label=manifest.get("ignore_label", IGNORE), resolution=int(photos.shape[-1]),
-                        trained_on=f"{len(photos)} real trainB photos of {manifest['dataset']}",
-                        upper_bound=upper, upper_bound_n=len(test), confusion_real=cm)
+                        trained_on=f"{len(photos)} real {' + '.join(train)} photos of {manifest['dataset']}",
+                        upper_bound=upper, upper_bound_n=sum(n for _, n in cms.values()), confusion_real=cm,
+                        upper_bound_by_domain=by_domain)
     log.info("evaluator %s on real test photos (upper bound): %s", NAME, json.dumps(upper))
     return {"available": True, "upper_bound": upper}
 

@@ -7,7 +7,12 @@ Decodes every image once, converts it to RGB, resizes it to load_size and writes
     testA/ testB/              test domains; paired by file name where the dataset is paired
     trainB_labels/ testB_labels/   class-id maps of the photos, where the dataset has them
     paired_trainA/             (synthetic) label maps of the trainB scenes, for the paired baseline
-    manifest.json              counts, sizes, SHA-256 of every file, rejected files with reasons
+    manifest.json              counts, sizes, SHA-256 of every file, rejected files with reasons, the
+                               domains' names ({"A": "label", "B": "day"}), the label-map domain
+
+The multi-domain world (synthetic_multi) gives train<X>/ test<X>/ for each of its domains selected by
+params data.domains, X = A, B, C, ... in that order, and train<X>_labels/ test<X>_labels/ for each
+photo domain; its test scenes are shared by every domain (paired).
 
 Nothing is dropped silently: an unusable file is listed in the manifest with its reason, and the
 stage fails (leaving any earlier data/prepared untouched) if a domain ends up empty.
@@ -23,7 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipeline.artifacts import manifest as manifest_file
-from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS
+from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS, LETTERS
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params, PrepareParams
 from pipeline.data import local
@@ -119,7 +124,28 @@ def label_info(spec: DatasetSpec, labels_from: str) -> dict:
     """The manifest's description of the class-id maps (what the FCN-score reads)."""
     assert spec.label_classes
     return {"classes": [n for n, _ in spec.label_classes], "palette": [list(c) for _, c in spec.label_classes],
-            "ignore_label": IGNORE, "labels_from": labels_from}
+            "ignore_label": IGNORE, "labels_from": labels_from, "label_domain": "A"}
+
+
+def prepare_multi(raw: Path, w: Writer, selected: tuple[str, ...] | None, p: PrepareParams, progress: bool
+                  ) -> tuple[dict[str, str], dict]:
+    """The multi-domain world: the selected domains (params data.domains, null = all) as A, B, C, ... in
+    that order, each photo domain with its class-id maps; returns ({letter: domain}, manifest extra)."""
+    info = json.loads((raw / "dataset.json").read_text())
+    names = list(selected or info["domains"])
+    letters = dict(zip(LETTERS, names, strict=False))
+    for letter, name in letters.items():
+        w.images(raw / f"train_{name}", f"train{letter}", p, progress)
+        w.images(raw / f"test_{name}", f"test{letter}", p, progress)
+        if name != info["label_domain"]:
+            w.images(raw / f"train_{name}_labels", f"train{letter}_labels", p, progress)
+            w.images(raw / "test_labels", f"test{letter}_labels", p, progress)
+            w.keep_pairs((f"train{letter}", f"train{letter}_labels"))
+    w.keep_pairs(tuple(f for letter in letters for f in (f"test{letter}", f"test{letter}_labels")
+                       if (w.out / f).is_dir()))
+    label = [letter for letter, name in letters.items() if name == info["label_domain"]]
+    extra = {k: info[k] for k in ("classes", "palette", "ignore_label")}
+    return letters, {**extra, "label_domain": label[0] if label else None}
 
 
 def run(params: Params, *, progress: bool = True) -> dict:
@@ -133,15 +159,19 @@ def run(params: Params, *, progress: bool = True) -> dict:
             raise StageError(f"{raw}: raw dataset missing; run the download stage first (dvc repro download)")
     p = params.prepare
     extra: dict = {}
+    letters: dict[str, str] | None = None
     with atomic_dir(params.paths.prepared) as out:
         w = Writer(out)
-        if spec.layout == "synthetic":
+        if spec.layout == "synthetic_multi":
+            letters, extra = prepare_multi(raw, w, params.data.domains, p, progress)
+        elif spec.layout == "synthetic":
             for sub in (*DOMAINS, *LABEL_DIRS.values(), "paired_trainA"):
                 w.images(raw / sub, sub, p, progress)
             meta = raw / "dataset.json"
             if meta.exists():
                 info = json.loads(meta.read_text())
-                extra = {k: info[k] for k in ("classes", "palette", "ignore_label")}
+                extra = {**{k: info[k] for k in ("classes", "palette", "ignore_label")}, "label_domain": "A"}
+            letters = {"A": "label", "B": "day"}
         elif spec.layout == "unaligned":
             root = raw if params.data.dataset == "local" else _find_root(raw / "files", "trainA")
             for sub in DOMAINS:
@@ -156,19 +186,22 @@ def run(params: Params, *, progress: bool = True) -> dict:
             extra = label_info(spec, f"class-id maps of {raw}")
         elif spec.label_classes:
             extra = derive_labels(out, spec)
-        if spec.layout == "synthetic":
+        if spec.layout == "synthetic_multi":
+            pass  # pairs kept by prepare_multi
+        elif spec.layout == "synthetic":
             w.keep_pairs(("testA", "testB", "testB_labels"))
             w.keep_pairs(("paired_trainA", "trainB", "trainB_labels"))
         else:  # pairs A|B of a paired test set, and photos with their class-id maps (folders absent: no-op)
             w.keep_pairs(("testA", "testB", "testB_labels") if spec.layout == "aligned" else ("testB", "testB_labels"))
             w.keep_pairs(("trainB", "trainB_labels"))
-        empty = [d for d in DOMAINS if not any((out / d).glob("*.png"))]
+        folders = [f"{s}{d}" for s in ("train", "test") for d in letters] if letters else DOMAINS
+        empty = [d for d in folders if not any((out / d).glob("*.png"))]
         if empty:
             reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in w.rejected[:5])
             raise StageError(f"{raw}: domain(s) {', '.join(empty)} empty after preparation "
                              f"({len(w.rejected)} files rejected{': ' + reasons if reasons else ''}); "
                              f"data/prepared was left as it was")
-        manifest = manifest_file.build(out, spec, p.load_size, w.rejected, extra)
+        manifest = manifest_file.build(out, spec, p.load_size, w.rejected, extra, letters)
         manifest_file.write(out, manifest)
     return manifest
 

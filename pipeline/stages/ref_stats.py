@@ -1,5 +1,6 @@
-"""Stage `ref_stats`: the real test images (data/prepared/testA, testB) -> their Inception features
-under every FID protocol (paths.ref_stats/<protocol>-{testA,testB}.pt and protocol.json).
+"""Stage `ref_stats`: the real test images of every domain (data/prepared/testA, testB, ...) -> their
+Inception features under every FID protocol (paths.ref_stats/<protocol>-{testA,testB,...}.pt and
+protocol.json).
 
 Computed once and reused by every experiment through the DVC cache: real-image features never
 depend on the model. KID needs the features themselves, FID only their mean and covariance, so the
@@ -15,6 +16,7 @@ import logging
 from pathlib import Path
 
 from pipeline.artifacts import features as reference_features
+from pipeline.artifacts import manifest as manifest_file
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8
@@ -24,16 +26,17 @@ from pipeline.metrics import inception
 from pipeline.runtime import configure_threads, resolve_device
 
 log = logging.getLogger("pipeline")
-DOMAINS = ("testA", "testB")
 
 
 def run(params: Params) -> dict:
-    """Features of testA and testB under every FID protocol; {protocol: counts or the reason it is unavailable}."""
+    """Features of every test domain under every FID protocol; {protocol: counts or the reason it is unavailable}."""
     prepared = Path(params.paths.prepared)
+    manifest, _ = manifest_file.read(prepared)
     e = params.evaluate
     configure_threads(e.num_threads, "evaluate.num_threads")
     device = resolve_device(e.device, "evaluate.device")
-    images = {domain: (list_images(prepared / domain), load_uint8(list_images(prepared / domain))) for domain in DOMAINS}
+    images = {domain: (list_images(prepared / domain), load_uint8(list_images(prepared / domain)))
+              for domain in manifest_file.test_folders(manifest)}
     summary: dict = {}
     with atomic_dir(params.paths.ref_stats) as out:
         for protocol in inception.PROTOCOLS:

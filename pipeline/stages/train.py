@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,15 @@ from pipeline.artifacts import model as model_file
 from pipeline.cli import run_stage, stage_main
 from pipeline.codedeps import code_digest
 from pipeline.config import Params, flatten, to_dict
-from pipeline.data.datasets import AlignedDataset, UnalignedDataset, batches, grid, list_images, load_tensor
+from pipeline.data.datasets import (
+    AlignedDataset,
+    MultiDomainDataset,
+    UnalignedDataset,
+    batches,
+    grid,
+    list_images,
+    load_tensor,
+)
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
@@ -86,6 +95,8 @@ class RunBook:
     the steps since the last logged row; run_id: the MLflow run; sent: the last step of the curve MLflow
     holds; saved: the step of the last checkpoint written. The curve reaches MLflow only when a
     checkpoint holding it is on disk, so a crash never leaves points the resumed run would log again.
+    seconds: wall time of the training steps so far, summed over resumed sessions (MLflow's train/seconds;
+    kept out of the model file, which must be the same bytes for the same training).
     """
 
     step: int = 0
@@ -94,13 +105,16 @@ class RunBook:
     run_id: str | None = None
     sent: int = -1
     saved: int = -1
+    seconds: float = 0.0
 
     def to_checkpoint(self) -> dict:
-        return {"step": self.step, "history": self.history, "window": self.window, "mlflow_run_id": self.run_id}
+        return {"step": self.step, "history": self.history, "window": self.window, "mlflow_run_id": self.run_id,
+                "seconds": self.seconds}
 
     @classmethod
     def from_checkpoint(cls, state: dict) -> RunBook:
-        return cls(state["step"], state["history"], state["window"], state["mlflow_run_id"], saved=state["step"])
+        return cls(state["step"], state["history"], state["window"], state["mlflow_run_id"], saved=state["step"],
+                   seconds=state.get("seconds", 0.0))
 
     def record(self, losses: dict[str, float], epoch: int, lr: float, log_every: int, total: int) -> dict | None:
         """Count one step; every `log_every` steps (and at the last) the window's mean becomes a row."""
@@ -108,8 +122,10 @@ class RunBook:
         self.window.append(losses)
         if self.step % log_every and self.step != total:
             return None
+        # each loss averaged over the steps that computed it (StarGAN's G terms: one step in n_critic)
+        keys = dict.fromkeys(k for w in self.window for k in w)
         row = {"step": self.step, "epoch": epoch + 1, "lr": lr,
-               **{k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]}}
+               **{k: float(np.mean([w[k] for w in self.window if k in w])) for k in keys}}
         self.history.append(row)
         self.window.clear()
         return row
@@ -151,28 +167,44 @@ def start_tracking(params: Params, run_id: str | None) -> Tracker:
                    run_name=exp_name or f"{params.model}-{params.data.dataset}", tags=run_tags(params, exp_name))
 
 
+def model_domains(params: Params, manifest: dict) -> list[str]:
+    """The prepared domains (letters) the model translates between: every one for a multi-domain model,
+    else its A and B: train.pair's (by name) on a multi-domain set, or the set's A and B."""
+    if MODELS[params.model].multi_domain:
+        return list(manifest["domains"])
+    if params.train.pair is None:
+        return ["A", "B"]
+    letters = {name: letter for letter, name in manifest["domains"].items()}
+    return [letters[name] for name in params.train.pair]
+
+
 def build_dataset(params: Params, prepared: Path, manifest: dict):
     t = params.train
+    if MODELS[params.model].multi_domain:
+        dirs = [prepared / f"train{d}" for d in manifest["domains"]]
+        return MultiDomainDataset(dirs, crop=t.crop_size, flip=t.flip, seed=params.seed)
     if MODELS[params.model].paired:
         pairs = manifest["pairs"]["train"]
         if not pairs:
             raise StageError(f"model={params.model} needs paired training data, but {manifest['dataset']} has none")
         return AlignedDataset(prepared / pairs[0], prepared / pairs[1], crop=t.crop_size, flip=t.flip, seed=params.seed)
-    return UnalignedDataset(prepared / "trainA", prepared / "trainB", crop=t.crop_size, flip=t.flip, seed=params.seed)
+    a, b = model_domains(params, manifest)
+    return UnalignedDataset(prepared / f"train{a}", prepared / f"train{b}", crop=t.crop_size, flip=t.flip,
+                            seed=params.seed)
 
 
-def sample_batch(prepared: Path, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_batch(prepared: Path, crop: int, folders: list[str]) -> tuple[torch.Tensor, ...]:
     """The first test images of each domain, centre-cropped to the training size (fixed across runs)."""
     def load(sub: str) -> torch.Tensor:
         x = torch.stack([load_tensor(p) for p in list_images(prepared / sub)[:SAMPLES]])
         o = (x.shape[-1] - crop) // 2
         return x[..., o:o + crop, o:o + crop]
-    return load("testA"), load("testB")
+    return tuple(load(f) for f in folders)
 
 
-def sample_grid(model: GANModel, samples: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> np.ndarray:
+def sample_grid(model: GANModel, samples: tuple[torch.Tensor, ...], device: torch.device) -> np.ndarray:
     model.train(False)
-    titles, rows = model.sample_rows(samples[0].to(device), samples[1].to(device))
+    titles, rows = model.sample_rows(*(s.to(device) for s in samples))
     picture = grid(rows, titles)
     model.train()
     return picture
@@ -254,7 +286,8 @@ def train(params: Params, *, progress: bool = True) -> dict:
     # after a crash between a checkpoint and its curve reaching MLflow, the rows MLflow lacks are the
     # checkpoint's rows past the last step it holds
     book.sent = tracker.last_step("train/lr") if state is not None else -1
-    samples = sample_batch(prepared, t.crop_size)
+    domains = model_domains(params, manifest)
+    samples = sample_batch(prepared, t.crop_size, [f"test{d}" for d in domains])
     bar = tqdm(total=total_steps, initial=book.step, desc=f"train {params.model}", unit="step",
                disable=not (progress and d.main))
     try:
@@ -262,10 +295,10 @@ def train(params: Params, *, progress: bool = True) -> dict:
             save_checkpoint(book, model, d, ckpt_dir, fp, tracker)  # step 0: a restart reopens this MLflow run
         tracker.log_params(run_params(params))  # only what the run lacks: a crash may have cut it short
         model.train()
+        tick = time.perf_counter()
         while book.step < total_steps:
             epoch, first = divmod(book.step, steps_per_epoch)
-            lr = t.lr * lr_factor(epoch, t.n_epochs, t.n_epochs_decay, t.lr_policy)
-            model.set_lr(lr)
+            lr = model.set_lr_factor(lr_factor(epoch, t.n_epochs, t.n_epochs_decay, t.lr_policy))
             data.set_epoch(epoch)
             loader = DataLoader(data, batch_sampler=distributed.shard(batches(len(data), t.batch_size), d)[first:],
                                 num_workers=workers, pin_memory=device.type == "cuda")
@@ -273,6 +306,8 @@ def train(params: Params, *, progress: bool = True) -> dict:
                 losses = distributed.mean_over_ranks(model.train_step(batch), d)
                 check_finite(losses, book.step + 1, ckpt_dir)
                 row = book.record(losses, epoch, lr, t.log_every, total_steps)
+                book.seconds += time.perf_counter() - tick
+                tick = time.perf_counter()
                 bar.update(1)
                 if row:
                     bar.set_postfix({k: f"{row[k]:.3f}" for k in ("G", "D_A", "D_B", "D") if k in row})
@@ -288,7 +323,9 @@ def train(params: Params, *, progress: bool = True) -> dict:
         result = {"steps": book.step, "model": paths.model, "mlflow_run_id": None}
         if d.main:
             sync = {"world_size": d.world, "backend": d.backend, "weights_sha256": digests} if d.active else None
-            result = export(params, model, book.history, sample_grid(model, samples, device), fp, tracker, sync)
+            result = export(params, model, book.history, sample_grid(model, samples, device), fp, tracker, sync,
+                            manifest["domains"], None if MODELS[params.model].multi_domain else domains,
+                            book.seconds)
             tracker.finish()
         return result
     except BaseException:
@@ -321,24 +358,32 @@ def history_csv(history: list[dict]) -> str:
 
 
 def export(params: Params, model: GANModel, history: list[dict], samples: np.ndarray, fp: str,
-           tracker: Tracker, sync: dict | None = None) -> dict:
+           tracker: Tracker, sync: dict | None = None, domains: dict[str, str] | None = None,
+           pair: list[str] | None = None, seconds: float = 0.0) -> dict:
     """Write the model file, the loss curves and the sample grid, and attach them to the MLflow run."""
     paths = params.paths
     steps = history[-1]["step"] if history else 0
-    model_file.save(paths.model, model_file.state(params, model, fp, tracker.run_id, tracker.uri, steps, sync))
+    model_file.save(paths.model, model_file.state(params, model, fp, tracker.run_id, tracker.uri, steps, sync, domains,
+                                                  pair))
     with atomic_dir(paths.train_reports) as tmp:
         (tmp / "losses.csv").write_text(history_csv(history))
         save_png(tmp / "samples.png", samples)
     reports = Path(paths.train_reports)
+    # what a comparison of models across studies needs beside the metrics: their size and training time
+    tracker.log_metrics({"train/seconds": seconds,
+                         "model/parameters": sum(p.numel() for n in model.nets.values() for p in n.module.parameters()),
+                         "model/generator_parameters": sum(p.numel() for k in model.generators
+                                                           for p in model.nets[k].module.parameters())})
     tracker.log_artifact(reports / "losses.csv")
     tracker.log_artifact(reports / "samples.png")
     if params.mlflow.log_model:
         tracker.log_artifact(paths.model, "checkpoint")
         from pipeline import mlflow_model  # lazy: it imports mlflow
 
-        example = list_images(Path(paths.prepared) / "testA")[0].read_bytes()  # the models' input example
+        source = f"test{(pair or ['A'])[0]}"
+        example = list_images(Path(paths.prepared) / source)[0].read_bytes()  # the models' input example
         mlflow_model.log_generators(tracker.uri, tracker.run_id, paths.model, params.model, example,
-                                    params.mlflow.register_as)
+                                    params.mlflow.register_as, domains, pair)
     return {"model": paths.model, "mlflow_run_id": tracker.run_id, "steps": steps,
             "mlflow_ui": ui_hint(tracker.uri, tracker.experiment_id)}
 

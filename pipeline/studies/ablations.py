@@ -18,6 +18,10 @@ GAN + backward cycle, full CycleGAN; plus the identity loss (Sec. 5.2) switched 
 The `multimodal` study (Zhu et al. 2017b, Sec. 5): pix2pix, the pix2pix+noise baseline and
 BicycleGAN on the same paired data, compared on realism (FID/KID), diversity (LPIPS and pixel
 distance between samples) and the paired metrics.
+
+The `multidomain` study (Choi et al. 2018, Sec. 4): one StarGAN for the day, dusk and fog photos of the
+multi-domain world against a CycleGAN for each pair of them, the same steps per model, compared per
+directed pair and on average, with parameter counts and training time.
 """
 
 from __future__ import annotations
@@ -63,7 +67,22 @@ MULTIMODAL: dict[str, dict[str, object]] = {
     "bicyclegan": {"model": "bicyclegan", "bicyclegan.variant": "bicyclegan", "train.batch_size": 2},
 }
 
-STUDIES: dict[str, dict[str, dict[str, object]]] = {"ablation": ABLATIONS, "multimodal": MULTIMODAL}
+# Choi et al. 2018, Sec. 4 (RaFD, Table 3 and Fig. 5): one StarGAN for k domains against a two-domain model
+# trained for each pair. Here the three photo domains of the multi-domain world, prepared once, so that every
+# model is scored by the same reference features, segmenter and domain classifier; each model trains for the
+# same 8 epochs of 200 steps: a CycleGAN epoch is max(|A|, |B|) = 200 steps over its pair, and StarGAN's batch
+# of 3 makes its epoch over the 3 x 200 images 200 steps too.
+MULTI_DOMAIN_PROTOCOL: dict[str, object] = {"data.dataset": "synthetic_multi", "data.domains": "[day,dusk,fog]",
+                                            "train.n_epochs": 4, "train.n_epochs_decay": 4}
+MULTI_DOMAIN: dict[str, dict[str, object]] = {
+    "stargan": {**MULTI_DOMAIN_PROTOCOL, "model": "stargan", "train.batch_size": 3, "train.pair": "null"},
+    **{f"cyclegan_{a}_{b}": {**MULTI_DOMAIN_PROTOCOL, "model": "cyclegan", "train.batch_size": 1,
+                             "train.pair": f"[{a},{b}]", "lambda_cycle": 10.0, "lambda_identity": 0.5, "pool_size": 50}
+       for a, b in (("day", "dusk"), ("day", "fog"), ("dusk", "fog"))},
+}
+
+STUDIES: dict[str, dict[str, dict[str, object]]] = {"ablation": ABLATIONS, "multimodal": MULTIMODAL,
+                                                    "multidomain": MULTI_DOMAIN}
 DEFAULT_SEEDS = [0, 1, 2]  # three seeds: the fewest with which a 95% interval of the mean means something
 
 

@@ -2,6 +2,7 @@
 
     python -m pipeline.studies.report                     # CycleGAN ablations (reads params.yaml's MLflow store)
     python -m pipeline.studies.report --study multimodal  # pix2pix vs pix2pix+noise vs BicycleGAN
+    python -m pipeline.studies.report --study multidomain # StarGAN vs CycleGAN per pair of domains
 
 Writes under reports/: ablation_runs.csv (one row per run), ablation.csv and ablation.md (one row
 per configuration: mean +- standard deviation over its seeds and the 95% Student-t interval of the
@@ -21,6 +22,7 @@ from pipeline import cli
 from pipeline.io import atomic_file, write_text
 from pipeline.metrics import math, registry
 from pipeline.metrics.base import HIGHER
+from pipeline.studies import multidomain
 from pipeline.tracking import tracking_uri
 
 # Zhu et al. 2017 (arXiv 1703.10593v7), FCN-scores on Cityscapes: (per-pixel acc, per-class acc, class IoU)
@@ -33,8 +35,9 @@ PAPER: dict[str, tuple[str, dict[int, tuple[float, float, float]]]] = {
     "full": ("CycleGAN (ours)", {4: (0.52, 0.17, 0.11), 5: (0.58, 0.22, 0.16)}),
 }
 
-KNOBS = ["model", "bicyclegan.variant", "data.dataset", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
-         "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs", "train.n_epochs_decay"]
+KNOBS = ["model", "bicyclegan.variant", "data.dataset", "data.domains", "train.pair", "lambda_cycle", "lambda_identity",
+         "pool_size", "cyclegan.adversarial", "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs",
+         "train.n_epochs_decay"]
 METRICS = registry.HEADLINE  # the table's metric columns: the registry's headline keys
 # The knobs shown beside a study's metrics (its runs are those tagged with the study's name).
 STUDIES = {
@@ -42,12 +45,16 @@ STUDIES = {
                  "pool_size": "pool_size", "cyclegan.adversarial": "adversarial", "cyclegan.cycle_forward": "fwd",
                  "cyclegan.cycle_backward": "bwd"}},
     "multimodal": {"columns": {"model": "model", "bicyclegan.variant": "variant"}},
+    "multidomain": {"columns": {"model": "model", "train.pair": "pair"}},
 }
+# What a multidomain run contributes besides its metrics (pipeline/studies/multidomain.py).
+COSTS = ["model/parameters", "model/generator_parameters", "train/seconds"]
 
 
 def collect(uri: str, experiment: str, study: str):
     """One row per finished, evaluated training run of `study` (its `study` tag, set by the study
-    command), labelled by its `config` tag; and the MLflow client."""
+    command), labelled by its `config` tag; and the MLflow client. The multidomain study keeps every
+    metric of a run (its per-pair keys) and its parameter counts and training time."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -65,6 +72,9 @@ def collect(uri: str, experiment: str, study: str):
                      "config": r.data.tags["config"],
                      **{k: r.data.params.get(k) for k in KNOBS},
                      **{m: r.data.metrics.get(f"eval/{m}") for m in METRICS}})
+        if study == "multidomain":
+            rows[-1].update({k[5:]: v for k, v in r.data.metrics.items() if k.startswith("eval/")})
+            rows[-1].update({k: r.data.metrics.get(k) for k in COSTS})
     runs = pd.DataFrame(rows)
     if not runs.empty:  # a configuration re-run with the same seed counts once: its latest run (latest code)
         runs = runs.sort_values("start").drop_duplicates(["config", "seed"], keep="last")
@@ -217,6 +227,13 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
         raise SystemExit(f"no finished, evaluated training runs tagged study={study} in experiment {experiment!r} "
                          f"of {uri}; run `python -m pipeline.studies.ablations --study {study}` first")
     folder.mkdir(parents=True, exist_ok=True)
+    if study == "multidomain":
+        text, long = multidomain.markdown(runs)
+        write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
+        write_text(folder / f"{study}.csv", long.to_csv(index=False))
+        write_text(folder / f"{study}.md", "# StarGAN against CycleGAN per pair of domains\n\nMade by "
+                   f"`python -m pipeline.studies.report --study {study}` from {uri}.\n\n{text}")
+        return aggregate(runs)
     agg = aggregate(runs)
     write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
     write_text(folder / f"{study}.csv", agg.to_csv(index=False))
@@ -239,7 +256,10 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(params.paths.metrics).parent
     s = args.study
     agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder, s)
-    print(terminal_table(agg) + "\n\nmean ± standard deviation over n seeds [95% interval of the mean]\n")
+    if s == "multidomain":
+        print((folder / f"{s}.md").read_text())
+    else:
+        print(terminal_table(agg) + "\n\nmean ± standard deviation over n seeds [95% interval of the mean]\n")
     plots = ", ablation_*.png" if s == "ablation" else ""
     print(f"{len(agg)} configurations -> {folder}/{s}.md, {s}.csv, {s}_runs.csv{plots}")
 

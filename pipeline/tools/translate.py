@@ -3,6 +3,7 @@
     python -m pipeline.tools.translate photo.jpg --out translated/
     python -m pipeline.tools.translate 'shots/*.png' --model runs:/<run id>/generator_BtoA --out out/
     python -m pipeline.tools.translate shots/ --model latest_net_G_A.pth --out out/   (the authors' generator)
+    python -m pipeline.tools.translate shots/ --target dusk --out dusk/   (a StarGAN model: any target domain)
 
 The model: data/model.pt (default), an MLflow model or artifact (runs:/<id>/generator_AtoB,
 models:/<name>/<version>; MLFLOW_TRACKING_URI or params mlflow.tracking_uri names the store), or a
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, "--device")
     arch = {k: v for k, v in (("arch", args.arch), ("ngf", args.ngf), ("norm", args.norm), ("nz", args.nz)) if v is not None}
     tr = inference.load(args.model, args.direction, device, authors_arch=arch, authors_encoder=args.encoder,
-                        generator_mode=args.generator_mode)
+                        generator_mode=args.generator_mode, target=args.target)
     torch.manual_seed(args.seed)  # the dropout of a generator in training mode (pix2pix as its paper tests it)
     files = collect(args.inputs)
     out = Path(args.out)
@@ -129,8 +130,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="output folder (created; files of the same name are replaced)")
     ap.add_argument("--model", default="data/model.pt",
                     help="data/model.pt, runs:/<id>/<name>, models:/<name>/<v> or an authors' .pth")
-    ap.add_argument("--direction", choices=inference.DIRECTIONS, default=None,
-                    help="AtoB (default) or BtoA; an MLflow generator model knows its own")
+    ap.add_argument("--direction", default=None,
+                    help="AtoB (default) or BtoA (a CycleGAN of two domains of a multi-domain set: their letters, "
+                         "e.g. CtoA); an MLflow generator model knows its own")
+    ap.add_argument("--target", help="a multi-domain model (StarGAN): the target domain, by name (e.g. dusk) or "
+                                     "letter (C); every input is translated into it")
     ap.add_argument("--fit", choices=inference.FITS, default="pad",
                     help="pad (default): native resolution; resize: the training size")
     ap.add_argument("--batch-size", type=int, default=8)

@@ -1,0 +1,38 @@
+"""Classification accuracy (StarGAN, Choi et al. 2018, Sec. 4.4): the share of translations into
+domain Y that the domain classifier, trained on REAL images, assigns to Y; its accuracy on real test
+images of every domain is the upper bound."""
+
+from __future__ import annotations
+
+from pipeline.artifacts import classifier as classifier_file
+from pipeline.data.datasets import to_unit
+from pipeline.metrics.base import HIGHER, ROUTES, Key, Metric, Result
+from pipeline.metrics.context import Context
+from pipeline.metrics.domain_classifier import classify
+
+
+def domain_accuracy(ctx: Context) -> list[Result]:
+    state, net = classifier_file.load(ctx.params.paths.classifier)
+    letters = list(state["domains"])
+    protocol = {"classifier": f"{state['name']} trained on {state['trained_on']}",
+                "classifier_resolution": f"{state['resolution']}px", "translation_resolution": f"{ctx.size}px",
+                **ctx.bootstrap_protocol()}
+    out = []
+    for r in ctx.directions():
+        predicted = classify(net, to_unit(ctx.fake(r)), state["resolution"])
+        correct = (predicted == letters.index(r[-1])).double().numpy()
+        out.append(Result(f"domain_acc_{r}", float(correct.mean()),
+                          {**protocol, "n": len(correct), "target": f"{r[-1]} ({ctx.domain_name('test' + r[-1])})"},
+                          per_image=dict(zip(ctx.names(r), correct.tolist(), strict=True)),
+                          **ctx.bootstrap_mean(correct)))
+    upper = {**protocol, "method": "classify REAL test images (upper bound)", "n": state["upper_bound_n"],
+             "per_domain": state["upper_bound_by_domain"]}
+    upper.pop("interval", None)
+    return out + [Result("domain_acc_real", state["upper_bound"], upper)]
+
+
+DOMAIN_ACC = Metric(domain_accuracy, tuple(Key(f"domain_acc_{r}", HIGHER, headline=True, mean_summary=True)
+                                           for r in ROUTES)
+                    + (Key("domain_acc_real", HIGHER, kind="upper_bound"),),
+                    protocol="translations into domain Y classified as Y by a ResNet-18 trained on REAL images of "
+                             "every domain (StarGAN Sec. 4.4); its accuracy on real test images is the upper bound")
