@@ -230,10 +230,11 @@ class TranslateParams:
 
 
 @dataclass(frozen=True)
-class EvaluatorParams:
-    """The segmenter of the FCN-score, trained on real target-domain photos (pipeline/metrics/segmenter.py)."""
+class ClassifierParams:
+    """The domain classifier of the classification accuracy (StarGAN Sec. 4.4), trained on real images of
+    every domain (pipeline/metrics/domain_classifier.py); its training, shared with the segmenter
+    (pipeline/metrics/fitting.py)."""
 
-    width: int = knob(min=1, max=512)
     epochs: int = knob(min=1, max=10_000)
     batch_size: int = knob(min=1, max=4096)
     lr: float = knob(min=0.0)
@@ -243,16 +244,10 @@ class EvaluatorParams:
 
 
 @dataclass(frozen=True)
-class ClassifierParams:
-    """The domain classifier of the classification accuracy (StarGAN Sec. 4.4), trained on real images of
-    every domain (pipeline/metrics/domain_classifier.py)."""
+class EvaluatorParams(ClassifierParams):
+    """The segmenter of the FCN-score, trained on real target-domain photos (pipeline/metrics/segmenter.py)."""
 
-    epochs: int = knob(min=1, max=10_000)
-    batch_size: int = knob(min=1, max=4096)
-    lr: float = knob(min=0.0)
-    seed: int = knob(min=0)
-    device: str = knob(choices=("auto", "cpu", "cuda"))
-    num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
+    width: int = knob(min=1, max=512)
 
 
 @dataclass(frozen=True)

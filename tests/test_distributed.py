@@ -66,3 +66,19 @@ def test_two_gloo_processes_stay_in_sync_and_equal_one_process_with_twice_the_ba
     # Adam moves every weight by ~lr * sign(gradient): where a gradient is ~0, float noise of the
     # all-reduce flips that sign (measured: 0.6% of weights, by up to 2 lr per step); the rest agree.
     assert diff.median() < 1e-7 and (diff > 1e-5).float().mean() < 0.02
+
+
+def test_stargan_trains_under_two_gloo_processes_in_sync(params_dict, tmp_path):
+    """StarGAN's steps under DDP: D's double backward (the gradient penalty) and G's update once every
+    n_critic steps keep both ranks' weights identical."""
+    d = copy.deepcopy(params_dict)
+    d["model"], d["data"]["dataset"], d["train"]["nproc_per_node"] = "stargan", "synthetic_multi", 2
+    d["stargan"]["n_critic"] = 2
+    download.run(parse_params(d).data, Path(d["paths"]["raw"]), progress=False)
+    prepare.run(parse_params(d), progress=False)
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(d))
+    r = subprocess.run([sys.executable, "-m", "pipeline.stages.train", "--params", str(tmp_path / "ddp.yaml")],
+                       cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    sync = checkpoint.load(d["paths"]["model"])["distributed"]
+    assert sync["world_size"] == 2 and len(set(sync["weights_sha256"])) == 1

@@ -141,43 +141,12 @@ class UnalignedDataset(Dataset):
         return {"A": self._item(a, i, 1), "B": self._item(b, i, 2)}
 
 
-class AlignedDataset(Dataset):
-    """pix2pix training data: (A, B) pairs matched by file name, augmented identically."""
+class ItemDataset(Dataset):
+    """Training data as a list of items in a fresh random order every epoch; item i of an epoch is
+    cropped and flipped by the draws of stream 1 (every image of an item alike)."""
 
-    def __init__(self, dir_a: Path, dir_b: Path, *, crop: int, flip: bool, seed: int):
-        names_a = {p.name for p in list_images(dir_a)}
-        names_b = {p.name for p in list_images(dir_b)}
-        names = sorted(names_a & names_b)
-        if not names:
-            raise StageError(f"no pairs: {dir_a} and {dir_b} share no file names; a paired model needs a paired dataset")
-        self.pairs = [(Path(dir_a) / n, Path(dir_b) / n) for n in names]
-        self.crop, self.flip, self.seed = crop, flip, seed
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.order = _rng(self.seed, epoch, 0, 0).permutation(len(self.pairs))
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        pa, pb = self.pairs[self.order[i]]
-        a, b = load_tensor(pa), load_tensor(pb)
-        top, left, flipped = augment_params(_rng(self.seed, self.epoch, i, 1), a.shape[-1], self.crop, self.flip)
-        return {"A": apply_augment(a, top, left, flipped, self.crop), "B": apply_augment(b, top, left, flipped, self.crop)}
-
-
-class MultiDomainDataset(Dataset):
-    """StarGAN training data: the images of every domain's training folder, each with its domain index
-    (the folders' order: A = 0, B = 1, ...), in a fresh random order every epoch (the authors' loader
-    over RaFD's domain folders)."""
-
-    def __init__(self, dirs: list[Path], *, crop: int, flip: bool, seed: int):
-        self.items = [(p, d) for d, folder in enumerate(dirs) for p in list_images(folder)]
-        empty = [str(f) for f in dirs if not list_images(f)]
-        if empty:
-            raise StageError(f"no images in {', '.join(empty)}; check data/prepared (dvc repro prepare)")
+    def __init__(self, items: list, *, crop: int, flip: bool, seed: int):
+        self.items = items
         self.crop, self.flip, self.seed = crop, flip, seed
         self.set_epoch(0)
 
@@ -188,11 +157,44 @@ class MultiDomainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def augmented(self, i: int, *images: torch.Tensor) -> list[torch.Tensor]:
+        top, left, flipped = augment_params(_rng(self.seed, self.epoch, i, 1), images[0].shape[-1], self.crop, self.flip)
+        return [apply_augment(x, top, left, flipped, self.crop) for x in images]
+
+
+class AlignedDataset(ItemDataset):
+    """pix2pix training data: (A, B) pairs matched by file name, augmented identically."""
+
+    def __init__(self, dir_a: Path, dir_b: Path, *, crop: int, flip: bool, seed: int):
+        names_a = {p.name for p in list_images(dir_a)}
+        names_b = {p.name for p in list_images(dir_b)}
+        names = sorted(names_a & names_b)
+        if not names:
+            raise StageError(f"no pairs: {dir_a} and {dir_b} share no file names; a paired model needs a paired dataset")
+        super().__init__([(Path(dir_a) / n, Path(dir_b) / n) for n in names], crop=crop, flip=flip, seed=seed)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        pa, pb = self.items[self.order[i]]
+        a, b = self.augmented(i, load_tensor(pa), load_tensor(pb))
+        return {"A": a, "B": b}
+
+
+class MultiDomainDataset(ItemDataset):
+    """StarGAN training data: the images of every domain's training folder, each with its domain index
+    (the folders' order: A = 0, B = 1, ...), in a fresh random order every epoch (the authors' loader
+    over RaFD's domain folders)."""
+
+    def __init__(self, dirs: list[Path], *, crop: int, flip: bool, seed: int):
+        empty = [str(f) for f in dirs if not list_images(f)]
+        if empty:
+            raise StageError(f"no images in {', '.join(empty)}; check data/prepared (dvc repro prepare)")
+        super().__init__([(p, d) for d, folder in enumerate(dirs) for p in list_images(folder)], crop=crop, flip=flip,
+                         seed=seed)
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         path, domain = self.items[self.order[i]]
-        x = load_tensor(path)
-        top, left, flipped = augment_params(_rng(self.seed, self.epoch, i, 1), x.shape[-1], self.crop, self.flip)
-        return {"image": apply_augment(x, top, left, flipped, self.crop), "domain": torch.tensor(domain)}
+        (x,) = self.augmented(i, load_tensor(path))
+        return {"image": x, "domain": torch.tensor(domain)}
 
 
 def batches(n_items: int, batch_size: int) -> list[list[int]]:

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from pipeline.metrics.fitting import fit
+
 NAME = "resnet18"
 
 
@@ -21,25 +23,8 @@ def build_classifier(n_domains: int) -> nn.Module:
 def train_classifier(images: torch.Tensor, domains: torch.Tensor, *, n_domains: int, epochs: int, batch_size: int,
                      lr: float, seed: int, progress=None) -> nn.Module:
     """Cross-entropy training on images in [-1, 1] (N, 3, H, W) and their domain indices (N,), with flips."""
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = build_classifier(n_domains)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=g)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            x = images[idx]
-            flip = torch.rand(len(idx), generator=g) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            loss = F.cross_entropy(net(x), domains[idx].long())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if progress is not None:
-            progress(float(loss.detach()))
-    return net.eval()
+    return fit(lambda: build_classifier(n_domains), images, domains, loss=F.cross_entropy, epochs=epochs,
+               batch_size=batch_size, lr=lr, seed=seed, cosine_lr=False, progress=progress)
 
 
 @torch.no_grad()

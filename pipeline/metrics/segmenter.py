@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.metrics.fitting import fit
+
 NAME = "fcn8s-mini"
 
 
@@ -49,28 +51,9 @@ class FCN8sMini(nn.Module):
 def train_segmenter(photos: torch.Tensor, labels: torch.Tensor, *, n_classes: int, width: int, epochs: int,
                     batch_size: int, lr: float, seed: int, ignore_index: int, progress=None) -> FCN8sMini:
     """Cross-entropy training on (photos in [-1, 1] (N, 3, H, W), class ids (N, H, W)), with flips."""
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = FCN8sMini(n_classes, width)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(photos), generator=g)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            x, y = photos[idx], labels[idx].long()
-            flip = torch.rand(len(idx), generator=g) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            y = torch.where(flip[:, None, None], y.flip(-1), y)
-            loss = F.cross_entropy(net(x), y, ignore_index=ignore_index)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
-        if progress is not None:
-            progress(float(loss.detach()))
-    return net.eval()
+    return fit(lambda: FCN8sMini(n_classes, width), photos, labels,
+               loss=lambda out, y: F.cross_entropy(out, y, ignore_index=ignore_index), epochs=epochs,
+               batch_size=batch_size, lr=lr, seed=seed, cosine_lr=True, progress=progress)
 
 
 @torch.no_grad()

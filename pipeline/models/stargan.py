@@ -84,7 +84,9 @@ class StarGAN(GANModel):
             loss_D_real = gan_loss(src_real, True, "wgangp")      # -E[D_src(x)]
             loss_D_fake = gan_loss(src_fake, False, "wgangp")     # E[D_src(G(x, c))]
             loss_D_cls = classification_loss(cls_real, c_org)
-            loss_D_gp = gradient_penalty(lambda h: D(h)[0], x, fake, self.lambda_gp, self.rng)
+            # the penalty's inner torch.autograd.grad runs through the unwrapped D: through the DDP wrapper the
+            # ranks' weights drift apart (tests/test_distributed.py); its weight gradients join the same backward
+            loss_D_gp = gradient_penalty(lambda h: self.raw("D")(h)[0], x, fake, self.lambda_gp, self.rng)
             loss_D = loss_D_real + loss_D_fake + self.lambda_cls * loss_D_cls + loss_D_gp
         self.backward(loss_D)
         self.step("D")

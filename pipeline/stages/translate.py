@@ -1,7 +1,8 @@
 """Stage `translate`: the trained model (paths.model) + the prepared test images -> translated images
 (paths.translated): AtoB/, BtoA/ and the reconstructions AtoBtoA/, BtoAtoB/ for CycleGAN; AtoB/ for
 pix2pix; for BicycleGAN translate.n_samples random samples per input (samples/<k>/), AtoB/ = sample 0,
-AtoB_encoded/ and latent.pt. File names match the inputs; info.json describes the folder.
+AtoB_encoded/ and latent.pt; for StarGAN <X>to<Y>/ for every ordered pair of domains (a CycleGAN on a pair
+of a multi-domain set: its letters, e.g. CtoA/). File names match the inputs; info.json describes the folder.
 The layout in full: pipeline/translation.py.
 """
 

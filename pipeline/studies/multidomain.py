@@ -73,6 +73,8 @@ def cell(values: pd.Series, digits: int = 3) -> str:
     v = values.dropna().astype(float)
     if v.empty:
         return "-"
+    if v.nunique() == 1:  # the same for every seed (parameter counts): no spread to show
+        return f"{v.iloc[0]:.{digits}f}"
     lo, hi = math.mean_confidence_interval(v)
     spread = f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else ""
     ci = f" [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(lo) else ""
@@ -94,7 +96,7 @@ def summary_markdown(seeds: pd.DataFrame) -> str:
                 cell(seeds.loc[seeds["family"] == f, metric]) for f in families) + " |")
     for column, title, digits in (("model/generator_parameters", "generator parameters", 0),
                                   ("model/parameters", "parameters (generators + discriminators)", 0),
-                                  ("train/seconds", "training time, s (2 CPU threads)", 0)):
+                                  ("train/seconds", "training time, s", 0)):
         lines.append(f"| {title} | " + " | ".join(cell(seeds.loc[seeds["family"] == f, column], digits)
                                                   for f in families) + " |")
     lines.append("| seeds | " + " | ".join(str(n[f]) for f in families) + " |")
