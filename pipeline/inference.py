@@ -95,6 +95,9 @@ def from_model_file(path: str | Path, direction: str | None, device: torch.devic
                          f"{', '.join(domains.values())}")
     direction = direction or next(iter(routes))
     if direction not in routes:
+        if multi:
+            raise StageError(f"{path}: a stargan model translates into any of its domains: pass --target, one of "
+                             f"{', '.join(domains.values())}, instead of --direction {direction}")
         raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)} only, not {direction}; "
                          f"pass --direction {next(iter(routes))}")
     config = ckpt["config"]
@@ -158,6 +161,9 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
     if path.suffix == ".pth":
         from pipeline import authors
 
+        if target is not None:
+            raise StageError(f"{source}: --target is for a multi-domain model of this pipeline; the authors' "
+                             f"generators translate one direction: leave it out")
         net, info = authors.load_generator(path, device=device, **(authors_arch or {}))
         encoder, style_size = authors.load_encoder(authors_encoder, device=device) if authors_encoder else (None, 0)
         return Translator(net, direction or "AtoB", info["train_size"], str(path), info["nz"], encoder, style_size)

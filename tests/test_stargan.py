@@ -238,9 +238,12 @@ def test_keys_of_any_route_share_their_declared_keys_role(name, template):
 
 def test_a_mean_over_routes_needs_every_route():
     from pipeline.metrics.base import Result
-    full = route_means([Result("fid_AtoB", 1.0, {}), Result("fid_BtoA", 3.0, {}), Result("kid_AtoB_std", 1.0, {})])
+    routes = ["AtoB", "BtoA"]
+    full = route_means([Result("fid_AtoB", 1.0, {}), Result("fid_BtoA", 3.0, {}), Result("kid_AtoB_std", 1.0, {})],
+                       routes)
     assert [(r.key, r.value) for r in full] == [("fid_mean", 2.0)]  # a spread has no mean
-    assert route_means([Result("fid_AtoB", 1.0, {}), Result("fid_BtoA", None, {}, reason="no")]) == []
+    assert route_means([Result("fid_AtoB", 1.0, {}), Result("fid_BtoA", None, {}, reason="no")], routes) == []
+    assert route_means([Result("fid_AtoB", 1.0, {})], routes) == []  # a route without the score
 
 
 # --- the classification accuracy on a hand-made case --------------------------------------------------

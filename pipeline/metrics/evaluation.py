@@ -46,21 +46,22 @@ def compute(ctx: Context) -> list[Result]:
         if stray:
             raise AssertionError(f"metric {name} wrote undeclared key(s) {stray}; declare them in its Metric")
         results += got
-    return results + (route_means(results) if ctx.multi_domain else [])
+    return results + (route_means(results, ctx.directions()) if ctx.multi_domain else [])
 
 
-def route_means(results: list[Result]) -> list[Result]:
-    """The mean over routes of every score computed for each route (fid_AtoB, fid_AtoC, ... -> fid_mean);
-    its interval from the mean of the routes' bootstrap replicates, which resample the same test-image
-    indices (math.bootstrap_values depends on the seed and the sample sizes only). A score missing for a
-    route leaves its mean out: a mean over some routes would not compare with one over all."""
+def route_means(results: list[Result], routes: list[str]) -> list[Result]:
+    """The mean over the model's `routes` of every score computed for each route (fid_AtoB, fid_AtoC, ...
+    -> fid_mean; the routes in its protocol's mean_over); its interval from the mean of the routes' bootstrap
+    replicates, which resample the same test-image indices (math.bootstrap_values depends on the seed and
+    the sample sizes only). A score missing or unavailable for any route gets no mean: a mean over some
+    routes would not compare with one over all."""
     groups: dict[str, list[Result]] = {}
     for r in results:
         if ROUTE.search(r.key) and key(r.key).kind == "score":
             groups.setdefault(ROUTE.sub(MEAN, r.key), []).append(r)
     out = []
     for name, members in groups.items():
-        if any(m.reason is not None or not math.isfinite(m.value) for m in members):
+        if len(members) != len(routes) or any(m.reason is not None or not math.isfinite(m.value) for m in members):
             continue
         reps = [m.replicates for m in members]
         boot = {}

@@ -37,11 +37,10 @@ def cycle(ctx: Context) -> list[Result]:
     out = []
     cycles = [r for r in ctx.routes if re.fullmatch(r"([A-H])to[A-H]to\1", r)]
     for route, domain, key in ((r, f"test{r[0]}", f"cycle_l1_{r[0]}") for r in cycles):
-        if route in ctx.routes:
-            v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
-            out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",
-                                                     **ctx.bootstrap_protocol()},
-                              per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
+        v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
+        out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",
+                                                 **ctx.bootstrap_protocol()},
+                          per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
     return out
 
 

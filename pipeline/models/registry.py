@@ -32,3 +32,19 @@ MODELS: dict[str, ModelEntry] = {
     "bicyclegan": ModelEntry(build_bicyclegan, paired=True),  # Zhu et al. 2017b, multimodal
     "stargan": ModelEntry(build_stargan, paired=False, multi_domain=True),  # Choi et al. 2018, k domains
 }
+
+
+def model_domains(params: Params, manifest: dict) -> list[str]:
+    """The prepared domains (letters) the model translates between: every one for a multi-domain model,
+    else its A and B: train.pair's (by name) on a multi-domain set, or the set's A and B."""
+    if MODELS[params.model].multi_domain:
+        return list(manifest["domains"])
+    if params.train.pair is None:
+        return ["A", "B"]
+    letters = {name: letter for letter, name in manifest["domains"].items()}
+    return [letters[name] for name in params.train.pair]
+
+
+def model_pair(params: Params, manifest: dict) -> list[str] | None:
+    """What the model file records as `pair`: a two-domain model's two letters, None for a multi-domain model."""
+    return None if MODELS[params.model].multi_domain else model_domains(params, manifest)

@@ -48,7 +48,7 @@ from pipeline.data.datasets import (
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
-from pipeline.models.registry import MODELS
+from pipeline.models.registry import MODELS, model_domains, model_pair
 from pipeline.runtime import configure_threads, loader_workers, resolve_device, set_determinism
 from pipeline.tracking import NoTracker, Tracker, git_rev, tracking_uri, ui_hint
 
@@ -95,8 +95,9 @@ class RunBook:
     the steps since the last logged row; run_id: the MLflow run; sent: the last step of the curve MLflow
     holds; saved: the step of the last checkpoint written. The curve reaches MLflow only when a
     checkpoint holding it is on disk, so a crash never leaves points the resumed run would log again.
-    seconds: wall time of the training steps so far, summed over resumed sessions (MLflow's train/seconds;
-    kept out of the model file, which must be the same bytes for the same training).
+    seconds: wall time of the training loop so far (its steps, checkpoints and sample grids), summed over
+    resumed sessions (MLflow's train/seconds; kept out of the model file, which must be the same bytes for
+    the same training).
     """
 
     step: int = 0
@@ -167,22 +168,14 @@ def start_tracking(params: Params, run_id: str | None) -> Tracker:
                    run_name=exp_name or f"{params.model}-{params.data.dataset}", tags=run_tags(params, exp_name))
 
 
-def model_domains(params: Params, manifest: dict) -> list[str]:
-    """The prepared domains (letters) the model translates between: every one for a multi-domain model,
-    else its A and B: train.pair's (by name) on a multi-domain set, or the set's A and B."""
-    if MODELS[params.model].multi_domain:
-        return list(manifest["domains"])
-    if params.train.pair is None:
-        return ["A", "B"]
-    letters = {name: letter for letter, name in manifest["domains"].items()}
-    return [letters[name] for name in params.train.pair]
-
-
 def build_dataset(params: Params, prepared: Path, manifest: dict):
     t = params.train
     if MODELS[params.model].multi_domain:
         dirs = [prepared / f"train{d}" for d in manifest["domains"]]
         return MultiDomainDataset(dirs, crop=t.crop_size, flip=t.flip, seed=params.seed)
+    if len(manifest["domains"]) != params.n_domains:
+        raise StageError(f"{prepared} holds {len(manifest['domains'])} domains but params select {params.n_domains} "
+                         f"(data.dataset, data.domains); re-prepare the data: dvc repro prepare")
     if MODELS[params.model].paired:
         pairs = manifest["pairs"]["train"]
         if not pairs:
@@ -324,8 +317,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
         if d.main:
             sync = {"world_size": d.world, "backend": d.backend, "weights_sha256": digests} if d.active else None
             result = export(params, model, book.history, sample_grid(model, samples, device), fp, tracker, sync,
-                            manifest["domains"], None if MODELS[params.model].multi_domain else domains,
-                            book.seconds)
+                            manifest["domains"], model_pair(params, manifest), book.seconds)
             tracker.finish()
         return result
     except BaseException:

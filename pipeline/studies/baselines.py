@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from pipeline.artifacts import manifest as manifest_file
 from pipeline.artifacts import model as model_file
 from pipeline.artifacts import translations
 from pipeline.cli import run_stage, stage_main
@@ -26,7 +27,7 @@ from pipeline.metrics import evaluation, registry
 from pipeline.metrics.base import HIGHER, Result
 from pipeline.metrics.context import Context
 from pipeline.metrics.math import paired_difference_interval
-from pipeline.models.registry import MODELS
+from pipeline.models.registry import MODELS, model_pair
 from pipeline.runtime import resolve_device, set_determinism
 from pipeline.translation import translate_test_sets
 
@@ -39,7 +40,9 @@ def untrained_translations(params: Params, folder: Path) -> Path:
     set_determinism(params.seed, params.train.deterministic)
     model = MODELS[params.model].build(params, torch.device("cpu"), 0)
     path = folder / "untrained.pt"
-    model_file.save(path, model_file.state(params, model, "untrained", None, None, 0))
+    manifest, _ = manifest_file.read(params.paths.prepared)
+    model_file.save(path, model_file.state(params, model, "untrained", None, None, 0, domains=manifest["domains"],
+                                           pair=model_pair(params, manifest)))
     translate_test_sets(path, params.paths.prepared, folder / "untrained", batch_size=params.translate.batch_size,
                         n_samples=params.translate.n_samples, seed=params.seed, generator_mode=params.translate.generator_mode,
                         device=resolve_device(params.translate.device, "translate.device"), progress=False)
