@@ -202,29 +202,65 @@ def close_setup_runs(client, experiment_id: str) -> None:
             client.delete_run(r.info.run_id)
 
 
+# The training's identity (stages/train.py fingerprint, also in the model file) as a tag of its MLflow run:
+# the one link from a model to its run, kept in the store so that no DVC-tracked output holds a run id.
+FINGERPRINT_TAG = "pipeline.fingerprint"
+
+
+def connect(uri: str, experiment: str):
+    """(an MlflowClient of `uri`, the id of `experiment`, created with the store on first use)."""
+    check_reachable(uri)
+    import mlflow  # lazy: seconds of import time
+
+    try:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        return client, open_experiment(client, uri, experiment)
+    except Exception as e:
+        raise TrackingError(f"MLflow tracking store {uri} is not usable ({type(e).__name__}: {e}); "
+                            f"check MLFLOW_TRACKING_URI / mlflow.tracking_uri") from None
+
+
+def training_runs(client, experiment_id: str, fingerprint: str) -> list:
+    """The runs of the training `fingerprint`, newest first."""
+    return client.search_runs([experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'",
+                              order_by=["attributes.start_time DESC"])
+
+
 class Tracker:
-    """A thin handle on one MLflow run (created, or reopened by id)."""
+    """A thin handle on one MLflow run: a training's run (started, or reopened to resume it), or the
+    run of the training that made a model (found by the model file's fingerprint)."""
 
-    def __init__(self, uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None,
-                 tags: dict[str, str] | None = None):
-        check_reachable(uri)
-        import mlflow  # lazy: seconds of import time
+    def __init__(self, client, uri: str, experiment_id: str, run_id: str):
+        self.client, self.uri, self.experiment_id, self.run_id = client, uri, experiment_id, run_id
 
-        self.mlflow = mlflow
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
-        self.uri = uri
-        try:
-            exp_id = self.experiment_id = open_experiment(self.client, uri, experiment)
-            if run_id is not None:
-                self.client.get_run(run_id)  # fails if the run is gone (e.g. another store)
-                self.run_id = run_id
-                self.client.update_run(run_id, status="RUNNING")
-                self.set_tags(tags or {})  # a resumed run takes the labels of the params it resumes under
-            else:
-                self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
-        except Exception as e:
-            raise TrackingError(f"MLflow tracking store {uri} is not usable ({type(e).__name__}: {e}); "
-                                f"check MLFLOW_TRACKING_URI / mlflow.tracking_uri") from None
+    @classmethod
+    def for_training(cls, uri: str, experiment: str, fingerprint: str, *, resume: bool, run_name: str,
+                     tags: dict[str, str]) -> Tracker:
+        """With `resume`, the newest run of this training that did not finish (a resumed training goes on
+        logging into it, under the labels of the params it resumes under); else, or when there is none, a
+        new run tagged with the fingerprint."""
+        client, exp_id = connect(uri, experiment)
+        unfinished = [r for r in training_runs(client, exp_id, fingerprint) if r.info.status != "FINISHED"]
+        if resume and unfinished:
+            tracker = cls(client, uri, exp_id, unfinished[0].info.run_id)
+            client.update_run(tracker.run_id, status="RUNNING")
+            tracker.set_tags(tags)
+            return tracker
+        run = client.create_run(exp_id, run_name=run_name, tags={**tags, FINGERPRINT_TAG: fingerprint})
+        return cls(client, uri, exp_id, run.info.run_id)
+
+    @classmethod
+    def of_model(cls, uri: str, experiment: str, fingerprint: str) -> Tracker | None:
+        """The newest run of the training that made a model (the later stages log into it); None when the
+        store holds none (e.g. the model came from a DVC remote, its run from another store)."""
+        client, exp_id = connect(uri, experiment)
+        runs = training_runs(client, exp_id, fingerprint)
+        return cls(client, uri, exp_id, runs[0].info.run_id) if runs else None
+
+    def last_value(self, key: str) -> float | None:
+        """The value of metric `key` at its last step (None when never logged)."""
+        history = self.client.get_metric_history(self.run_id, key)
+        return max(history, key=lambda m: m.step).value if history else None
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log the params the run does not hold yet (a resumed run may have been cut off mid-way)."""
@@ -272,6 +308,9 @@ class NoTracker:
 
     def last_step(self, key: str) -> int:
         return -1
+
+    def last_value(self, key: str) -> float | None:
+        return None
 
     def log_params(self, params: dict) -> None:
         pass

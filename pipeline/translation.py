@@ -159,6 +159,6 @@ def translate_test_sets(model_path: str | Path, prepared: str | Path, translated
         info = {"model": ckpt["model"], "checkpoint": str(model_path), "size": size, "counts": counts,
                 "routes": {k: {"input": v[0], "target": target_of(k), "generators": list(v[1])}
                            for k, v in routes.items()},
-                "mlflow_run_id": ckpt["mlflow_run_id"], "generator_mode": mode, **extra}
+                "fingerprint": ckpt["fingerprint"], "generator_mode": mode, **extra}
         translations.write_info(out, info)
     return info

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from pipeline.metrics.registry import METRICS
-from pipeline.studies import benchmark, throughput
+from pipeline.studies import benchmark, benchmark_tables, throughput
 
 
 def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
@@ -57,7 +57,7 @@ def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(chain):
     assert ev["routes"] == ["AtoB", "AtoBtoA", "BtoA", "BtoAtoB"]  # translations and reconstructions
     assert ev["n_translations"] == 4 * 4 and ev["size"] == 32 and ev["images_per_s"] > 0  # 4 test images each
     assert not Path(p.paths.metrics).exists() and not Path(p.paths.eval_reports).exists()
-    md = benchmark.evaluate_markdown({"device": "cpu", "torch": "x", "date": "d", "command": "c", "evaluate": ev})
+    md = benchmark_tables.evaluate_markdown({"device": "cpu", "torch": "x", "date": "d", "command": "c", "evaluate": ev})
     assert f"| fid_kid | {ev['seconds']['fid_kid']:.1f} |" in md and f"| all | {sum(ev['seconds'].values()):.1f} |" in md
     assert f"bootstrap resamples: {p.evaluate.bootstrap}" in md
 

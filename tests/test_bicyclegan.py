@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from pipeline.config import parse_params
+from pipeline.data.datasets import batches
 from pipeline.errors import ConfigError
 from pipeline.metrics.math import sample_pairs
 from pipeline.models.bicyclegan import BicycleGAN, build_bicyclegan
@@ -110,6 +111,17 @@ def test_the_authors_batch_split_and_two_scale_discriminators(make_params, monke
     assert any(torch.equal(x, b[1:]) for x in d2_inputs)       # D2's real image: the second half's B
     assert not any(torch.equal(x, b[1:]) for x in seen["D"])   # D's real image is B[0]
     assert any(torch.equal(x, b[:1]) for x in seen["D"])
+
+
+def test_the_split_batch_skips_a_short_last_batch_and_trains_past_the_first_epoch(prepared):
+    """5 training pairs at a batch of 2 split between the cycles: the last batch of each epoch would hold
+    one pair and leave the cVAE-GAN half empty (every loss NaN); it is skipped, as in the authors' loop."""
+    p = prepared(model="bicyclegan", bicyclegan__batch_split=True, train__batch_size=2)
+    assert batches(5, 2, drop_last=True) == [[0, 1], [2, 3]] and batches(5, 2) == [[0, 1], [2, 3], [4]]
+    result = train.train(p, progress=False)
+    assert result["steps"] == 4  # 2 full batches x 2 epochs
+    history = (Path(p.paths.train_reports) / "losses.csv").read_text().splitlines()
+    assert history[-1].split(",")[:2] == ["4", "2"]  # the last row: step 4, in epoch 2
 
 
 def test_pix2pix_noise_baseline_has_no_encoder(make_params):

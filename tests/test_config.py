@@ -139,7 +139,7 @@ def test_choices_written_in_config_are_the_registries_they_select_from():
 
     from pipeline.config import EvaluateParams, TrainParams
     from pipeline.metrics.inception import PROTOCOL_SETS
-    from pipeline.stages.train import LR_POLICIES
+    from pipeline.training import LR_POLICIES
 
     def choices(cls, name):
         return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]

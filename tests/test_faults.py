@@ -15,6 +15,7 @@ import yaml
 from pipeline import checkpoint
 from pipeline.config import parse_params
 from pipeline.stages import train
+from pipeline.tracking import FINGERPRINT_TAG
 from tests.helpers import REPO, elsewhere, make_repo, run_stages, same_weights
 from tests.helpers import env as dvc_env
 
@@ -43,10 +44,18 @@ def setup(params_dict, tmp_path):
             path.write_text(yaml.safe_dump(d))
             return parse_params(d), path
         ref, _ = params("ref")
-        run_stages(ref, "download", "train")
+        ref_run = run_stages(ref, "download", "train")["train"]["mlflow_run_id"]
         cut, cut_file = params("cut")
-        return ref, cut, cut_file
+        return ref, ref_run, cut, cut_file
     return make
+
+
+def unfinished_runs(uri: str, experiment: str, fingerprint: str) -> list[str]:
+    """The MLflow runs of training `fingerprint` that did not finish (a killed one stays RUNNING)."""
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return [r.info.run_id for r in client.search_runs([exp.experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+            if r.info.status != "FINISHED"]
 
 
 # CycleGAN: 12 steps (6 images x 2 epochs); pix2pix and BicycleGAN: 10 (5 pairs x 2). Checkpoints at 0,
@@ -71,10 +80,11 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, model, ca
     fault, resumed_at = CASES[case]
     total = STEPS[model]
     resumed_at = total if resumed_at is None else resumed_at
-    ref, cut, cut_file = setup(model)
+    ref, ref_run, cut, cut_file = setup(model)
     killed_training(cut_file, fault)
     ckpt = Path(cut.paths.checkpoints)
-    run_id = checkpoint.load_resume_state(ckpt)["mlflow_run_id"]
+    fp = checkpoint.load_resume_state(ckpt)["fingerprint"]
+    [run_id] = unfinished_runs(cut.mlflow.tracking_uri, cut.mlflow.experiment, fp)
 
     with caplog.at_level(logging.INFO, logger="pipeline"):
         result = train.train(cut, progress=False)
@@ -90,7 +100,6 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, model, ca
     assert client.get_run(run_id).info.status == "FINISHED"
     for key in ("train/G", "train/lr"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(2, total + 1, 2)), key
-    ref_run = checkpoint.load(ref.paths.model)["mlflow_run_id"]
     assert [m.value for m in client.get_metric_history(run_id, "train/G")] == \
            [m.value for m in client.get_metric_history(ref_run, "train/G")]
 

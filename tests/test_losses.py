@@ -5,7 +5,7 @@ import torch
 
 from pipeline.models.losses import gan_loss, gradient_penalty, l1
 from pipeline.models.pool import ImagePool
-from pipeline.stages.train import lr_factor
+from pipeline.training import lr_factor
 
 
 def test_lsgan_is_mean_squared_distance_to_the_target():

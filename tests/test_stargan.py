@@ -20,8 +20,8 @@ from pipeline.models.losses import gan_loss, gradient_penalty
 from pipeline.models.networks import build_net
 from pipeline.models.stargan import StarGAN, build_stargan, classification_loss, is_generator_step, one_hot
 from pipeline.stages import train
-from pipeline.stages.train import RunBook
 from pipeline.tools import translate as translate_tool
+from pipeline.training import RunBook
 from tests.helpers import elsewhere, interrupt_at_step, run_stages, same_weights
 
 MULTI = {"model": "stargan", "data__dataset": "synthetic_multi"}

@@ -1,6 +1,8 @@
-"""The trained model (paths.model): each generator's constructor spec and weights, the resolved
-config and the MLflow run to report into. Later stages rebuild the generators from this file alone;
-it holds only tensors and plain data (loaded with weights_only=True)."""
+"""The trained model (paths.model): each generator's constructor spec and weights, and the params of
+its training. Later stages rebuild the generators from this file alone; it holds only tensors and plain
+data (loaded with weights_only=True). It is a function of the training's inputs: the same params, data
+and code give the same bytes. The MLflow run that trained it is found by its fingerprint
+(tracking.training_run), so no run id, store location or clock time is written here."""
 
 from __future__ import annotations
 
@@ -18,23 +20,32 @@ from pipeline.models.networks import build
 if TYPE_CHECKING:
     from pipeline.models.base import GANModel
 
-REQUIRED = ("model", "nets", "config", "fingerprint", "mlflow_run_id", "mlflow_tracking_uri", "steps", "test_mode")
+REQUIRED = ("model", "nets", "config", "fingerprint", "steps", "test_mode")
+# the sections of params.yaml that describe a training, beside the model's own section and knobs
+TRAINING_SECTIONS = ("seed", "model", "data", "prepare", "train")
 
 
-def state(params: Params, model: GANModel, fingerprint: str, run_id: str | None, uri: str | None, steps: int,
+def model_config(params: Params, knobs: tuple[str, ...]) -> dict:
+    """The params of this model's training: its own section, the top-level `knobs` it reads, and the data,
+    preparation and training sections; not the other models' sections, nor where outputs go or runs are
+    tracked."""
+    own = (params.model, *knobs, *TRAINING_SECTIONS)
+    return {k: v for k, v in to_dict(params).items() if k in own}
+
+
+def state(params: Params, knobs: tuple[str, ...], model: GANModel, fingerprint: str, steps: int,
           sync: dict | None = None, domains: dict[str, str] | None = None, pair: list[str] | None = None) -> dict:
     """What later stages need, and nothing else. `domains`: the prepared data's {letter: domain name};
-    `pair`: the letters a two-domain model translates between, its A and B (None: every domain)."""
+    `pair`: the letters a two-domain model translates between, its A and B (None: every domain);
+    `fingerprint`: the training's identity (stages/train.py), which also tags its MLflow run."""
     return {
         "model": params.model,
         "domains": domains or {"A": "A", "B": "B"},
         "pair": pair,
         "nets": {k: {"spec": model.nets[k].spec, "state_dict": model.nets[k].module.state_dict()}
                  for k in model.generators},
-        "config": to_dict(params),
+        "config": model_config(params, knobs),
         "fingerprint": fingerprint,
-        "mlflow_run_id": run_id,
-        "mlflow_tracking_uri": uri,
         "steps": steps,
         "test_mode": model.test_mode,  # the generators' mode at test time under the model's paper
         "distributed": sync,  # world size, backend and every rank's weight hash (all equal) under torchrun

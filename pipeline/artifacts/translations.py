@@ -1,6 +1,7 @@
 """What the translate stage hands the evaluation, beside the images (paths.translated):
 
-    info.json    model, size, counts, routes (output folder -> input folder and generators), MLflow run,
+    info.json    model, size, counts, routes (output folder -> input folder and generators), the model's
+                 training fingerprint (which finds its MLflow run),
                  and for a multimodal model its sampling (folder, n_samples, nz, seed)
     latent.pt    (BicycleGAN with an encoder) the random codes z of every sample and the encoder's
                  means E(G(A, z)) recovered from the outputs, (n_samples, N, nz) each

@@ -197,6 +197,8 @@ class MultiDomainDataset(ItemDataset):
         return {"image": x, "domain": torch.tensor(domain)}
 
 
-def batches(n_items: int, batch_size: int) -> list[list[int]]:
-    """Item indices of each step of one epoch; the last batch may be smaller (none dropped)."""
-    return [list(range(s, min(s + batch_size, n_items))) for s in range(0, n_items, batch_size)]
+def batches(n_items: int, batch_size: int, drop_last: bool = False) -> list[list[int]]:
+    """Item indices of each step of one epoch; the last batch may be smaller, or with `drop_last` is
+    skipped when it is (the authors' loop, for a model that needs full batches)."""
+    end = n_items - n_items % batch_size if drop_last else n_items
+    return [list(range(s, min(s + batch_size, n_items))) for s in range(0, end, batch_size)]

@@ -128,10 +128,10 @@ def resolve_weights(configured: str | None, *, allow_download: bool = True, time
         path = Path(configured).expanduser()
         if not path.exists():
             raise ConfigError(f"evaluate.inception_weights={configured} does not exist; fix the path or set it to null")
-        return Weights(path, f"params evaluate.inception_weights ({path})")
+        return Weights(path, f"params evaluate.inception_weights ({configured})")
     cached = fidelity_cache_path()
     if cached.exists():
-        return Weights(cached, f"torch-fidelity cache ({cached})")
+        return Weights(cached, f"torch-fidelity cache ({cached.name})")
     if allow_download and try_download(FIDELITY_URL, cached, timeout):
         return Weights(cached, f"torch-fidelity download ({FIDELITY_URL})")
     folder = cache_dir()
@@ -148,7 +148,8 @@ def resolve_weights(configured: str | None, *, allow_download: bool = True, time
         tmp = converted.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, converted)
-    return Weights(converted, f"converted from {FID_HELPER} {FID_HELPER_MEMBER} (sha1 {FID_HELPER_SHA1[:12]}) -> {converted}")
+    return Weights(converted, f"converted from {FID_HELPER} {FID_HELPER_MEMBER} (sha1 {FID_HELPER_SHA1[:12]}) -> "
+                              f"{converted.name}")
 
 
 def feature_extractor(weights: Weights, device: torch.device):

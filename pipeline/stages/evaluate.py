@@ -13,6 +13,7 @@ the log and in the MLflow run (tag eval.unavailable); it is never written as a n
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from pipeline.cli import run_stage, stage_main
@@ -22,28 +23,35 @@ from pipeline.metrics import evaluation
 from pipeline.metrics.base import Result
 from pipeline.metrics.context import Context
 from pipeline.runtime import configure_threads
-from pipeline.tracking import Tracker, check_reachable, tracking_uri
+from pipeline.tracking import FINGERPRINT_TAG, Tracker, check_reachable, tracking_uri
+
+log = logging.getLogger("pipeline")
 
 
 def run(params: Params) -> dict:
     configure_threads(params.evaluate.num_threads, "evaluate.num_threads")
     ctx = Context(params)
-    run_id = ctx.info["mlflow_run_id"]
-    if run_id:
+    fingerprint = ctx.info["fingerprint"]  # the training that made the model (None: a model-free baseline)
+    if fingerprint:
         check_reachable(tracking_uri(params.mlflow.tracking_uri))  # fail now, not after the metrics
     results = evaluation.compute(ctx)
     evaluation.log_unavailable(results)
     metrics = evaluation.write_reports(ctx, results, params.paths.metrics, params.paths.eval_reports)
-    if run_id:
-        log_to_mlflow(params, run_id, results)
+    if fingerprint:
+        log_to_mlflow(params, fingerprint, results)
     return metrics
 
 
-def log_to_mlflow(params: Params, run_id: str, results: list[Result]) -> None:
+def log_to_mlflow(params: Params, fingerprint: str, results: list[Result]) -> None:
+    """Every number into the MLflow run of the training that made the model."""
     try:
-        tracker = Tracker(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, run_id=run_id)
+        tracker = Tracker.of_model(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, fingerprint)
     except TrackingError as e:
         raise StageError(f"{e}; the metrics were written to {params.paths.metrics}") from None
+    if tracker is None:
+        log.warning("the MLflow store holds no run of the training that made this model (tag %s = %s): the "
+                    "metrics are in %s only", FINGERPRINT_TAG, fingerprint, params.paths.eval_reports)
+        return
     tracker.log_metrics({f"eval/{k}": v for k, v in evaluation.flat_metrics(results).items()})
     tracker.log_metrics({f"eval_ci95/{k}/{end}": v for k, lo_hi in evaluation.intervals(results).items()
                          for end, v in zip(("low", "high"), lo_hi, strict=True)})

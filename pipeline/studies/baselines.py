@@ -41,7 +41,7 @@ def untrained_translations(params: Params, folder: Path) -> Path:
     model = MODELS[params.model].build(params, torch.device("cpu"), 0)
     path = folder / "untrained.pt"
     manifest, _ = manifest_file.read(params.paths.prepared)
-    model_file.save(path, model_file.state(params, model, "untrained", None, None, 0, domains=manifest["domains"],
+    model_file.save(path, model_file.state(params, MODELS[params.model].knobs, model, "untrained", 0, domains=manifest["domains"],
                                            pair=model_pair(params, manifest)))
     translate_test_sets(path, params.paths.prepared, folder / "untrained", batch_size=params.translate.batch_size,
                         n_samples=params.translate.n_samples, seed=params.seed, generator_mode=params.translate.generator_mode,
@@ -56,7 +56,7 @@ def identity_translations(params: Params, folder: Path) -> Path:
     with atomic_dir(folder / "identity") as out:
         for route, spec in info["routes"].items():
             shutil.copytree(prepared / spec["input"], out / route)
-        translations.write_info(out, {**info, "mlflow_run_id": None, "model": "identity"})
+        translations.write_info(out, {**info, "fingerprint": None, "model": "identity"})
     return folder / "identity"
 
 

@@ -10,15 +10,15 @@ embedded 64px one) and each path (PATHS), a fresh process builds CycleGAN from a
 fixed random batches. This is done `--rounds` times with the paths interleaved (a shared machine's
 slow minutes then hit every path alike); a row reports the median images/s over all timed runs, the
 peak memory and the generator loss of the first `--steps` steps (first round). Every row is compared,
-in the same run, with `baseline`: a step written the
-way the authors' code does it (fp32, contiguous, torch's default Adam, D_A and D_B each with its own
-backward pass). Parity: the loss trajectory of each fast path against plain fp32 (`fp32`), within
-TOLERANCE (the largest relative deviation over the steps). Also measured: the translate stage's
+in the same run, with `baseline`: a step written the way the authors' code does it (fp32, contiguous,
+torch's default Adam, D_A and D_B each with its own backward pass). Parity: the loss trajectory of each
+fast path against plain fp32 (`fp32`), within TOLERANCE (the largest relative deviation over the steps).
+Also measured: the translate stage's
 generator forward (images/s at translate.batch_size), Inception feature extraction for FID/KID
 (images/s), our plain step against the authors' alternating in one process (`--pairs`: the tightest
 "no slower" check), each metric of the evaluate stage on the outputs `dvc repro` left (seconds), and the
-training data loader (images/s with 0 and 2 workers, on generated PNGs stored at
-each configuration's load size, set beside the fastest training path: does loading starve the step?).
+training data loader (images/s with 0 and 2 workers, on generated PNGs stored at each configuration's
+load size, set beside the fastest training path: does loading starve the step?).
 
 How close a step comes to the machine: every training row gives GFLOP/s (the FLOPs of one step counted
 by torch.utils.flop_counter, times steps/s) beside an fp32 matrix product timed in the same process on
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -49,7 +48,16 @@ import yaml
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
 from pipeline.runtime import configure_threads, cpu_cores
-from pipeline.studies.throughput import matmul_peak, measure_evaluate, measure_inception, measure_loader, rates, step_flops
+from pipeline.studies import benchmark_tables as tables
+from pipeline.studies.throughput import (
+    device_name,
+    matmul_peak,
+    measure_evaluate,
+    measure_inception,
+    measure_loader,
+    rates,
+    step_flops,
+)
 
 CONFIGS = {
     # Zhu et al. 2017 at 256px: resnet_9blocks, 70x70 PatchGAN, ngf = ndf = 64, batch 1
@@ -170,7 +178,8 @@ def measure_training(config: str, path: str, device: torch.device, warmup: int, 
     flops = None if opts.get("compile") else step_flops(step, data[0])
     return {"config": config, "path": path, "images_per_s": statistics.median(per_repeat), "repeats": per_repeat,
             "peak_memory_bytes": peak, "peak_memory_kind": "CUDA max allocated" if device.type == "cuda" else "process max RSS",
-            "loss_G": losses, "threads": torch.get_num_threads(), "flops_per_step": flops,
+            "loss_G": losses, "threads": torch.get_num_threads(), "flops_per_step": flops, "batch": cfg["batch"],
+            "tolerance": tolerance(path),
             "matmul_peak_gflops": matmul_peak(device, repeats)["gflops"]}
 
 
@@ -204,12 +213,6 @@ def measure_translate(config: str, device: torch.device, batch_size: int, repeat
     G(x)  # warm-up
     per_repeat = rates(lambda: G(x), batch_size, repeats, device)
     return {"config": config, "batch_size": batch_size, "images_per_s": statistics.median(per_repeat)}
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def one_command(config: str, path: str, args, trajectory: bool, threads: int | None) -> list[str]:
@@ -279,47 +282,6 @@ def measure_concurrency(configs: list[str], layouts: list[tuple[int, int]], args
     return rows
 
 
-def concurrency_table(rows: list[dict]) -> list[str]:
-    def cells(r: dict) -> list[str]:
-        lo, hi = min(r["round_totals"]), max(r["round_totals"])
-        return [r["config"], f"{r['processes']} x {r['threads']}", f"{r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g})",
-                f"{r.get('x_vs_first', float('nan')):.2f}", f"{r['matmul_peak_gflops']:.0f}"]
-    return table("Concurrency: N processes of the fp32 step started together, each on T threads; total images/s "
-                 "(median over rounds, range) and the sum of their fp32 matmul peaks measured side by side. x = against "
-                 "the first layout (one process on every core): the most a sweep of N workers can gain.",
-                 ["config", "processes x threads", "total images/s (range over rounds)", "x", "total matmul GFLOP/s"],
-                 rows, cells)
-
-
-def merge_rounds(rounds: list[dict]) -> dict:
-    """One row from the rounds of a (config, path): the median over every timed repeat of every round,
-    each round's median (to pair with the baseline's of the same round), the largest memory peak and
-    the loss trajectory of the first round."""
-    failed = [r for r in rounds if "error" in r]
-    if failed:
-        return failed[0]
-    row = {**rounds[0], "repeats": [x for r in rounds for x in r["repeats"]],
-           "round_medians": [r["images_per_s"] for r in rounds],
-           "peak_memory_bytes": max(r["peak_memory_bytes"] for r in rounds),
-           "matmul_peak_gflops": statistics.median(r["matmul_peak_gflops"] for r in rounds)}
-    row["images_per_s"] = statistics.median(row["repeats"])
-    return row
-
-
-def add_flop_rate(rows: list[dict]) -> list[dict]:
-    """GFLOP/s of each row's step (counted FLOPs x steps/s; a compiled path takes fp32's count, the same
-    computation) and its fraction of the fp32 matmul peak measured in the same processes."""
-    counted = {r["config"]: r["flops_per_step"] for r in rows if r.get("flops_per_step") and r["path"] == "fp32"}
-    for r in rows:
-        flops = r.get("flops_per_step") or counted.get(r["config"])
-        if "error" in r or not flops:
-            continue
-        r["gflop_per_step"] = flops / 1e9
-        r["gflops"] = r["images_per_s"] / CONFIGS[r["config"]]["batch"] * flops / 1e9
-        r["fraction_of_peak"] = r["gflops"] / r["matmul_peak_gflops"]
-    return rows
-
-
 def measure_threads(configs: list[str], threads: list[int], args) -> list[dict]:
     """The plain fp32 step on each number of threads, each in fresh processes, rounds interleaved."""
     rounds = {(c, t): [] for c in configs for t in threads}
@@ -329,133 +291,10 @@ def measure_threads(configs: list[str], threads: list[int], args) -> list[dict]:
             rounds[(c, t)].append(r)
             print(f"{c:9s} fp32 {t} thread(s) round {k + 1}/{args.rounds} "
                   + (f"{r['images_per_s']:8.2f} images/s" if "error" not in r else r["error"]), flush=True)
-    return add_flop_rate([merge_rounds(rs) for rs in rounds.values()])
+    return tables.add_flop_rate([tables.merge_rounds(rs) for rs in rounds.values()])
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Speedup against the authors' step and loss parity against plain fp32, per configuration. The
-    speedup is the ratio of medians; its range is that of the per-round ratios (a path and the baseline
-    measured minutes apart in the same round), which shows how much the machine drifted."""
-    by = {(r["config"], r["path"]): r for r in rows}
-    for r in rows:
-        if "error" in r:
-            continue
-        base, ref = by.get((r["config"], "baseline")), by.get((r["config"], "fp32"))
-        if base and "error" not in base:
-            r["speedup_vs_baseline"] = r["images_per_s"] / base["images_per_s"]
-            per_round = [x / y for x, y in zip(r["round_medians"], base["round_medians"], strict=True)]
-            r["speedup_range"] = [min(per_round), max(per_round)]
-        if ref and "error" not in ref and r["path"] != "baseline":
-            devs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(r["loss_G"], ref["loss_G"], strict=True)]
-            r["loss_rel_dev_first"], r["loss_rel_dev_max"], r["tolerance"] = devs[0], max(devs), tolerance(r["path"])
-            r["parity"] = devs[0] <= r["tolerance"][0] and max(devs) <= r["tolerance"][1]
-    return add_flop_rate(rows)
-
-
-def flop_cells(r: dict) -> str:
-    if "gflops" not in r:
-        return "- | - | -"
-    return f"{r['gflops']:.1f} | {r['matmul_peak_gflops']:.0f} | {r['fraction_of_peak']:.0%}"
-
-
-def table(intro: str, columns: list[str], rows: list[dict], cells) -> list[str]:
-    """A markdown table of measured rows under its explanation; a failed row says why."""
-    lines = [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        out = [r["config"], "-", f"failed: {r['error']}", *[""] * (len(columns) - 3)] if "error" in r else cells(r)
-        lines.append("| " + " | ".join(out) + " |")
-    return lines
-
-
-def threads_table(rows: list[dict]) -> list[str]:
-    def cells(r: dict) -> list[str]:
-        lo, hi = min(r["round_medians"]), max(r["round_medians"])
-        return [r["config"], str(r["threads"]), f"{r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g})",
-                f"{r.get('gflop_per_step', 0):.2f}", flop_cells(r)]
-    return table("Threads: the fp32 step on each number of torch threads (intra- and inter-op), fresh processes; "
-                 "GFLOP/s from the counted FLOPs (torch.utils.flop_counter), peak = an fp32 matmul in the same process "
-                 "on the same threads.",
-                 ["config", "threads", "images/s (range over rounds)", "GFLOP per step", "GFLOP/s", "matmul peak GFLOP/s",
-                  "of peak"], rows, cells)
-
-
-def threads_markdown(report: dict) -> str:
-    concurrency = ["", *concurrency_table(report["concurrency"])] if report.get("concurrency") else []
-    return "\n".join([f"# Benchmark, threads: {report['device']}", "",
-                      f"torch {report['torch']}, {report['date']}; images/s = median over {report['rounds']} rounds x "
-                      f"{report['repeats']} timed repeats of {report['steps']} steps after {report['warmup']} warm-up "
-                      f"steps. Command: `{report['command']}`.", "", *threads_table(report["threads"]),
-                      *concurrency]) + "\n"
-
-
-def evaluate_markdown(report: dict) -> str:
-    ev = report["evaluate"]
-    head = [f"# Benchmark, evaluate stage: {report['device']}", "",
-            f"torch {report['torch']}, {report['date']}. Command: `{report['command']}`. Each metric of "
-            "pipeline/metrics/registry.py timed once on the translations `dvc repro` left in the workspace (the "
-            "stage's work, with its bootstrap intervals; nothing written).", ""]
-    if "unavailable" in ev:
-        return "\n".join([*head, f"unavailable: {ev['unavailable']}"]) + "\n"
-    rows = [f"| {k} | {v:.1f}" + (" (failed)" if k in ev["errors"] else "") + " |" for k, v in ev["seconds"].items()]
-    return "\n".join([*head, f"{ev['n_translations']} translations ({', '.join(ev['routes'])}) of the `{ev['dataset']}` "
-                       f"test set at {ev['size']}px; FID/KID protocols: {ev['fid_protocols']}; bootstrap resamples: "
-                       f"{ev['bootstrap']}.", "", "| metric | seconds |", "|---|---|", *rows,
-                       f"| all | {sum(ev['seconds'].values()):.1f} |"]) + "\n"
-
-
-def markdown(report: dict) -> str:
-    lines = [f"# Benchmark: {report['device']}", "",
-             f"torch {report['torch']}, {report['date']}; images/s = median over {report['rounds']} rounds (a fresh "
-             f"process per path and round, paths interleaved) x {report['repeats']} timed repeats of {report['steps']} "
-             f"steps after {report['warmup']} warm-up steps. Baseline = the authors' step (fp32, no fusion); "
-             "x baseline = ratio of medians (range of the per-round ratios).", "",
-             "GFLOP/s = FLOPs of one step counted by torch.utils.flop_counter (convolutions and matrix products, "
-             "forward and backward; elementwise work uncounted) x steps/s; peak = an fp32 "
-             "matmul in the same process on the same threads; % = the step's share of that peak.", "",
-             "| config | path | images/s | x baseline (range) | peak memory (MiB) "
-             "| G loss vs fp32: rel. dev. first step / max over steps (tolerances) | GFLOP/s | matmul peak GFLOP/s | of peak |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["training"]:
-        if "error" in r:
-            lines.append(f"| {r['config']} | {r['path']} | failed: {r['error']} | | | | | | |")
-            continue
-        parity = (f"{r['loss_rel_dev_first']:.1e} / {r['loss_rel_dev_max']:.1e} ({r['tolerance'][0]:.0e} / "
-                  f"{r['tolerance'][1]:.0e}) {'ok' if r['parity'] else 'EXCEEDED'}" if "parity" in r else "-")
-        ratio = (f"{r['speedup_vs_baseline']:.2f} ({r['speedup_range'][0]:.2f}-{r['speedup_range'][1]:.2f})"
-                 if "speedup_vs_baseline" in r else "-")
-        lines.append(f"| {r['config']} | {r['path']} | {r['images_per_s']:.3g} | {ratio} | "
-                     f"{r['peak_memory_bytes'] / 2**20:.0f} ({r['peak_memory_kind']}) | {parity} | {flop_cells(r)} |")
-    for pr in report.get("paired", []):
-        lines.append(f"| {pr['config']} | ours vs authors' step, {pr['pairs']} alternating pairs in one process | "
-                     f"{pr['ours_images_per_s']:.3g} vs {pr['authors_images_per_s']:.3g} | {pr['speedup_median']:.3f} "
-                     f"(IQR {pr['speedup_iqr'][0]:.2f}-{pr['speedup_iqr'][1]:.2f}) | | same computation | | | |")
-    if report.get("threads"):
-        lines += ["", *threads_table(report["threads"])]
-    lines += ["", "| stage | figure |", "|---|---|"]
-    for t in report["translate"]:
-        lines.append(f"| translate ({t['config']}, batch {t['batch_size']}) | {t['images_per_s']:.1f} images/s |")
-    inc = report["inception"]
-    lines.append(f"| evaluate: Inception features ({inc.get('extractor')}, {inc.get('input_size')}px uint8 input "
-                 f"resized to 299, batch {inc.get('batch_size')}) | "
-                 + (f"{inc['images_per_s']:.1f} images/s |" if "images_per_s" in inc else f"unavailable: {inc['unavailable']} |"))
-    ev = report["evaluate"]
-    if "images_per_s" in ev:
-        parts = ", ".join(f"{k} {v:.1f} s" + (" (failed)" if k in ev["errors"] else "") for k, v in ev["seconds"].items())
-        lines.append(f"| evaluate stage on the workspace's {ev['dataset']} outputs ({ev['n_translations']} images in "
-                     f"{', '.join(ev['routes'])} at {ev['size']}px; {parts}) | {ev['images_per_s']:.1f} images/s |")
-    else:
-        lines.append(f"| evaluate stage | unavailable: {ev['unavailable']} |")
-    for ld in report["loader"]:
-        fastest = max((r["images_per_s"] for r in report["training"] if r["config"] == ld["config"] and "error" not in r),
-                      default=None)
-        rates_ = ", ".join(f"{v:.0f} ({k.split('_')[1]} workers)" for k, v in ld["images_per_s"].items())
-        lines.append(f"| training data loader ({ld['config']}: {ld['n']} PNG pairs at {ld['load_size']}px, crop "
-                     f"{ld['crop']}) | {rates_} images/s"
-                     + (f"; the fastest training path above takes {fastest:.3g}" if fastest else "") + " |")
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m pipeline.studies.benchmark", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -482,6 +321,60 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.command = "python -m pipeline.studies.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
+    return args
+
+
+def report_head(args: argparse.Namespace, device: torch.device) -> dict:
+    """What every report starts with: the machine, the versions, the date, the command and the timing plan."""
+    return {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M"), "command": args.command, "warmup": args.warmup,
+            "steps": args.steps, "repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count()}
+
+
+def threads_report(args: argparse.Namespace, device: torch.device, threads: list[int]) -> dict:
+    report = {**report_head(args, device), "threads": measure_threads(args.configs, threads or [torch.get_num_threads()],
+                                                                      args)}
+    if device.type == "cpu" and cpu_cores() > 1:  # what a sweep of one worker per core can reach
+        cores = cpu_cores()
+        report["concurrency"] = measure_concurrency(args.configs, [(1, cores), (cores, 1)], args)
+    return report
+
+
+def training_rows(args: argparse.Namespace, paths: list[str]) -> list[dict]:
+    """Every (config, path) in fresh processes; rounds interleave the paths, so a slow minute of a shared
+    machine hits every path alike."""
+    rows = []
+    for config in args.configs:
+        rounds = {path: [] for path in paths}
+        for k in range(args.rounds):
+            for path in paths:
+                r = run_isolated(config, path, args, trajectory=k == 0)
+                rounds[path].append(r)
+                print(f"{config:9s} {path:16s} round {k + 1}/{args.rounds} "
+                      + (f"{r['images_per_s']:8.2f} images/s" if "error" not in r else r["error"]), flush=True)
+        rows += [tables.merge_rounds(rounds[path]) for path in paths]
+    return rows
+
+
+def full_report(args: argparse.Namespace, device: torch.device, threads: list[int]) -> dict:
+    paths = args.paths or DEFAULT_PATHS[device.type]
+    skipped = [p for p in paths if p in CUDA_ONLY and device.type != "cuda"]
+    paths = [p for p in paths if p not in skipped]
+    paths = ["baseline", "fp32", *(p for p in paths if p not in ("baseline", "fp32"))]
+    return {**report_head(args, device), "skipped_paths": skipped,
+            "training": tables.summarise(training_rows(args, paths)),
+            "threads": measure_threads(args.configs, threads, args),
+            "paired": [measure_paired(c, device, args.pairs, args.params) for c in args.configs],
+            "translate": [measure_translate(c, device, 16, args.repeats, args.params) for c in args.configs],
+            "inception": measure_inception(device, 25, args.repeats, 64),
+            "evaluate": measure_evaluate(load_params(args.params), device),
+            "loader": [measure_loader(c, CONFIGS[c]["load_size"], CONFIGS[c]["size"], args.loader_images,
+                                      min(args.repeats, 3), device) for c in args.configs]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     device = torch.device(args.device)
     if args.one:
         if args.one_threads:
@@ -490,56 +383,16 @@ def main(argv: list[str] | None = None) -> None:
                                           trajectory=not args.no_trajectory, params_file=args.params)))
         return
     if args.evaluate_only:
-        report = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
-                  "command": "python -m pipeline.studies.benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "evaluate": measure_evaluate(load_params(args.params), device)}
-        write_report(args.out, f"{device.type}-evaluate", report, evaluate_markdown(report))
+        report = {**report_head(args, device), "evaluate": measure_evaluate(load_params(args.params), device)}
+        write_report(args.out, f"{device.type}-evaluate", report, tables.evaluate_markdown(report))
         return
-    if args.threads is None:
-        threads = sorted({1, cpu_cores()}) if device.type == "cpu" else []
-    else:
-        threads = args.threads
+    threads = args.threads if args.threads is not None else sorted({1, cpu_cores()}) if device.type == "cpu" else []
     if args.threads_only:
-        report = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
-                  "date": time.strftime("%Y-%m-%d %H:%M"), "warmup": args.warmup, "steps": args.steps,
-                  "repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count(),
-                  "command": "python -m pipeline.studies.benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "threads": measure_threads(args.configs, threads or [torch.get_num_threads()], args)}
-        if device.type == "cpu" and cpu_cores() > 1:  # what a sweep of one worker per core can reach
-            cores = cpu_cores()
-            report["concurrency"] = measure_concurrency(args.configs, [(1, cores), (cores, 1)], args)
-        write_report(args.out, "-".join([device.type, *args.configs, "threads"]), report, threads_markdown(report))
+        report = threads_report(args, device, threads)
+        write_report(args.out, "-".join([device.type, *args.configs, "threads"]), report, tables.threads_markdown(report))
         return
-    paths = args.paths or DEFAULT_PATHS[device.type]
-    skipped = [p for p in paths if p in CUDA_ONLY and device.type != "cuda"]
-    paths = [p for p in paths if p not in skipped]
-    if "baseline" not in paths:
-        paths.insert(0, "baseline")
-    if "fp32" not in paths:
-        paths.insert(1, "fp32")
-    rows = []
-    for config in args.configs:
-        # rounds interleave the paths, so a slow minute of a shared machine hits every path alike
-        rounds = {path: [] for path in paths}
-        for k in range(args.rounds):
-            for path in paths:
-                r = run_isolated(config, path, args, trajectory=k == 0)
-                rounds[path].append(r)
-                print(f"{config:9s} {path:16s} round {k + 1}/{args.rounds} "
-                      + (f"{r['images_per_s']:8.2f} images/s" if "error" not in r else r["error"]), flush=True)
-        rows += [merge_rounds(rounds[path]) for path in paths]
-    report = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
-              "date": time.strftime("%Y-%m-%d %H:%M"), "warmup": args.warmup, "steps": args.steps,
-              "repeats": args.repeats, "rounds": args.rounds, "skipped_paths": skipped, "cpu_count": os.cpu_count(),
-              "training": summarise(rows),
-              "threads": measure_threads(args.configs, threads, args),
-              "paired": [measure_paired(c, device, args.pairs, args.params) for c in args.configs],
-              "translate": [measure_translate(c, device, 16, args.repeats, args.params) for c in args.configs],
-              "inception": measure_inception(device, 25, args.repeats, 64),
-              "evaluate": measure_evaluate(load_params(args.params), device),
-              "loader": [measure_loader(c, CONFIGS[c]["load_size"], CONFIGS[c]["size"], args.loader_images,
-                                        min(args.repeats, 3), device) for c in args.configs]}
-    write_report(args.out, "-".join([device.type, *args.configs]), report, markdown(report))
+    report = full_report(args, device, threads)
+    write_report(args.out, "-".join([device.type, *args.configs]), report, tables.markdown(report))
 
 
 def write_report(out: Path, stem: str, report: dict, text: str) -> None:

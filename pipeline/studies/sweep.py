@@ -149,7 +149,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m pipeline.studies.sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", choices=list(ABLATIONS), default=["full", "gan_alone", "cycle_alone", "no_pool"])
@@ -165,20 +165,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     ap.add_argument("--name", default="sweep", help="file name stem of the report: <name>-<device>.json/.md")
     ap.add_argument("--keep", action="store_true", help="keep the scratch repository (its path is printed)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    workspace = Path.cwd()
-    scratch = Path(tempfile.mkdtemp(prefix="sweep-"))
-    print(f"scratch repository: {scratch}", flush=True)
-    repo = scratch_copy(workspace, scratch / "repo")
-    prepare_shared_stages(repo)
-    cores = cpu_cores()
+
+def queue_modes(args: argparse.Namespace, cores: int) -> dict[str, dict]:
+    """The queue layouts compared: each -j with threads auto, and the largest -j with torch's default threads."""
     default_threads = [f"{s}.num_threads={cores}" for s in THREADED_SECTIONS]
     modes = {f"j{j}": {"label": f"-j {j}, threads auto", "jobs": j, "extra": []} for j in args.jobs}
     if args.contrast_repeats:
         j = max(args.jobs)
         modes[f"j{j}_default_threads"] = {"label": f"-j {j}, {cores} threads per process (torch's default)", "jobs": j,
                                           "extra": default_threads, "repeats": args.contrast_repeats}
+    return modes
+
+
+def run_modes(args: argparse.Namespace, repo: Path, modes: dict[str, dict], cores: int) -> tuple[dict, list]:
+    """Every mode's queue `args.repeats` times, interleaved; (per-mode wall times and failures, the machine
+    limit measured between repeats)."""
     results = {m: {**spec, "wall_s": [], "failed": [], "threads": []} for m, spec in modes.items()}
     limits = []
     for k in range(args.repeats):
@@ -198,6 +201,17 @@ def main(argv: list[str] | None = None) -> None:
     for res in results.values():
         res["median_s"] = statistics.median(res["wall_s"])
         del res["extra"]
+    return results, limits
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="sweep-"))
+    print(f"scratch repository: {scratch}", flush=True)
+    repo = scratch_copy(Path.cwd(), scratch / "repo")
+    prepare_shared_stages(repo)
+    cores = cpu_cores()
+    results, limits = run_modes(args, repo, queue_modes(args, cores), cores)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {"device": f"{cores} CPU cores" if device == "cpu" else torch.cuda.get_device_name(),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), "configs": args.configs,

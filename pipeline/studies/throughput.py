@@ -4,11 +4,18 @@ timing helpers the benchmark shares."""
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def sync(device: torch.device) -> None:
