@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline.data.synthetic import MULTI_DOMAINS
+
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 
@@ -83,3 +85,20 @@ DATASETS: dict[str, DatasetSpec] = {
 def local_spec(layout: Literal["unaligned", "aligned"], a_side: Literal["left", "right"], test_split: str) -> DatasetSpec:
     """The spec of a local folder: the same layouts as the official archives, taken from params."""
     return DatasetSpec("local", layout, None, a_side, test_split)
+
+
+def dataset_spec(data) -> DatasetSpec:
+    """The spec of params' data section (pipeline/config.py DataParams); a local folder's layout comes from
+    data.local."""
+    if data.dataset == "local":
+        d = data.local
+        return local_spec(d.layout, d.a_side, d.test_split)
+    return DATASETS[data.dataset]
+
+
+def domain_count(data) -> int:
+    """How many domains the prepared data of params' data section will have: data.domains of the
+    multi-domain world (all of them when null), else the two domains A and B."""
+    if dataset_spec(data).layout == "synthetic_multi":
+        return len(data.domains or MULTI_DOMAINS)
+    return 2

@@ -35,7 +35,7 @@ from pipeline.artifacts import manifest as manifest_file
 from pipeline.artifacts import model as model_file
 from pipeline.cli import run_stage, stage_main
 from pipeline.codedeps import code_digest
-from pipeline.config import Params, flatten, to_dict
+from pipeline.config import Params, execution_only_keys, flatten, logged_params, to_dict
 from pipeline.data.datasets import (
     AlignedDataset,
     MultiDomainDataset,
@@ -45,6 +45,7 @@ from pipeline.data.datasets import (
     list_images,
     load_tensor,
 )
+from pipeline.data.registry import domain_count
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
@@ -55,10 +56,9 @@ from pipeline.tracking import NoTracker, Tracker, git_rev, tracking_uri, ui_hint
 log = logging.getLogger("pipeline")
 SAMPLES = 4  # test images per direction in the sample grids
 
-# Params that change how a run is executed or reported but not what it computes: a checkpoint made
-# under other values of these may be resumed.
-EXECUTION_ONLY = {"translate", "mlflow", "paths", "train.checkpoint_every", "train.log_every",
-                  "train.num_workers", "train.num_threads", "train.device", "train.rdzv_endpoint", "train.dist_backend"}
+# Params that change how a run is executed or reported but not what it computes (knob(results=False)): a
+# checkpoint made under other values of these may be resumed.
+EXECUTION_ONLY = execution_only_keys()
 
 
 def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int, policy: str = "paper") -> float:
@@ -135,24 +135,6 @@ class RunBook:
         return [row for row in self.history if row["step"] > self.sent]
 
 
-# Sections of params.yaml an MLflow run does not hold: where outputs go and where the run is tracked
-# say nothing about what was trained (the run's own artifacts and store are its location).
-NOT_LOGGED = ("mlflow", "paths")
-
-
-def run_params(params: Params) -> dict[str, object]:
-    """The params an MLflow run holds, flattened (`cyclegan.ngf`): the trained model's own section and
-    the top-level knobs it reads, plus the sections every model shares (data, prepare, train, translate,
-    evaluator, evaluate). Other models' sections are left out, and so are `data.synthetic` and
-    `data.local` unless they are the data: they did not take part, and as columns they would bury the knobs."""
-    other_models = set(MODELS) - {params.model}
-    unused_knobs = {k for name, entry in MODELS.items() for k in entry.knobs} - set(MODELS[params.model].knobs)
-    d = {k: v for k, v in to_dict(params).items() if k not in other_models | unused_knobs | set(NOT_LOGGED)}
-    unused_data = {"synthetic", "local"} - {params.data.dataset}  # the settings of the other dataset kinds
-    d["data"] = {k: v for k, v in d["data"].items() if k not in unused_data}
-    return flatten(d)
-
-
 def run_tags(params: Params, exp_name: str | None) -> dict[str, str]:
     """Tags that find and group runs: `config` and `study` (from params mlflow.config / mlflow.study,
     set by the study commands), `seed`, the model and dataset, the git commit, and the DVC experiment."""
@@ -173,8 +155,8 @@ def build_dataset(params: Params, prepared: Path, manifest: dict):
     if MODELS[params.model].multi_domain:
         dirs = [prepared / f"train{d}" for d in manifest["domains"]]
         return MultiDomainDataset(dirs, crop=t.crop_size, flip=t.flip, seed=params.seed)
-    if len(manifest["domains"]) != params.n_domains:
-        raise StageError(f"{prepared} holds {len(manifest['domains'])} domains but params select {params.n_domains} "
+    if len(manifest["domains"]) != domain_count(params.data):
+        raise StageError(f"{prepared} holds {len(manifest['domains'])} domains but params select {domain_count(params.data)} "
                          f"(data.dataset, data.domains); re-prepare the data: dvc repro prepare")
     if MODELS[params.model].paired:
         pairs = manifest["pairs"]["train"]
@@ -286,7 +268,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
     try:
         if state is None:
             save_checkpoint(book, model, d, ckpt_dir, fp, tracker)  # step 0: a restart reopens this MLflow run
-        tracker.log_params(run_params(params))  # only what the run lacks: a crash may have cut it short
+        tracker.log_params(logged_params(params))  # only what the run lacks: a crash may have cut it short
         model.train()
         tick = time.perf_counter()
         while book.step < total_steps:
