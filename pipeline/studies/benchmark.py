@@ -94,10 +94,11 @@ def build(cfg: dict, device: torch.device, opts: dict, params_file: Path = Path(
     workspace's params) and the configuration's networks, from a fixed seed: identical initial weights
     for every path."""
     from pipeline.config import parse_params
-    from pipeline.models.cyclegan import build_cyclegan
+    from pipeline.models.cyclegan import PAPER
+    from pipeline.models.cyclegan.model import build_cyclegan
 
     d = yaml.safe_load(params_file.read_text())
-    d.update(lambda_cycle=10.0, lambda_identity=0.5, pool_size=50, seed=0, model="cyclegan")
+    d.update(PAPER, seed=0, model="cyclegan")
     d["cyclegan"].update(generator=cfg["generator"], discriminator="basic", ngf=cfg["ngf"], ndf=cfg["ndf"],
                          norm="instance", dropout=False, init_type="normal", init_gain=0.02, gan_mode="lsgan",
                          adversarial=True, cycle_forward=True, cycle_backward=True)
