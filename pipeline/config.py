@@ -18,8 +18,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from pipeline.data.registry import DATASETS, dataset_spec, domain_count
-from pipeline.data.synthetic import MULTI_DOMAINS
+from pipeline.data.registry import DATASETS, dataset_spec
+from pipeline.data.synthetic import MULTI_DOMAINS, domain_count
 from pipeline.errors import ConfigError
 from pipeline.knobs import DEVICES, Threads, did_you_mean, from_dict, knob
 from pipeline.models.names import UNET_LEVELS

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipeline import checkpoint
 from pipeline.data import synthetic
-from pipeline.data.registry import domain_count
+from pipeline.data.synthetic import domain_count
 from pipeline.errors import ConfigError
 from pipeline.metrics import classification, registry
 from pipeline.metrics.evaluation import route_means, summary

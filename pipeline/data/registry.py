@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.data.synthetic import MULTI_DOMAINS
-
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 
@@ -95,10 +93,3 @@ def dataset_spec(data) -> DatasetSpec:
         return local_spec(d.layout, d.a_side, d.test_split)
     return DATASETS[data.dataset]
 
-
-def domain_count(data) -> int:
-    """How many domains the prepared data of params' data section will have: data.domains of the
-    multi-domain world (all of them when null), else the two domains A and B."""
-    if dataset_spec(data).layout == "synthetic_multi":
-        return len(data.domains or MULTI_DOMAINS)
-    return 2

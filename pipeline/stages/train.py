@@ -45,7 +45,7 @@ from pipeline.data.datasets import (
     list_images,
     load_tensor,
 )
-from pipeline.data.registry import domain_count
+from pipeline.data.synthetic import domain_count
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel

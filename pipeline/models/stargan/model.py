@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.registry import domain_count
+from pipeline.data.synthetic import domain_count
 from pipeline.models.base import GANModel, Net, adam, make_net, set_requires_grad, stream_seed
 from pipeline.models.losses import gan_loss, gradient_penalty, l1
 
