@@ -64,7 +64,7 @@ class DataParams:
     """What the download stage fetches (or generates), or the local folder prepare reads."""
 
     dataset: str = knob(choices=tuple(DATASETS), doc="the embedded world, a local folder or an official archive",
-                        stages=("download", "prepare"), study=3)
+                        stages=("download", "prepare", "train"), study=3)
     url: Optional[str] = knob(doc="override the registry URL, e.g. a mirror; null = official URL", stages=("download",))
     sha256: Optional[str] = knob(pattern=r"[0-9a-f]{64}", doc="pin the archive checksum; null = record on first download",
                                  stages=("download",))
@@ -75,7 +75,7 @@ class DataParams:
     domains: Optional[tuple[str, ...]] = knob(choices=MULTI_DOMAINS, doc="the domains of a multi-domain dataset "
                                               "(synthetic_multi) to prepare, in order: they become A, B, C, ... "
                                               "(two of them for a two-domain model); null = all of them",
-                                              stages=("prepare",), study=4)
+                                              stages=("prepare", "train"), study=4)
 
 
 @dataclass(frozen=True)
@@ -149,10 +149,10 @@ class ClassifierParams:
     every domain (pipeline/metrics/domain_classifier.py); its training, shared with the segmenter
     (pipeline/metrics/fitting.py)."""
 
-    epochs: int = knob(min=1, max=10_000)
-    batch_size: int = knob(min=1, max=4096)
-    lr: float = knob(min=0.0)
-    seed: int = knob(min=0)
+    epochs: int = knob(min=1, max=10_000, doc="passes over the real images")
+    batch_size: int = knob(min=1, max=4096, doc="images per step")
+    lr: float = knob(min=0.0, doc="Adam learning rate")
+    seed: int = knob(min=0, doc="seed of the initial weights and the batches")
     device: str = knob(choices=DEVICES, doc="auto = cuda when available, else cpu")
     num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
 
@@ -161,21 +161,24 @@ class ClassifierParams:
 class EvaluatorParams(ClassifierParams):
     """The segmenter of the FCN-score, trained on real target-domain photos (pipeline/metrics/segmenter.py)."""
 
-    width: int = knob(min=1, max=512)
+    width: int = knob(min=1, max=512, doc="channels of the segmenter's first layer (fcn8s-mini)")
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     device: str = knob(choices=DEVICES, doc="auto = cuda when available, else cpu")
     num_threads: Threads = knob(min=1, max=1024, doc="torch threads; auto = cores // concurrent processes")
-    batch_size: int = knob(min=1, max=4096)
-    inception_weights: Optional[str] = knob(doc="torch-fidelity format .pth; null = cache, download, or offline conversion")
+    batch_size: int = knob(min=1, max=4096, doc="images per batch through the feature networks")
+    # the reference statistics of the real images (stage ref_stats) depend on these two alone
+    inception_weights: Optional[str] = knob(doc="torch-fidelity format .pth; null = cache, download, or offline conversion",
+                                            stages=("ref_stats", "evaluate"))
     kid_subset_size: Optional[int] = knob(min=2, doc="null = min(1000, test-set size // 2): torch-fidelity's default, "
                                           "halved sets below 2000 so that subsets differ and KID has a spread; "
                                           "a number above the test-set size is an error")
-    kid_subsets: int = knob(min=1)
+    kid_subsets: int = knob(min=1, doc="random subsets KID averages over (its std is their spread)")
     fid_protocols: str = knob(choices=("all", "tf"), doc="FID/KID resize protocols computed (metrics/inception.py): "
-                              "all = tf, clean and legacy_pytorch; tf = torch-fidelity's alone, a third of the cost")
+                              "all = tf, clean and legacy_pytorch; tf = torch-fidelity's alone, a third of the cost",
+                              stages=("ref_stats", "evaluate"))
     bootstrap: int = knob(min=0, max=100_000, doc="bootstrap resamples of the test images for each metric's 95% "
                                                   "interval (FID, KID, FCN-score, per-image metrics); 0 = no intervals")
     bootstrap_seed: int = knob(min=0, doc="seed of the bootstrap resampling")
@@ -186,7 +189,7 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class MlflowParams:
-    experiment: str = knob()
+    experiment: str = knob(doc="the MLflow experiment the runs go to")
     tracking_uri: Optional[str] = knob(doc="null = sqlite:///<repo root>/mlflow.db; env MLFLOW_TRACKING_URI wins")
     log_model: bool = knob(doc="log each generator as an MLflow Model (pyfunc: images in, images out) and the final "
                                "checkpoint as a run artifact")
@@ -201,12 +204,12 @@ class MlflowParams:
 class PathsParams:
     """Every output location, in one place: dvc.yaml reads these through ${paths.*} templating."""
 
-    raw: str = knob()
-    prepared: str = knob()
+    raw: str = knob(doc="downloaded archives and the generated world")
+    prepared: str = knob(doc="the decoded, resized images and their manifest")
     checkpoints: str = knob(doc="resume state (latest.pt, previous.pt); persists across runs")
     model: str = knob(doc="the final checkpoint that later stages read")
     train_reports: str = knob(doc="loss curves (DVC plots) and sample grids")
-    translated: str = knob()
+    translated: str = knob(doc="the translated test sets")
     ref_stats: str = knob(doc="Inception features of the real test images, shared by every experiment")
     evaluator: str = knob(doc="the FCN-score segmenter")
     classifier: str = knob(doc="the domain classifier of the classification accuracy")
