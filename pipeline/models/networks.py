@@ -1,4 +1,5 @@
-"""Generators and discriminators of CycleGAN and pix2pix, with explicit constructors.
+"""Generators, discriminators and encoders of the models, with explicit constructors (StarGAN's own G and D in
+pipeline/models/stargan/networks.py; their names, the params' choices, in names.py).
 
 Architectures follow the papers and the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix,
 models/networks.py):
