@@ -197,3 +197,18 @@ def test_the_paper_weights_are_written_once_and_the_studies_pin_them():
     assert {k: ablations.ABLATIONS["full"][k] for k in PAPER} == {**PAPER, "lambda_identity": 0.0}  # Tables 4-5
     assert all(ablations.MULTI_DOMAIN[c][k] == v for c in ablations.MULTI_DOMAIN if c.startswith("cyclegan")
                for k, v in PAPER.items())
+
+
+def test_params_yaml_says_at_most_one_comment_line_per_knob():
+    """A knob's doc is its knob(doc=...); params.yaml's comment beside the value is one line."""
+    lines = (REPO / "params.yaml").read_text().splitlines()
+
+    def indent(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
+    # a comment line indented past the key above it continues that key's comment (one at the key's own
+    # indentation opens a group of knobs)
+    continued = [f"{i + 1}: {line.strip()}" for i, line in enumerate(lines[1:], 1)
+                 if line.lstrip().startswith("#") and not lines[i - 1].lstrip().startswith("#")
+                 and ":" in lines[i - 1] and indent(line) > indent(lines[i - 1])]
+    assert not continued, f"params.yaml continues a knob's comment on the next line: {continued}"
