@@ -48,6 +48,7 @@ import yaml
 
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
+from pipeline.knobs import DEVICES
 from pipeline.runtime import configure_threads, cpu_cores
 from pipeline.studies.throughput import matmul_peak, measure_evaluate, measure_inception, measure_loader, rates, step_flops
 
@@ -459,7 +460,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m pipeline.studies.benchmark", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--device", choices=DEVICES, default="auto")
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["embedded", "paper"])
     ap.add_argument("--paths", nargs="+", choices=list(PATHS), help="default: all that apply to the device")
     ap.add_argument("--warmup", type=int, default=3)
