@@ -321,9 +321,9 @@ class Knob:
 
 def declared(cls: type = Params, prefix: str = "", stages: tuple[str, ...] = ()) -> list[Knob]:
     """Every key of params.yaml, sections before their knobs, in params.yaml's order."""
-    out = []
+    out, hints = [], typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        meta, tp = dict(f.metadata), typing.get_type_hints(cls)[f.name]
+        meta, tp = dict(f.metadata), hints[f.name]
         own = meta["stages"] if meta["stages"] is not None else stages
         out.append(Knob(prefix + f.name, meta, own, dataclasses.is_dataclass(tp)))
         if dataclasses.is_dataclass(tp):
