@@ -4,8 +4,9 @@ that dvc.yaml's deps cover every module a stage runs (tests/test_dvc_deps.py), a
 that keeps a training from resuming a checkpoint made by other training code.
 
 A few plumbing modules are EXEMPT, each with the reason an edit to it cannot change what a stage
-writes; their own imports are not followed either (pipeline.config imports the network and model
-registries to validate names: every stage loads them, none computes with them through config).
+writes; their own imports are not followed either (pipeline.config imports the models' torch-free
+declarations to validate names and compose params.yaml's sections: a stage that builds or reads a model
+imports pipeline.models.registry itself, and its closure follows from there).
 Imports under `if TYPE_CHECKING:` never run and are not followed. Importing pipeline.a.b runs the
 packages' __init__.py files too; one that holds only its docstring is a marker, not code.
 """
@@ -19,7 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent  # the `pipeline` package
 
 EXEMPT: dict[str, str] = {
-    "pipeline.config": "validates params.yaml; every value it passes on comes from params.yaml, which DVC tracks",
+    "pipeline.config": "the shape of params.yaml, its shared rules and what the knobs declare (which are execution "
+                       "only, logged, report columns): every value it passes on comes from params.yaml, which DVC "
+                       "tracks; what a stage computes from params (the dataset's spec, the domain count, a model's "
+                       "section and builder) lives in the data and model modules, which are not exempt",
+    "pipeline.knobs": "a knob's declaration and the strict conversion of a YAML value: every value it passes on "
+                      "comes from params.yaml, which DVC tracks",
     "pipeline.errors": "exception classes: an edit changes a message, never an output",
     "pipeline.cli": "argument parsing and one-line error exits",
     "pipeline.tracking": "MLflow logging: the store is not a DVC output",

@@ -22,22 +22,23 @@ from torch import nn
 
 from pipeline.artifacts import model as model_file
 from pipeline.errors import StageError
+from pipeline.models.registry import MODELS
 from pipeline.translation import relabel
 
 FITS = ("pad", "resize")
 DIRECTIONS = ("AtoB", "BtoA")
-# which generator translates in which direction, per two-domain model (the authors' names: G_A = G: A -> B);
-# StarGAN's one G translates any image "to<X>", into the domain X of its target label (generator_of)
-GENERATOR_OF = {"cyclegan": {"AtoB": "G_A", "BtoA": "G_B"}, "pix2pix": {"AtoB": "G"}, "bicyclegan": {"AtoB": "G"}}
 TWO_DOMAINS = {"A": "A", "B": "B"}
 
 
 def generator_of(model: str, domains: dict[str, str], pair: list[str] | None = None) -> dict[str, str]:
     """{direction: the generator that translates it} of a model file's model; `domains` {letter: name};
-    `pair`: the letters a two-domain model translates between on a multi-domain set (None: A and B)."""
-    if model == "stargan":
+    `pair`: the letters a two-domain model translates between on a multi-domain set (None: A and B). A two-domain
+    model's directions are its declaration's (the authors' names: G_A = G: A -> B); a multi-domain model's one G
+    translates any image "to<X>", into the domain X of its target label."""
+    spec = MODELS[model]
+    if spec.multi_domain:
         return {f"to{letter}": "G" for letter in domains}
-    return {relabel(k, pair): g for k, g in GENERATOR_OF[model].items()}
+    return {relabel(k, pair): g for k, g in spec.directions.items()}
 
 
 def target_direction(domains: dict[str, str], target: str) -> str:
@@ -84,7 +85,7 @@ def from_model_file(path: str | Path, direction: str | None, device: torch.devic
     ckpt, nets = model_file.load(path, device, generator_mode)
     domains = ckpt.get("domains") or TWO_DOMAINS
     routes = generator_of(ckpt["model"], domains, ckpt.get("pair"))
-    multi = ckpt["model"] == "stargan"
+    multi = MODELS[ckpt["model"]].multi_domain
     if target is not None:
         if not multi:
             raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)}; --target is for a "
@@ -101,7 +102,7 @@ def from_model_file(path: str | Path, direction: str | None, device: torch.devic
         raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)} only, not {direction}; "
                          f"pass --direction {next(iter(routes))}")
     config = ckpt["config"]
-    nz = config["bicyclegan"]["nz"] if ckpt["model"] == "bicyclegan" else 0
+    nz = config[ckpt["model"]]["nz"] if MODELS[ckpt["model"]].multimodal else 0
     tr = Translator(nets[routes[direction]], direction, config["train"]["crop_size"], str(path), nz, nets.get("E"))
     if multi:
         tr.target, tr.n_domains = list(domains).index(direction.removeprefix("to")), len(domains)

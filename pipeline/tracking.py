@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipeline.config import knob_columns
 from pipeline.errors import TrackingError
 
 log = logging.getLogger("pipeline")
@@ -123,8 +124,7 @@ def experiment_note(experiment_id: str) -> str:
 # not know it ignores the tag.
 VIEW_KEY = "knobs-vs-scores"
 VIEW_NAME = "knobs vs FCN-score, FID, KID (grouped by config)"
-VIEW_PARAMS = ("model", "seed", "lambda_cycle", "lambda_identity", "pool_size", "cyclegan.adversarial",
-               "cyclegan.cycle_forward", "cyclegan.cycle_backward")
+VIEW_PARAMS = knob_columns("view")  # the knobs declared view=<position> (pipeline/knobs.py)
 
 
 def runs_view_state(metrics: list[str]) -> dict:

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.codedeps import code_digest
-from pipeline.config import Params, flatten, to_dict
+from pipeline.config import Params, execution_only_keys, flatten, to_dict
 from pipeline.errors import StageError
 
 # train.lr_policy -> scheduler steps taken before 0-based epoch k, minus k (see lr_factor)
 LR_POLICIES: dict[str, int] = {"paper": 1, "authors_current": 2}
 
-# Params that change how a run is executed or reported but not what it computes: a checkpoint made
-# under other values of these may be resumed.
-EXECUTION_ONLY = {"translate", "mlflow", "paths", "train.checkpoint_every", "train.log_every",
-                  "train.num_workers", "train.num_threads", "train.device", "train.rdzv_endpoint", "train.dist_backend"}
+# Params that change how a run is executed or reported but not what it computes (knob(results=False)): a
+# checkpoint made under other values of these may be resumed.
+EXECUTION_ONLY = execution_only_keys()
 
 
 def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int, policy: str = "paper") -> float:

@@ -32,15 +32,7 @@ from pipeline.artifacts import model as model_file
 from pipeline.artifacts import translations
 from pipeline.data.datasets import list_images, load_tensor, to_image
 from pipeline.io import atomic_dir, save_png
-
-# output folder -> (input folder, chain of generators applied in order), per two-domain model; a step of
-# a chain is a generator's name, or (name, target domain index) for a conditional G(x, c) (routes_for)
-ROUTES = {
-    "cyclegan": {"AtoB": ("testA", ("G_A",)), "AtoBtoA": ("testA", ("G_A", "G_B")),
-                 "BtoA": ("testB", ("G_B",)), "BtoAtoB": ("testB", ("G_B", "G_A"))},
-    "pix2pix": {"AtoB": ("testA", ("G",))},
-    "bicyclegan": {"AtoB": ("testA", ("G",))},  # one random sample per input (samples/00)
-}
+from pipeline.models.registry import MODELS
 
 
 def relabel(name: str, pair: list[str] | None) -> str:
@@ -50,11 +42,14 @@ def relabel(name: str, pair: list[str] | None) -> str:
 
 
 def routes_for(model: str, domains: list[str], pair: list[str] | None = None) -> dict[str, tuple[str, tuple]]:
-    """The model's routes over the prepared domains (letters): StarGAN's every ordered pair; a two-domain
-    model's ROUTES, between the letters of its `pair` when it translates two domains of a larger set."""
-    if model == "stargan":
+    """The model's routes over the prepared domains (letters): output folder -> (input folder, chain of generators
+    applied in order). A multi-domain model's G(x, c) takes every ordered pair, a step of its chain being (name,
+    target domain index); a two-domain model's routes (its declaration's) run between the letters of its `pair`
+    when it translates two domains of a larger set."""
+    spec = MODELS[model]
+    if spec.multi_domain:
         return {f"{x}to{y}": (f"test{x}", (("G", j),)) for x in domains for j, y in enumerate(domains) if x != y}
-    return {relabel(k, pair): (relabel(src, pair), chain) for k, (src, chain) in ROUTES[model].items()}
+    return {relabel(k, pair): (relabel(src, pair), chain) for k, (src, chain) in spec.routes.items()}
 
 
 def target_of(folder: str) -> str:
@@ -144,9 +139,9 @@ def translate_test_sets(model_path: str | Path, prepared: str | Path, translated
     routes = routes_for(ckpt["model"], domains, ckpt.get("pair"))
     extra: dict = {}
     with atomic_dir(translated) as out:
-        if ckpt["model"] == "bicyclegan":
+        if MODELS[ckpt["model"]].multimodal:
             counts, extra = translate_multimodal(nets, prepared, out, size, n_samples=n_samples,
-                                                 nz=ckpt["config"]["bicyclegan"]["nz"], seed=seed,
+                                                 nz=ckpt["config"][ckpt["model"]]["nz"], seed=seed,
                                                  batch_size=batch_size, device=device, progress=progress)
         else:
             counts = {}

@@ -12,7 +12,7 @@ from pipeline.config import parse_params
 from pipeline.data.datasets import batches
 from pipeline.errors import ConfigError
 from pipeline.metrics.math import sample_pairs
-from pipeline.models.bicyclegan import BicycleGAN, build_bicyclegan
+from pipeline.models.bicyclegan.model import BicycleGAN, build_bicyclegan
 from pipeline.models.losses import gan_loss, kl_to_standard_normal
 from pipeline.models.networks import build_net
 from pipeline.stages import classifier, evaluate, evaluator, ref_stats, train, translate

@@ -146,3 +146,69 @@ def test_choices_written_in_config_are_the_registries_they_select_from():
 
     assert set(choices(TrainParams, "lr_policy")) == set(LR_POLICIES)
     assert set(choices(EvaluateParams, "fid_protocols")) == set(PROTOCOL_SETS)
+
+
+def test_loading_params_imports_no_torch_and_the_models_import_no_config():
+    code = ("import sys, pipeline.config as c; c.load_params('params.yaml'); assert 'torch' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith('torch'))[:5]")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # the models' declarations stand alone: no import cycle between config and models
+    code = "import sys, pipeline.models.registry; assert 'pipeline.config' not in sys.modules and 'torch' not in sys.modules"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_every_knob_has_a_one_line_doc():
+    from pipeline.config import declared
+
+    undocumented = [k.key for k in declared() if not k.meta["doc"].strip()]
+    assert not undocumented, f"give these knobs a doc (knob(doc=...)): {undocumented}"
+
+
+def test_the_execution_only_keys_are_those_the_training_fingerprint_has_always_left_out():
+    """A checkpoint made under other values of these is resumed; changing the set changes every fingerprint."""
+    from pipeline.config import execution_only_keys
+
+    assert execution_only_keys() == {"translate", "mlflow", "paths", "train.checkpoint_every", "train.log_every",
+                                     "train.num_workers", "train.num_threads", "train.device", "train.rdzv_endpoint",
+                                     "train.dist_backend"}
+
+
+def test_a_run_logs_its_own_model_and_data_and_the_columns_come_from_the_declarations():
+    from pipeline.config import knob_columns, logged_params
+
+    d = repo_params_dict()
+    d["model"], d["train"]["batch_size"] = "bicyclegan", 2
+    logged = logged_params(parse_params(d))
+    assert "bicyclegan.nz" in logged and "data.synthetic.n_test" in logged and "evaluate.bootstrap" in logged
+    assert not {k for k in logged if k.split(".")[0] in ("cyclegan", "pix2pix", "stargan", "mlflow", "paths")}
+    assert not {"lambda_cycle", "lambda_identity", "pool_size"} & set(logged)  # CycleGAN's knobs
+    assert not {k for k in logged if k.startswith("data.local.")}
+    assert knob_columns("view") == ("model", "seed", "lambda_cycle", "lambda_identity", "pool_size",
+                                    "cyclegan.adversarial", "cyclegan.cycle_forward", "cyclegan.cycle_backward")
+
+
+def test_the_paper_weights_are_written_once_and_the_studies_pin_them():
+    from pipeline.models.cyclegan import PAPER
+    from pipeline.studies import ablations
+
+    assert PAPER == {"lambda_cycle": 10.0, "lambda_identity": 0.5, "pool_size": 50}
+    assert {k: ablations.ABLATIONS["full"][k] for k in PAPER} == {**PAPER, "lambda_identity": 0.0}  # Tables 4-5
+    assert all(ablations.MULTI_DOMAIN[c][k] == v for c in ablations.MULTI_DOMAIN if c.startswith("cyclegan")
+               for k, v in PAPER.items())
+
+
+def test_params_yaml_says_at_most_one_comment_line_per_knob():
+    """A knob's doc is its knob(doc=...); params.yaml's comment beside the value is one line."""
+    lines = (REPO / "params.yaml").read_text().splitlines()
+
+    def indent(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
+    # a comment line indented past the key above it continues that key's comment (one at the key's own
+    # indentation opens a group of knobs)
+    continued = [f"{i + 1}: {line.strip()}" for i, line in enumerate(lines[1:], 1)
+                 if line.lstrip().startswith("#") and not lines[i - 1].lstrip().startswith("#")
+                 and ":" in lines[i - 1] and indent(line) > indent(lines[i - 1])]
+    assert not continued, f"params.yaml continues a knob's comment on the next line: {continued}"

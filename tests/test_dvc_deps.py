@@ -65,8 +65,8 @@ def test_the_closure_follows_imports_and_skips_exempt_plumbing():
     assert "pipeline/data/labels.py" in files           # imported by math.py: transitive
     assert "pipeline/config.py" not in files            # exempt, and so is what only it imports
     assert "pipeline/models/networks.py" not in files
-    assert set(codedeps.EXEMPT) == {"pipeline.config", "pipeline.errors", "pipeline.cli", "pipeline.tracking",
-                                    "pipeline.mlflow_model"}
+    assert set(codedeps.EXEMPT) == {"pipeline.config", "pipeline.knobs", "pipeline.errors", "pipeline.cli",
+                                    "pipeline.tracking", "pipeline.mlflow_model"}
     assert "pipeline/io.py" in files                     # it serialises outputs (JSON, PNG): not exempt
 
 
@@ -106,3 +106,49 @@ def test_the_library_and_the_studies_import_no_stage_and_no_private_name(module)
     private = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
                and (n.module or "").startswith("pipeline") for a in n.names if a.name.startswith("_")]
     assert not private, f"{module} imports private names {private}"
+
+
+def out_paths(stage: dict) -> set[str]:
+    return {next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])}
+
+
+def upstream(name: str, stages: dict[str, dict]) -> set[str]:
+    """The stages whose outputs stage `name` depends on, transitively (an out of one is a dep of the other)."""
+    found, todo = set(), [name]
+    while todo:
+        deps = {d for d in stages[todo.pop()].get("deps", []) if isinstance(d, str)}
+        for other, stage in stages.items():
+            if other not in found and out_paths(stage) & deps:
+                found.add(other)
+                todo.append(other)
+    return found
+
+
+def uncovered_knobs(name: str, stages: dict[str, dict]) -> list[str]:
+    """The result-changing knobs declared to change stage `name`'s outputs (knob(stages=...)) that neither its
+    dvc.yaml params nor those of a stage upstream of it name: a change to them would not rerun it."""
+    from pipeline.config import declared
+
+    covering = [p for s in {name} | upstream(name, stages) for p in stages[s].get("params", [])]
+    return [k.key for k in declared() if not k.section and k.meta["results"] and name in k.stages
+            and not any(k.key == p or k.key.startswith(p + ".") for p in covering)]
+
+
+@pytest.mark.parametrize("name", list(dvc_stages()))
+def test_the_params_of_a_stage_cover_the_knobs_that_change_its_outputs(name):
+    missing = uncovered_knobs(name, dvc_stages())
+    assert not missing, f"{name}: add to its params in dvc.yaml: {missing}"
+
+
+def test_the_knobs_name_only_stages_of_dvc_yaml_and_the_check_catches_a_removed_param():
+    from pipeline.config import declared
+
+    assert {s for k in declared() for s in k.stages} <= set(dvc_stages())
+    stages = dvc_stages()
+    stages["train"]["params"].remove("lambda_cycle")
+    assert uncovered_knobs("train", stages) == ["lambda_cycle"]
+    stages["train"]["params"].remove("seed")  # read by translate too, which depends on train's model
+    assert uncovered_knobs("translate", stages) == ["seed"]
+    stages["download"]["params"].remove("data.synthetic")
+    assert uncovered_knobs("download", stages) == [f"data.synthetic.{k}" for k in ("image_size", "n_train_a", "n_train_b",
+                                                                                  "n_test", "n_test_multi", "seed")]

@@ -77,3 +77,24 @@ def test_conv_bias_only_without_batchnorm():
     with_bn = build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=4, norm="batch", dropout=False)
     with_in = build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False)
     assert with_bn.model[1].bias is None and with_in.model[1].bias is not None
+
+
+def test_the_torch_registries_hold_exactly_the_names_params_choose_from():
+    """pipeline/models/names.py lists the names torch-free (loading params.yaml imports no torch); each
+    registry that builds them is keyed by the same names."""
+    from pipeline.models import layers, losses, names
+
+    assert tuple(networks.GENERATORS) == names.GENERATORS
+    assert tuple(networks.DISCRIMINATORS) == names.DISCRIMINATORS
+    assert tuple(networks.LATENT_GENERATORS) == names.LATENT_GENERATORS
+    assert tuple(networks.ENCODERS) == names.ENCODERS
+    assert tuple(networks.CONDITIONAL_GENERATORS) == names.CONDITIONAL_GENERATORS
+    assert tuple(networks.CLASSIFYING_DISCRIMINATORS) == names.CLASSIFYING_DISCRIMINATORS
+    assert tuple(layers.NORMS) == names.NORMS
+    assert losses.GAN_MODES == names.GAN_MODES
+    for init in names.INIT_TYPES:  # every name initialises, and no other does
+        init_weights(build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=4, norm="batch",
+                                     dropout=False), init, 0.02)
+    with pytest.raises(ValueError, match="unknown init_type"):
+        init_weights(build_generator("resnet_6blocks", in_channels=3, out_channels=3, ngf=4, norm="none",
+                                     dropout=False), "uniform", 0.02)

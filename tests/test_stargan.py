@@ -13,12 +13,13 @@ from PIL import Image
 
 from pipeline import checkpoint
 from pipeline.data import synthetic
+from pipeline.data.synthetic import domain_count
 from pipeline.errors import ConfigError
 from pipeline.metrics import classification, registry
 from pipeline.metrics.evaluation import route_means, summary
 from pipeline.models.losses import gan_loss, gradient_penalty
 from pipeline.models.networks import build_net
-from pipeline.models.stargan import StarGAN, build_stargan, classification_loss, is_generator_step, one_hot
+from pipeline.models.stargan.model import StarGAN, build_stargan, classification_loss, is_generator_step, one_hot
 from pipeline.stages import train
 from pipeline.tools import translate as translate_tool
 from pipeline.training import RunBook
@@ -130,7 +131,7 @@ def test_a_logged_row_averages_each_loss_over_the_steps_that_computed_it():
 def test_two_domain_models_need_two_domains_and_domains_need_the_multi_domain_world(make_params):
     with pytest.raises(ConfigError, match="translates between two domains.*data.domains=\\[day,dusk\\]"):
         make_params(data__dataset="synthetic_multi")
-    assert make_params(data__dataset="synthetic_multi", data__domains=["day", "dusk"]).n_domains == 2
+    assert domain_count(make_params(data__dataset="synthetic_multi", data__domains=["day", "dusk"]).data) == 2
     with pytest.raises(ConfigError, match="data.domains selects domains of a multi-domain dataset"):
         make_params(data__domains=["day", "dusk"])
     with pytest.raises(ConfigError, match="data.domains\\[1\\]: 'night' is not allowed"):
@@ -141,7 +142,7 @@ def test_two_domain_models_need_two_domains_and_domains_need_the_multi_domain_wo
         make_params(**MULTI, stargan__n_layers_d=6)
     with pytest.raises(ConfigError, match="needs paired training data"):
         make_params(model="pix2pix", data__dataset="synthetic_multi", data__domains=["label", "day"])
-    assert make_params(model="stargan").n_domains == 2  # StarGAN on the two-domain world: k = 2
+    assert domain_count(make_params(model="stargan").data) == 2  # StarGAN on the two-domain world: k = 2
 
 
 # --- the multi-domain world --------------------------------------------------------------------------

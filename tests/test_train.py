@@ -10,8 +10,9 @@ import torch
 
 from pipeline import checkpoint, training
 from pipeline.artifacts import model as model_file
+from pipeline.config import logged_params
 from pipeline.errors import StageError
-from pipeline.models.cyclegan import CycleGAN, build_cyclegan
+from pipeline.models.cyclegan.model import CycleGAN, build_cyclegan
 from pipeline.models.networks import build
 from pipeline.stages import train, translate
 from tests.helpers import elsewhere, interrupt_at_step, same_weights
@@ -131,7 +132,7 @@ def test_a_plain_run_carries_no_empty_labels(prepared, monkeypatch):
     ("bicyclegan", {"bicyclegan.lambda_kl", "bicyclegan.variant"}, {"cyclegan.", "pix2pix.", "lambda_cycle", "pool_size"}),
 ])
 def test_a_run_logs_the_params_of_the_model_it_trains(make_params, model, own, foreign):
-    logged = set(train.run_params(make_params(model=model)))
+    logged = set(logged_params(make_params(model=model)))
     shared = {"seed", "model", "data.dataset", "data.synthetic.n_test", "prepare.load_size", "train.lr",
               "translate.batch_size", "evaluator.epochs", "evaluate.lpips_net"}
     assert own | shared <= logged
@@ -139,7 +140,7 @@ def test_a_run_logs_the_params_of_the_model_it_trains(make_params, model, own, f
 
 
 def test_a_run_on_a_local_folder_logs_its_settings_not_the_embedded_worlds(make_params):
-    logged = set(train.run_params(make_params(data__dataset="local")))
+    logged = set(logged_params(make_params(data__dataset="local")))
     assert {"data.local.path", "data.local.layout"} <= logged and not [k for k in logged if k.startswith("data.synthetic")]
 
 

@@ -16,6 +16,7 @@ from pipeline import checkpoint
 from pipeline.config import GENERATOR_MODES, Params, to_dict
 from pipeline.errors import StageError
 from pipeline.models.networks import build
+from pipeline.models.registry import MODELS
 
 if TYPE_CHECKING:
     from pipeline.models.base import GANModel
@@ -25,15 +26,15 @@ REQUIRED = ("model", "nets", "config", "fingerprint", "steps", "test_mode")
 TRAINING_SECTIONS = ("seed", "model", "data", "prepare", "train")
 
 
-def model_config(params: Params, knobs: tuple[str, ...]) -> dict:
-    """The params of this model's training: its own section, the top-level `knobs` it reads, and the data,
+def model_config(params: Params) -> dict:
+    """The params of this model's training: its own section, the top-level knobs it reads, and the data,
     preparation and training sections; not the other models' sections, nor where outputs go or runs are
     tracked."""
-    own = (params.model, *knobs, *TRAINING_SECTIONS)
+    own = (params.model, *MODELS[params.model].knobs, *TRAINING_SECTIONS)
     return {k: v for k, v in to_dict(params).items() if k in own}
 
 
-def state(params: Params, knobs: tuple[str, ...], model: GANModel, fingerprint: str, steps: int,
+def state(params: Params, model: GANModel, fingerprint: str, steps: int,
           sync: dict | None = None, domains: dict[str, str] | None = None, pair: list[str] | None = None) -> dict:
     """What later stages need, and nothing else. `domains`: the prepared data's {letter: domain name};
     `pair`: the letters a two-domain model translates between, its A and B (None: every domain);
@@ -44,7 +45,7 @@ def state(params: Params, knobs: tuple[str, ...], model: GANModel, fingerprint: 
         "pair": pair,
         "nets": {k: {"spec": model.nets[k].spec, "state_dict": model.nets[k].module.state_dict()}
                  for k in model.generators},
-        "config": model_config(params, knobs),
+        "config": model_config(params),
         "fingerprint": fingerprint,
         "steps": steps,
         "test_mode": model.test_mode,  # the generators' mode at test time under the model's paper

@@ -83,3 +83,13 @@ DATASETS: dict[str, DatasetSpec] = {
 def local_spec(layout: Literal["unaligned", "aligned"], a_side: Literal["left", "right"], test_split: str) -> DatasetSpec:
     """The spec of a local folder: the same layouts as the official archives, taken from params."""
     return DatasetSpec("local", layout, None, a_side, test_split)
+
+
+def dataset_spec(data) -> DatasetSpec:
+    """The spec of params' data section (pipeline/config.py DataParams); a local folder's layout comes from
+    data.local."""
+    if data.dataset == "local":
+        d = data.local
+        return local_spec(d.layout, d.a_side, d.test_split)
+    return DATASETS[data.dataset]
+

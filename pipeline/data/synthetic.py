@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.data.registry import dataset_spec
+
 # (name, palette colour) per class id; colours follow the Cityscapes palette.
 CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("sky", (70, 130, 180)),
@@ -174,3 +176,11 @@ SPLIT_OFFSETS = {"trainA": 0, "trainB": 1_000_000, "test": 2_000_000, "train_dus
 
 def scene_seed(base_seed: int, split: str, index: int) -> int:
     return base_seed * 10_000_000 + SPLIT_OFFSETS[split] + index
+
+
+def domain_count(data) -> int:
+    """How many domains the prepared data of params' data section will have: data.domains of the
+    multi-domain world (all of them when null), else the two domains A and B."""
+    if dataset_spec(data).layout == "synthetic_multi":
+        return len(data.domains or MULTI_DOMAINS)
+    return 2

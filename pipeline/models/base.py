@@ -1,6 +1,6 @@
 """What the training loop needs of any model, and how a step is executed.
 
-A model (CycleGAN, pix2pix, BicycleGAN: one file each beside this one) owns its networks, their
+A model (pipeline/models/<name>/model.py, declared in its package's __init__.py) owns its networks, their
 optimizers and any state of its own (image pools, a random stream), and defines `train_step` and
 `sample_rows`. This base holds the execution options, none of which changes the objective:
 - precision "bf16"/"fp16": forward passes under torch.autocast (fp16 with a GradScaler);

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-GAN_MODES = ("lsgan", "vanilla", "wgangp")
+from pipeline.models.names import GAN_MODES
 
 
 def gan_loss(prediction: torch.Tensor | list[torch.Tensor], target_is_real: bool, mode: str) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Generators and discriminators of CycleGAN and pix2pix, with explicit constructors.
+"""Generators, discriminators and encoders of the models, with explicit constructors (StarGAN's own G and D in
+pipeline/models/stargan/networks.py; their names, the params' choices, in names.py).
 
 Architectures follow the papers and the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix,
 models/networks.py):
@@ -21,23 +22,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-NORMS: dict[str, Callable[[int], nn.Module] | None] = {
-    # Instance norm without affine parameters and running stats, as in CycleGAN.
-    "instance": functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False),
-    "batch": functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True),
-    "none": None,
-}
-
-
-def _norm(name: str, channels: int) -> nn.Module:
-    layer = NORMS[name]
-    return nn.Identity() if layer is None else layer(channels)
-
-
-def _use_bias(norm: str) -> bool:
-    # BatchNorm has its own affine shift, so the preceding conv needs no bias; instance norm (no
-    # affine) and no norm do.
-    return norm != "batch"
+from pipeline.models.layers import norm_layer, tile, use_bias
+from pipeline.models.names import INIT_TYPES, UNET_LEVELS, WHERE_ADD
+from pipeline.models.stargan.networks import StarGANDiscriminator, StarGANGenerator
 
 
 class ResnetBlock(nn.Module):
@@ -45,11 +32,11 @@ class ResnetBlock(nn.Module):
 
     def __init__(self, dim: int, norm: str, dropout: bool):
         super().__init__()
-        bias = _use_bias(norm)
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), _norm(norm, dim), nn.ReLU(True)]
+        bias = use_bias(norm)
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim), nn.ReLU(True)]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), _norm(norm, dim)]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim)]
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,17 +46,17 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, ngf: int, norm: str, dropout: bool, n_blocks: int):
         super().__init__()
-        bias = _use_bias(norm)
+        bias = use_bias(norm)
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias),
-                                   _norm(norm, ngf), nn.ReLU(True)]
+                                   norm_layer(norm, ngf), nn.ReLU(True)]
         for i in range(2):  # d128, d256: stride-2 downsampling
             c = ngf * 2 ** i
-            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=bias), _norm(norm, 2 * c), nn.ReLU(True)]
+            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=bias), norm_layer(norm, 2 * c), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4, norm, dropout) for _ in range(n_blocks)]
         for i in (2, 1):  # u128, u64: fractionally strided convolutions
             c = ngf * 2 ** i
             layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                       _norm(norm, c // 2), nn.ReLU(True)]
+                       norm_layer(norm, c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.stride = 4  # input sides must be multiples of this (two stride-2 convs, undone by two up convs)
@@ -85,7 +72,7 @@ class UnetBlock(nn.Module):
                  in_channels: int | None = None, outermost: bool = False, dropout: bool = False):
         super().__init__()
         self.outermost = outermost
-        bias = _use_bias(norm)
+        bias = use_bias(norm)
         in_channels = outer if in_channels is None else in_channels
         down = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1, bias=bias)
         up_in = inner if inner_block is None else inner * 2  # skip doubles the channels, except innermost
@@ -93,10 +80,10 @@ class UnetBlock(nn.Module):
             layers = [down, inner_block, nn.ReLU(True), nn.ConvTranspose2d(up_in, outer, 4, 2, 1), nn.Tanh()]
         elif inner_block is None:  # innermost: no norm at the 1x1 bottleneck
             layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True),
-                      nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias), _norm(norm, outer)]
+                      nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias), norm_layer(norm, outer)]
         else:
-            layers = [nn.LeakyReLU(0.2, True), down, _norm(norm, inner), inner_block, nn.ReLU(True),
-                      nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias), _norm(norm, outer)]
+            layers = [nn.LeakyReLU(0.2, True), down, norm_layer(norm, inner), inner_block, nn.ReLU(True),
+                      nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias), norm_layer(norm, outer)]
             if dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -131,14 +118,14 @@ class NLayerDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int, ndf: int, norm: str, n_layers: int):
         super().__init__()
-        bias = _use_bias(norm)
+        bias = use_bias(norm)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2 ** n, 8)
             stride = 2 if n < n_layers else 1  # the last of these keeps the resolution
             layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=bias),
-                       _norm(norm, ndf * mult), nn.LeakyReLU(0.2, True)]
+                       norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))  # one logit per patch
         self.model = nn.Sequential(*layers)
 
@@ -173,16 +160,11 @@ class PixelDiscriminator(nn.Module):
         super().__init__()
         self.model = nn.Sequential(
             nn.Conv2d(in_channels, ndf, 1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf, ndf * 2, 1, bias=_use_bias(norm)), _norm(norm, ndf * 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=use_bias(norm)), norm_layer(norm, ndf * 2), nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf * 2, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-
-def tile(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A latent code (N, nz) spread over the spatial size of `like`: (N, nz, H, W)."""
-    return z[:, :, None, None].expand(-1, -1, like.shape[-2], like.shape[-1])
 
 
 class LatentUnetGenerator(nn.Module):
@@ -203,7 +185,7 @@ class LatentUnetGenerator(nn.Module):
             raise ValueError(f"where_add={where_add!r}; valid: {', '.join(WHERE_ADD)}")
         self.nz, self.where_add, self.num_downs = nz, where_add, num_downs
         self.stride = 2 ** num_downs
-        bias = _use_bias(norm)
+        bias = use_bias(norm)
         width = [ngf * min(2 ** i, 8) for i in range(num_downs)]  # channels after level i
         self.downs, self.ups = nn.ModuleList(), nn.ModuleList()
         for i in range(num_downs):
@@ -212,13 +194,13 @@ class LatentUnetGenerator(nn.Module):
             down: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
             down.append(nn.Conv2d(c_in, width[i], 4, stride=2, padding=1, bias=bias))
             if 0 < i < num_downs - 1:  # no norm on the outermost input and at the 1x1 bottleneck
-                down.append(_norm(norm, width[i]))
+                down.append(norm_layer(norm, width[i]))
             self.downs.append(nn.Sequential(*down))
             up_in = width[i] if innermost else 2 * width[i]
             if i == 0:
                 up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1), nn.Tanh()]
             else:
-                up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, width[i - 1], 4, 2, 1, bias=bias), _norm(norm, width[i - 1])]
+                up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, width[i - 1], 4, 2, 1, bias=bias), norm_layer(norm, width[i - 1])]
                 if dropout and 4 <= i < num_downs - 1:  # pix2pix's dropout sits on the ngf*8 middle levels
                     up.append(nn.Dropout(0.5))
             self.ups.append(nn.Sequential(*up))
@@ -246,8 +228,8 @@ class EncoderBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, norm: str):
         super().__init__()
         self.conv = nn.Sequential(
-            _norm(norm, c_in), nn.LeakyReLU(0.2, True), nn.Conv2d(c_in, c_in, 3, padding=1),
-            _norm(norm, c_in), nn.LeakyReLU(0.2, True), nn.Conv2d(c_in, c_out, 3, padding=1), nn.AvgPool2d(2))
+            norm_layer(norm, c_in), nn.LeakyReLU(0.2, True), nn.Conv2d(c_in, c_in, 3, padding=1),
+            norm_layer(norm, c_in), nn.LeakyReLU(0.2, True), nn.Conv2d(c_in, c_out, 3, padding=1), nn.AvgPool2d(2))
         self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(c_in, c_out, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,83 +256,6 @@ class ResnetEncoder(nn.Module):
         h = self.features(x)
         return self.mu(h), self.logvar(h)
 
-
-def _stargan_norm(channels: int) -> nn.Module:
-    # The authors' InstanceNorm2d(affine=True, track_running_stats=True): their test code never switches G to
-    # eval mode, so it always normalises by each image's own statistics; without running statistics, ours
-    # does so in both modes.
-    return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
-
-
-class StarGANResidualBlock(nn.Module):
-    """conv3x3 - IN - ReLU - conv3x3 - IN, plus the input (the authors' ResidualBlock)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), _stargan_norm(dim), nn.ReLU(True),
-                                   nn.Conv2d(dim, dim, 3, padding=1, bias=False), _stargan_norm(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
-
-
-class StarGANGenerator(nn.Module):
-    """StarGAN's G(x, c) (Choi et al. 2018, Sec. 3 and Table 4 of the appendix; authors' model.Generator): the
-    target-domain label c, one-hot over k domains, replicated spatially and concatenated to the image; c7s1-64,
-    two stride-2 4x4 down convs, `n_blocks` residual blocks, two stride-2 4x4 transposed convs, c7s1-3, tanh."""
-
-    def __init__(self, in_channels: int, out_channels: int, n_domains: int, ngf: int, n_blocks: int):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels + n_domains, ngf, 7, padding=3, bias=False),
-                                   _stargan_norm(ngf), nn.ReLU(True)]
-        c = ngf
-        for _ in range(2):
-            layers += [nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=False), _stargan_norm(2 * c), nn.ReLU(True)]
-            c *= 2
-        layers += [StarGANResidualBlock(c) for _ in range(n_blocks)]
-        for _ in range(2):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=False), _stargan_norm(c // 2),
-                       nn.ReLU(True)]
-            c //= 2
-        layers += [nn.Conv2d(c, out_channels, 7, padding=3, bias=False), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
-        self.n_domains = n_domains
-        self.stride = 4
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x: images (N, 3, H, W); c: target-domain labels, one-hot (N, k)."""
-        return self.model(torch.cat([x, tile(c.to(x.dtype), x)], 1))
-
-
-class StarGANDiscriminator(nn.Module):
-    """StarGAN's D (authors' model.Discriminator): `n_layers` stride-2 4x4 convs with LeakyReLU(0.01) and no
-    normalisation, then two heads on the same features: D_src, a 3x3 conv giving a PatchGAN map of real/fake
-    scores, and D_cls, a conv over the whole remaining map giving the k domain logits."""
-
-    def __init__(self, in_channels: int, n_domains: int, ndf: int, n_layers: int, image_size: int):
-        super().__init__()
-        side = image_size // 2 ** n_layers
-        if side < 1 or image_size % 2 ** n_layers:
-            raise ValueError(f"a {n_layers}-layer StarGAN D needs an image side divisible by {2 ** n_layers}, "
-                             f"got {image_size}")
-        layers: list[nn.Module] = []
-        c_in, c = in_channels, ndf
-        for _ in range(n_layers):
-            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.LeakyReLU(0.01)]
-            c_in, c = c, 2 * c
-        self.main = nn.Sequential(*layers)
-        self.src = nn.Conv2d(c_in, 1, 3, padding=1, bias=False)           # D_src: real / fake per patch
-        self.cls = nn.Conv2d(c_in, n_domains, side, bias=False)           # D_cls: domain logits
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.main(x)
-        return self.src(h), self.cls(h).flatten(1)
-
-
-WHERE_ADD = ("input", "all")
-
-
-UNET_LEVELS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}  # name -> num_downs
 
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "resnet_9blocks": functools.partial(ResnetGenerator, n_blocks=9),
@@ -407,8 +312,6 @@ def init_weights(net: nn.Module, init_type: str, gain: float) -> nn.Module:
             nn.init.zeros_(m.bias)
     return net
 
-
-INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal", "default")
 
 
 def _lookup(registry: dict, kind: str, name: str) -> Callable[..., nn.Module]:

@@ -34,7 +34,7 @@ from pipeline.config import Params, PrepareParams
 from pipeline.data import local
 from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, sources, split_aligned
 from pipeline.data.labels import IGNORE, nearest_palette
-from pipeline.data.registry import DatasetSpec
+from pipeline.data.registry import DatasetSpec, dataset_spec
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir
 
@@ -149,7 +149,7 @@ def prepare_multi(raw: Path, w: Writer, selected: tuple[str, ...] | None, p: Pre
 
 
 def run(params: Params, *, progress: bool = True) -> dict:
-    spec = params.dataset_spec
+    spec = dataset_spec(params.data)
     if params.data.dataset == "local":
         raw = local.check_layout(Path(params.data.local.path), spec)
         spec = local.with_labels(raw, spec)

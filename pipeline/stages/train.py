@@ -29,7 +29,7 @@ from pipeline import checkpoint, distributed
 from pipeline.artifacts import manifest as manifest_file
 from pipeline.artifacts import model as model_file
 from pipeline.cli import run_stage, stage_main
-from pipeline.config import Params, flatten, to_dict
+from pipeline.config import Params, logged_params
 from pipeline.data.datasets import (
     AlignedDataset,
     MultiDomainDataset,
@@ -39,6 +39,7 @@ from pipeline.data.datasets import (
     list_images,
     load_tensor,
 )
+from pipeline.data.synthetic import domain_count
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
@@ -49,24 +50,6 @@ from pipeline.training import RunBook, check_finite, fingerprint, history_csv, l
 
 log = logging.getLogger("pipeline")
 SAMPLES = 4  # test images per direction in the sample grids
-
-# Sections of params.yaml an MLflow run does not hold: where outputs go and where the run is tracked
-# say nothing about what was trained (the run's own artifacts and store are its location).
-NOT_LOGGED = ("mlflow", "paths")
-
-
-def run_params(params: Params) -> dict[str, object]:
-    """The params an MLflow run holds, flattened (`cyclegan.ngf`): the trained model's own section and
-    the top-level knobs it reads, plus the sections every model shares (data, prepare, train, translate,
-    evaluator, evaluate). Other models' sections are left out, and so are `data.synthetic` and
-    `data.local` unless they are the data: they did not take part, and as columns they would bury the knobs."""
-    other_models = set(MODELS) - {params.model}
-    unused_knobs = {k for name, entry in MODELS.items() for k in entry.knobs} - set(MODELS[params.model].knobs)
-    d = {k: v for k, v in to_dict(params).items() if k not in other_models | unused_knobs | set(NOT_LOGGED)}
-    unused_data = {"synthetic", "local"} - {params.data.dataset}  # the settings of the other dataset kinds
-    d["data"] = {k: v for k, v in d["data"].items() if k not in unused_data}
-    return flatten(d)
-
 
 def run_tags(params: Params, exp_name: str | None) -> dict[str, str]:
     """Tags that find and group runs: `config` and `study` (from params mlflow.config / mlflow.study,
@@ -110,8 +93,8 @@ def build_dataset(params: Params, prepared: Path, manifest: dict):
     if MODELS[params.model].multi_domain:
         dirs = [prepared / f"train{d}" for d in manifest["domains"]]
         return MultiDomainDataset(dirs, crop=t.crop_size, flip=t.flip, seed=params.seed)
-    if len(manifest["domains"]) != params.n_domains:
-        raise StageError(f"{prepared} holds {len(manifest['domains'])} domains but params select {params.n_domains} "
+    if len(manifest["domains"]) != domain_count(params.data):
+        raise StageError(f"{prepared} holds {len(manifest['domains'])} domains but params select {domain_count(params.data)} "
                          f"(data.dataset, data.domains); re-prepare the data: dvc repro prepare")
     if MODELS[params.model].paired:
         pairs = manifest["pairs"]["train"]
@@ -252,7 +235,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
     try:
         if not resumed:
             save_checkpoint(tr, book, tracker)  # step 0: a restart resumes this training and its MLflow run
-        tracker.log_params(run_params(params))  # only what the run lacks: a crash may have cut it short
+        tracker.log_params(logged_params(params))  # only what the run lacks: a crash may have cut it short
         tr.model.train()
         while book.step < tr.total_steps:
             run_epoch(tr, book, tracker, bar)
@@ -304,7 +287,7 @@ def export(tr: Training, book: RunBook, tracker: Tracker, sync: dict | None) -> 
     params, paths, model = tr.params, tr.params.paths, tr.model
     pair, domains = model_pair(params, tr.manifest), tr.manifest["domains"]
     steps = book.history[-1]["step"] if book.history else 0
-    model_file.save(paths.model, model_file.state(params, MODELS[params.model].knobs, model, tr.fp, steps, sync,
+    model_file.save(paths.model, model_file.state(params, model, tr.fp, steps, sync,
                                                   domains, pair))
     with atomic_dir(paths.train_reports) as tmp:
         (tmp / "losses.csv").write_text(history_csv(book.history))

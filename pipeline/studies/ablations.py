@@ -36,6 +36,7 @@ from pathlib import Path
 
 from pipeline.cli import fail, run_stage
 from pipeline.config import load_params
+from pipeline.models.cyclegan import PAPER
 from pipeline.runtime import CONCURRENCY_ENV
 from pipeline.tracking import create_store, tracking_uri
 
@@ -44,7 +45,7 @@ from pipeline.tracking import create_store, tracking_uri
 # paper's Torch code defaulted it to 0). Every row sets every knob of this protocol, so a row means the
 # same whatever params.yaml holds for them (e.g. after `dvc exp run -S lambda_cycle=5` was applied).
 PAPER_PROTOCOL: dict[str, object] = {
-    "model": "cyclegan", "lambda_cycle": 10.0, "lambda_identity": 0.0, "pool_size": 50,
+    "model": "cyclegan", **PAPER, "lambda_identity": 0.0,
     "cyclegan.adversarial": True, "cyclegan.cycle_forward": True, "cyclegan.cycle_backward": True,
 }
 # What each row changes from the full model (paper name in the comment).
@@ -78,7 +79,7 @@ MULTI_DOMAIN_PROTOCOL: dict[str, object] = {"data.dataset": "synthetic_multi", "
 MULTI_DOMAIN: dict[str, dict[str, object]] = {
     "stargan": {**MULTI_DOMAIN_PROTOCOL, "model": "stargan", "train.batch_size": 3, "train.pair": "null"},
     **{f"cyclegan_{a}_{b}": {**MULTI_DOMAIN_PROTOCOL, "model": "cyclegan", "train.batch_size": 1,
-                             "train.pair": f"[{a},{b}]", "lambda_cycle": 10.0, "lambda_identity": 0.5, "pool_size": 50}
+                             "train.pair": f"[{a},{b}]", **PAPER}
        for a, b in (("day", "dusk"), ("day", "fog"), ("dusk", "fog"))},
 }
 

@@ -41,7 +41,7 @@ def untrained_translations(params: Params, folder: Path) -> Path:
     model = MODELS[params.model].build(params, torch.device("cpu"), 0)
     path = folder / "untrained.pt"
     manifest, _ = manifest_file.read(params.paths.prepared)
-    model_file.save(path, model_file.state(params, MODELS[params.model].knobs, model, "untrained", 0, domains=manifest["domains"],
+    model_file.save(path, model_file.state(params, model, "untrained", 0, domains=manifest["domains"],
                                            pair=model_pair(params, manifest)))
     translate_test_sets(path, params.paths.prepared, folder / "untrained", batch_size=params.translate.batch_size,
                         n_samples=params.translate.n_samples, seed=params.seed, generator_mode=params.translate.generator_mode,

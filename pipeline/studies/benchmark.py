@@ -47,6 +47,7 @@ import yaml
 
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
+from pipeline.knobs import DEVICES
 from pipeline.runtime import configure_threads, cpu_cores
 from pipeline.studies import benchmark_tables as tables
 from pipeline.studies.throughput import (
@@ -102,10 +103,11 @@ def build(cfg: dict, device: torch.device, opts: dict, params_file: Path = Path(
     workspace's params) and the configuration's networks, from a fixed seed: identical initial weights
     for every path."""
     from pipeline.config import parse_params
-    from pipeline.models.cyclegan import build_cyclegan
+    from pipeline.models.cyclegan import PAPER
+    from pipeline.models.cyclegan.model import build_cyclegan
 
     d = yaml.safe_load(params_file.read_text())
-    d.update(lambda_cycle=10.0, lambda_identity=0.5, pool_size=50, seed=0, model="cyclegan")
+    d.update(PAPER, seed=0, model="cyclegan")
     d["cyclegan"].update(generator=cfg["generator"], discriminator="basic", ngf=cfg["ngf"], ndf=cfg["ndf"],
                          norm="instance", dropout=False, init_type="normal", init_gain=0.02, gan_mode="lsgan",
                          adversarial=True, cycle_forward=True, cycle_backward=True)
@@ -297,7 +299,7 @@ def measure_threads(configs: list[str], threads: list[int], args) -> list[dict]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m pipeline.studies.benchmark", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--device", choices=DEVICES, default="auto")
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["embedded", "paper"])
     ap.add_argument("--paths", nargs="+", choices=list(PATHS), help="default: all that apply to the device")
     ap.add_argument("--warmup", type=int, default=3)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.metrics import math, registry
+from pipeline.models.registry import MODELS
 
 # The per-pair scores, by the metric name a route key starts with: (key of route r, column title).
 PAIR_METRICS: dict[str, tuple[str, str]] = {
@@ -39,7 +40,7 @@ def pair_label(names: list[str], route: str) -> str:
 
 
 def family(model: str) -> str:
-    return STARGAN if model == "stargan" else CYCLEGAN
+    return STARGAN if MODELS[model].multi_domain else CYCLEGAN
 
 
 def long_table(runs: pd.DataFrame) -> pd.DataFrame:

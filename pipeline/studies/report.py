@@ -19,9 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import cli
+from pipeline.config import knob_columns
 from pipeline.io import atomic_file, write_text
 from pipeline.metrics import math, registry
 from pipeline.metrics.base import HIGHER
+from pipeline.models.registry import MODELS
 from pipeline.studies import multidomain
 from pipeline.tracking import tracking_uri
 
@@ -35,9 +37,7 @@ PAPER: dict[str, tuple[str, dict[int, tuple[float, float, float]]]] = {
     "full": ("CycleGAN (ours)", {4: (0.52, 0.17, 0.11), 5: (0.58, 0.22, 0.16)}),
 }
 
-KNOBS = ["model", "bicyclegan.variant", "data.dataset", "data.domains", "train.pair", "lambda_cycle", "lambda_identity",
-         "pool_size", "cyclegan.adversarial", "cyclegan.cycle_forward", "cyclegan.cycle_backward", "train.n_epochs",
-         "train.n_epochs_decay"]
+KNOBS = list(knob_columns("study"))  # the knobs declared study=<position> (pipeline/knobs.py)
 METRICS = registry.HEADLINE  # the table's metric columns: the registry's headline keys
 # The knobs shown beside a study's metrics (its runs are those tagged with the study's name).
 STUDIES = {
@@ -49,6 +49,12 @@ STUDIES = {
 }
 # What a multidomain run contributes besides its metrics (pipeline/studies/multidomain.py).
 COSTS = ["model/parameters", "model/generator_parameters", "train/seconds"]
+
+
+def applies(key: str, model: str) -> bool:
+    """A knob of a model's own section (bicyclegan.variant) means nothing for the runs of another model."""
+    section = key.split(".")[0]
+    return section not in MODELS or section == model
 
 
 def collect(uri: str, experiment: str, study: str):
@@ -126,7 +132,7 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     header = ["config", *columns.values(), "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, r in agg.iterrows():
-        cells = [r["config"], *(r[k] if k != "bicyclegan.variant" or r["model"] == "bicyclegan" else "-" for k in columns),
+        cells = [r["config"], *(r[k] if applies(k, r["model"]) else "-" for k in columns),
                  str(r["n"])]
         cells += [f"**{cell(r, m)}**" if i in best.get(m, ()) else cell(r, m) for m in metrics]
         lines.append("| " + " | ".join(map(str, cells)) + " |")

@@ -33,6 +33,7 @@ from pipeline.data.datasets import to_image, to_tensor
 from pipeline.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, RejectedImage, decode_rgb
 from pipeline.errors import StageError
 from pipeline.io import atomic_file, save_png
+from pipeline.knobs import DEVICES
 from pipeline.runtime import resolve_device
 
 log = logging.getLogger("pipeline")
@@ -138,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--fit", choices=inference.FITS, default="pad",
                     help="pad (default): native resolution; resize: the training size")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--device", choices=DEVICES, default="auto")
     ap.add_argument("--n-samples", type=int, default=1, help="BicycleGAN: random samples per input")
     ap.add_argument("--seed", type=int, default=0, help="BicycleGAN: seed of the random codes; pix2pix: of its test-time dropout")
     ap.add_argument("--generator-mode", choices=GENERATOR_MODES, default="paper",

@@ -27,9 +27,9 @@ def counter(n: int) -> Callable[[], bool]:
 
 def at_step(n: int) -> None:
     """Killed inside the n-th optimisation step of this process (weights half-updated in memory)."""
-    from pipeline.models.bicyclegan import BicycleGAN
-    from pipeline.models.cyclegan import CycleGAN
-    from pipeline.models.pix2pix import Pix2Pix
+    from pipeline.models.bicyclegan.model import BicycleGAN
+    from pipeline.models.cyclegan.model import CycleGAN
+    from pipeline.models.pix2pix.model import Pix2Pix
 
     hit = counter(n)
     for cls in (CycleGAN, Pix2Pix, BicycleGAN):

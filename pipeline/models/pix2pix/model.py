@@ -8,6 +8,7 @@ import torch
 
 from pipeline.models.base import GANModel, Net, adam, discriminator_kwargs, make_net, set_requires_grad
 from pipeline.models.losses import gan_loss, gradient_penalty, l1
+from pipeline.models.pix2pix import SPEC
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -17,10 +18,7 @@ class Pix2Pix(GANModel):
     """Conditional GAN + L1 (pix2pix Eq. 4): G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G).
     D sees the input concatenated with the output (conditional PatchGAN)."""
 
-    # Sec. 3.3: "At inference time, we run the generator net in exactly the same manner as during the
-    # training phase ... we apply dropout at test time, and we apply batch normalization using the
-    # statistics of the test batch"; the authors' test.py does so, one image per batch, unless --eval.
-    test_mode = "train"
+    test_mode = SPEC.test_mode  # "train": Sec. 3.3, dropout and the test batch's statistics at test time
 
     def __init__(self, G: Net, D: Net, *, lambda_l1: float, gan_mode: str, lambda_gp: float,
                  lr: float, betas: tuple[float, float], device: torch.device, fused_adam: bool = False):

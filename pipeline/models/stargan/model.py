@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from pipeline.data.synthetic import domain_count
 from pipeline.models.base import GANModel, Net, adam, make_net, set_requires_grad, stream_seed
 from pipeline.models.losses import gan_loss, gradient_penalty, l1
 
@@ -138,7 +139,7 @@ class StarGAN(GANModel):
 def build_stargan(params: Params, device: torch.device, rank: int = 0) -> StarGAN:
     """From params.yaml's `stargan` section; k = the number of prepared domains."""
     n, t = params.stargan, params.train
-    k = params.n_domains
+    k = domain_count(params.data)
     G = make_net("conditional_generator", n.generator, n.init_type, n.init_gain, device, in_channels=3,
                  out_channels=3, n_domains=k, ngf=n.ngf)
     D = make_net("classifying_discriminator", n.discriminator, n.init_type, n.init_gain, device, in_channels=3,
