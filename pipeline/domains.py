@@ -118,6 +118,11 @@ def test_dir(letter: str) -> str:
     return f"test{letter}"
 
 
+def paired_train_dir(letter: str) -> str:
+    """The synthetic world's label maps of domain B's training scenes, paired with them: A -> paired_trainA."""
+    return f"paired_{train_dir(letter)}"
+
+
 def labels_dir(folder: str) -> str:
     """The class-id maps of a prepared photo folder: testB -> testB_labels."""
     return f"{folder}_labels"

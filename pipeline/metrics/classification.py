@@ -9,8 +9,8 @@ from pipeline.data.datasets import to_unit
 from pipeline.domains import TWO_DOMAIN_ROUTES, test_dir
 from pipeline.metrics.base import HIGHER, Key, Metric, Result
 from pipeline.metrics.context import Context
-from pipeline.metrics.keys import MetricKey
 from pipeline.metrics.domain_classifier import classify
+from pipeline.metrics.keys import MetricKey
 
 
 def domain_accuracy(ctx: Context) -> list[Result]:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from pipeline.data.datasets import grid, to_unit
-from pipeline.io import atomic_dir, save_png, write_json
 from pipeline.domains import Route
+from pipeline.io import atomic_dir, save_png, write_json
 from pipeline.metrics.base import Result
 from pipeline.metrics.context import Context, source_domain, target_domain
 from pipeline.metrics.keys import MEAN, MetricKey

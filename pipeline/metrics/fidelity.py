@@ -6,8 +6,8 @@ fid_legacy_pytorch_<route>; likewise kid_*)."""
 from __future__ import annotations
 
 from pipeline.artifacts import features as reference_features
-from pipeline.errors import Unavailable
 from pipeline.domains import TWO_DOMAIN_ROUTES, Route
+from pipeline.errors import Unavailable
 from pipeline.metrics import inception, math
 from pipeline.metrics.base import LOWER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, target_domain

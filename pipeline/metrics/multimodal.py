@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from pipeline.data.datasets import to_unit
+from pipeline.domains import AtoB, test_dir
 from pipeline.errors import Unavailable
 from pipeline.metrics import math, perceptual
-from pipeline.domains import AtoB, test_dir
 from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context
 from pipeline.metrics.keys import MetricKey

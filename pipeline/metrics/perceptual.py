@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from pipeline.data.datasets import to_unit
-from pipeline.errors import Unavailable
 from pipeline.domains import TWO_DOMAIN_ROUTES
+from pipeline.errors import Unavailable
 from pipeline.metrics import lpips_weights
 from pipeline.metrics.base import LOWER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, source_domain, target_domain

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.domains import AtoB, TWO_DOMAIN_ROUTES, TWO_DOMAINS, test_dir
+from pipeline.domains import TWO_DOMAIN_ROUTES, TWO_DOMAINS, AtoB, test_dir
 from pipeline.metrics import math
 from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, target_domain

@@ -45,6 +45,7 @@ from pipeline.data.datasets import (
     list_images,
     load_tensor,
 )
+from pipeline.domains import TWO_DOMAINS, test_dir, train_dir
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
@@ -171,7 +172,7 @@ def start_tracking(params: Params, run_id: str | None) -> Tracker:
 def build_dataset(params: Params, prepared: Path, manifest: dict):
     t = params.train
     if MODELS[params.model].multi_domain:
-        dirs = [prepared / f"train{d}" for d in manifest["domains"]]
+        dirs = [prepared / train_dir(d) for d in manifest["domains"]]
         return MultiDomainDataset(dirs, crop=t.crop_size, flip=t.flip, seed=params.seed)
     if len(manifest["domains"]) != params.n_domains:
         raise StageError(f"{prepared} holds {len(manifest['domains'])} domains but params select {params.n_domains} "
@@ -182,7 +183,7 @@ def build_dataset(params: Params, prepared: Path, manifest: dict):
             raise StageError(f"model={params.model} needs paired training data, but {manifest['dataset']} has none")
         return AlignedDataset(prepared / pairs[0], prepared / pairs[1], crop=t.crop_size, flip=t.flip, seed=params.seed)
     a, b = model_domains(params, manifest)
-    return UnalignedDataset(prepared / f"train{a}", prepared / f"train{b}", crop=t.crop_size, flip=t.flip,
+    return UnalignedDataset(prepared / train_dir(a), prepared / train_dir(b), crop=t.crop_size, flip=t.flip,
                             seed=params.seed)
 
 
@@ -280,7 +281,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
     # checkpoint's rows past the last step it holds
     book.sent = tracker.last_step("train/lr") if state is not None else -1
     domains = model_domains(params, manifest)
-    samples = sample_batch(prepared, t.crop_size, [f"test{d}" for d in domains])
+    samples = sample_batch(prepared, t.crop_size, [test_dir(d) for d in domains])
     bar = tqdm(total=total_steps, initial=book.step, desc=f"train {params.model}", unit="step",
                disable=not (progress and d.main))
     try:
@@ -372,7 +373,7 @@ def export(params: Params, model: GANModel, history: list[dict], samples: np.nda
         tracker.log_artifact(paths.model, "checkpoint")
         from pipeline import mlflow_model  # lazy: it imports mlflow
 
-        source = f"test{(pair or ['A'])[0]}"
+        source = test_dir((pair or TWO_DOMAINS)[0])
         example = list_images(Path(paths.prepared) / source)[0].read_bytes()  # the models' input example
         mlflow_model.log_generators(tracker.uri, tracker.run_id, paths.model, params.model, example,
                                     params.mlflow.register_as, domains, pair)
