@@ -99,7 +99,7 @@ def translate_multimodal(nets: dict[str, torch.nn.Module], prepared: Path, out: 
     files_a, files_b = list_images(prepared / test_dir(AtoB.source)), list_images(prepared / test_dir(AtoB.target))
     codes = torch.randn(n_samples, len(files_a), nz, generator=torch.Generator().manual_seed(seed))
     recovered: list[list[torch.Tensor]] = [[] for _ in range(n_samples)]
-    for i in tqdm(range(0, len(files_a), batch_size), desc="AtoB samples", disable=not progress):
+    for i in tqdm(range(0, len(files_a), batch_size), desc=f"{AtoB} samples", disable=not progress):
         a = load_batch(files_a[i:i + batch_size], size, device)
         b = load_batch(files_b[i:i + batch_size], size, device)
         for folder, images in latent_outputs(nets, a, b, codes[:, i:i + batch_size].to(device)).items():
