@@ -12,7 +12,6 @@ of resampling twice. The authors' test.py (--preprocess none) resizes to a multi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,31 +20,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.artifacts import model as model_file
+from pipeline.domains import TWO_DOMAIN_NAMES, TWO_DOMAIN_ROUTES, AtoB, Route, target_label
 from pipeline.errors import StageError
 from pipeline.models.registry import MODELS
-from pipeline.translation import relabel
 
 FITS = ("pad", "resize")
-DIRECTIONS = ("AtoB", "BtoA")
-TWO_DOMAINS = {"A": "A", "B": "B"}
 
 
-def generator_of(model: str, domains: dict[str, str], pair: list[str] | None = None) -> dict[str, str]:
+def generator_of(model: str, domains: dict[str, str], pair: list[str] | None = None) -> dict[Route, str]:
     """{direction: the generator that translates it} of a model file's model; `domains` {letter: name};
     `pair`: the letters a two-domain model translates between on a multi-domain set (None: A and B). A two-domain
     model's directions are its declaration's (the authors' names: G_A = G: A -> B); a multi-domain model's one G
-    translates any image "to<X>", into the domain X of its target label."""
+    translates any image "to<X>" (Route(None, X)), into the domain X of its target label."""
     spec = MODELS[model]
     if spec.multi_domain:
-        return {f"to{letter}": "G" for letter in domains}
-    return {relabel(k, pair): g for k, g in spec.directions.items()}
+        return {Route(None, letter): "G" for letter in domains}
+    return {r.relabel(pair): g for r, g in spec.directions.items()}
 
 
-def target_direction(domains: dict[str, str], target: str) -> str:
+def target_direction(domains: dict[str, str], target: str) -> Route:
     """A multi-domain model's direction to the domain named `target` (its name, e.g. dusk, or its letter)."""
     for letter, name in domains.items():
         if target in (letter, name):
-            return f"to{letter}"
+            return Route(None, letter)
     raise StageError(f"target domain {target!r} is not one of this model's domains: "
                      f"{', '.join(f'{k} ({v})' for k, v in domains.items())}")
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
@@ -57,7 +54,7 @@ class Translator:
     """One direction of a trained model, ready for images of any size."""
 
     net: nn.Module            # the generator; in training mode (pix2pix under its paper's protocol) it sees one image at a time
-    direction: str
+    direction: Route
     train_size: int           # the crop size it was trained at ("resize" fits images to it)
     source: str               # where it came from, for logs and errors
     nz: int = 0               # > 0: a multimodal G(x, z) (BicycleGAN)
@@ -69,26 +66,27 @@ class Translator:
     def condition(self, n: int, device: torch.device) -> torch.Tensor:
         """StarGAN's target label c, one-hot, for a batch of n images."""
         assert self.target is not None
-        return F.one_hot(torch.full((n,), self.target, device=device), self.n_domains).float()
+        return target_label(self.target, n, self.n_domains, device)
 
     @property
     def stride(self) -> int:
         return int(getattr(self.net, "stride", 1))
 
 
-def from_model_file(path: str | Path, direction: str | None, device: torch.device | str = "cpu",
+def from_model_file(path: str | Path, direction: Route | str | None, device: torch.device | str = "cpu",
                     generator_mode: str = "paper", target: str | None = None) -> Translator:
     """The generator of `direction` (None: the model's first) in a model file of this pipeline
     (pipeline/artifacts/model.py), in the mode its paper tests it in (generator_mode "paper") or in eval
     mode ("eval"). A multi-domain model (StarGAN) needs the `target` domain (its name or letter) or a
     direction to<X>."""
     ckpt, nets = model_file.load(path, device, generator_mode)
-    domains = ckpt.get("domains") or TWO_DOMAINS
+    direction = Route.parse(direction) if isinstance(direction, str) else direction  # MLflow's metadata
+    domains = ckpt.get("domains") or TWO_DOMAIN_NAMES
     routes = generator_of(ckpt["model"], domains, ckpt.get("pair"))
     multi = MODELS[ckpt["model"]].multi_domain
     if target is not None:
         if not multi:
-            raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)}; --target is for a "
+            raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(map(str, routes))}; --target is for a "
                              f"multi-domain model (stargan): pass --direction instead")
         direction = target_direction(domains, target)
     if direction is None and multi:
@@ -99,13 +97,13 @@ def from_model_file(path: str | Path, direction: str | None, device: torch.devic
         if multi:
             raise StageError(f"{path}: a stargan model translates into any of its domains: pass --target, one of "
                              f"{', '.join(domains.values())}, instead of --direction {direction}")
-        raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(routes)} only, not {direction}; "
+        raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(map(str, routes))} only, not {direction}; "
                          f"pass --direction {next(iter(routes))}")
     config = ckpt["config"]
     nz = config[ckpt["model"]]["nz"] if MODELS[ckpt["model"]].multimodal else 0
     tr = Translator(nets[routes[direction]], direction, config["train"]["crop_size"], str(path), nz, nets.get("E"))
     if multi:
-        tr.target, tr.n_domains = list(domains).index(direction.removeprefix("to")), len(domains)
+        tr.target, tr.n_domains = list(domains).index(direction.target), len(domains)
     return tr
 
 
@@ -140,9 +138,7 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
          target: str | None = None) -> Translator:
     """A Translator from any source the translate command accepts (see the module docstring); `target`:
     the target domain of a multi-domain model."""
-    if direction is not None and not re.fullmatch(r"[A-H]to[A-H]", direction):
-        raise StageError(f"direction {direction!r}; valid: {', '.join(DIRECTIONS)} (on a multi-domain set, e.g. CtoA; "
-                         f"a multi-domain model: --target)")
+    direction = parse_direction(direction)
     path = mlflow_local_path(source) if source.startswith(MLFLOW_SCHEMES) else Path(source)
     if path.is_dir():  # an MLflow model: MLmodel + artifacts/model.pt (pipeline/mlflow_model.py)
         inner = path / "artifacts" / MODEL_FILE
@@ -150,6 +146,7 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
             raise StageError(f"{source}: a folder without artifacts/{MODEL_FILE}; pass a model this pipeline logged "
                              f"(runs:/<id>/generator_AtoB), a model file (data/model.pt) or an authors' .pth")
         logged = mlflow_direction(path)
+        logged = None if logged is None else Route.parse(logged)
         if direction and logged and direction != logged:
             raise StageError(f"{source} translates {logged}, not {direction}; pass its generator_{direction} model, "
                              f"or leave out --direction")
@@ -167,8 +164,20 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
                              f"generators translate one direction: leave it out")
         net, info = authors.load_generator(path, device=device, **(authors_arch or {}))
         encoder, style_size = authors.load_encoder(authors_encoder, device=device) if authors_encoder else (None, 0)
-        return Translator(net, direction or "AtoB", info["train_size"], str(path), info["nz"], encoder, style_size)
+        return Translator(net, direction or AtoB, info["train_size"], str(path), info["nz"], encoder, style_size)
     return from_model_file(path, direction, device, generator_mode, target)
+
+
+def parse_direction(text: str | None) -> Route | None:
+    """The --direction of the translate command: a route between two domains."""
+    try:
+        route = None if text is None else Route.parse(text)
+    except ValueError:
+        route = None
+    if text is not None and (route is None or route.source is None or route.is_cycle):
+        raise StageError(f"direction {text!r}; valid: {', '.join(map(str, TWO_DOMAIN_ROUTES))} (on a multi-domain "
+                         f"set, e.g. CtoA; a multi-domain model: --target)")
+    return route
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:

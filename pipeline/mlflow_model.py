@@ -27,6 +27,7 @@ from PIL import Image
 from pipeline import inference
 from pipeline.data.datasets import to_image, to_tensor
 from pipeline.data.images import RejectedImage, decode_rgb_bytes
+from pipeline.domains import TWO_DOMAIN_NAMES
 from pipeline.tracking import fluent_store
 
 COLUMN = "image"
@@ -50,7 +51,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around inference.Translator for one direction of the model file."""
 
     def __init__(self, direction: str):
-        self.direction = direction
+        self.direction = direction  # the route's name, as MLmodel's metadata holds it
 
     def load_context(self, context) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -86,7 +87,8 @@ def log_generators(uri: str, run_id: str, model_path: str | Path, model: str, ex
     given. Returns the model names."""
     names = []
     with fluent_store(uri), mlflow.start_run(run_id=run_id):
-        for direction in inference.generator_of(model, domains or inference.TWO_DOMAINS, pair):
+        for route in inference.generator_of(model, domains or TWO_DOMAIN_NAMES, pair):
+            direction = str(route)
             name = f"generator_{direction}"
             mlflow.pyfunc.log_model(
                 # the direction also goes into MLmodel's metadata, where the translate command reads it

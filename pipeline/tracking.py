@@ -168,7 +168,7 @@ def open_experiment(client, uri: str, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(uri))
     held = exp.tags if exp else {}
-    view = saved_view_tag(VIEW_NAME, runs_view_state(SUMMARY), int(time.time() * 1000))
+    view = saved_view_tag(VIEW_NAME, runs_view_state([str(k) for k in SUMMARY]), int(time.time() * 1000))
     wanted = {**EXPERIMENT_KIND, "mlflow.note.content": experiment_note(exp_id), f"mlflow.sharedViewState.{VIEW_KEY}": view}
     for key, value in wanted.items():
         if key not in held:

@@ -31,30 +31,20 @@ from tqdm import tqdm
 from pipeline.artifacts import model as model_file
 from pipeline.artifacts import translations
 from pipeline.data.datasets import list_images, load_tensor, to_image
+from pipeline.domains import TWO_DOMAINS, AtoB, Route, ordered_routes, target_label, test_dir
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.registry import MODELS
 
 
-def relabel(name: str, pair: list[str] | None) -> str:
-    """A two-domain route or folder name with A and B replaced by the pair's letters (AtoB -> CtoA for
-    pair [C, A]; testA -> testC)."""
-    return name if not pair else name.translate(str.maketrans({"A": pair[0], "B": pair[1]}))
-
-
-def routes_for(model: str, domains: list[str], pair: list[str] | None = None) -> dict[str, tuple[str, tuple]]:
-    """The model's routes over the prepared domains (letters): output folder -> (input folder, chain of generators
-    applied in order). A multi-domain model's G(x, c) takes every ordered pair, a step of its chain being (name,
-    target domain index); a two-domain model's routes (its declaration's) run between the letters of its `pair`
-    when it translates two domains of a larger set."""
+def routes_for(model: str, domains: list[str], pair: list[str] | None = None) -> dict[Route, tuple]:
+    """The model's routes over the prepared domains (letters) and their chains of generators applied in order
+    to the route's source's test images. A multi-domain model's G(x, c) takes every ordered pair, a step of its
+    chain being (name, target domain index); a two-domain model's routes (its declaration's) run between the
+    letters of its `pair` when it translates two domains of a larger set."""
     spec = MODELS[model]
     if spec.multi_domain:
-        return {f"{x}to{y}": (f"test{x}", (("G", j),)) for x in domains for j, y in enumerate(domains) if x != y}
-    return {relabel(k, pair): (relabel(src, pair), chain) for k, (src, chain) in spec.routes.items()}
-
-
-def target_of(folder: str) -> str:
-    """The real test folder a route's outputs should look like: AtoB -> testB, AtoBtoA -> testA."""
-    return "test" + folder[-1]
+        return {r: (("G", domains.index(r.target)),) for r in ordered_routes(domains)}
+    return {r.relabel(pair): chain for r, chain in spec.routes.items()}
 
 
 def apply(nets: dict[str, torch.nn.Module], chain: tuple, x: torch.Tensor, n_domains: int) -> torch.Tensor:
@@ -62,8 +52,7 @@ def apply(nets: dict[str, torch.nn.Module], chain: tuple, x: torch.Tensor, n_dom
     for step in chain:
         if isinstance(step, tuple):  # G(x, c) with c the one-hot target domain
             name, target = step
-            c = torch.nn.functional.one_hot(torch.full((len(x),), target, device=x.device), n_domains).float()
-            x = nets[name](x, c)
+            x = nets[name](x, target_label(target, len(x), n_domains, x.device))
         else:
             x = nets[step](x)
     return x
@@ -94,17 +83,17 @@ def latent_outputs(nets: dict[str, torch.nn.Module], a: torch.Tensor, b: torch.T
     G = nets["G"]
     out = {f"samples/{k:02d}": G(a, z) for k, z in enumerate(codes)}
     if "E" in nets:
-        out["AtoB_encoded"] = G(a, nets["E"](b)[0])
+        out[f"{AtoB}_encoded"] = G(a, nets["E"](b)[0])
     return out
 
 
 def translate_multimodal(nets: dict[str, torch.nn.Module], prepared: Path, out: Path, size: int, *, n_samples: int,
                          nz: int, seed: int, batch_size: int, device: torch.device, progress: bool) -> tuple[dict, dict]:
     """BicycleGAN's samples, encoded-style outputs and (with E) the recovered codes; (counts, info extra)."""
-    files_a, files_b = list_images(prepared / "testA"), list_images(prepared / "testB")
+    files_a, files_b = list_images(prepared / test_dir(AtoB.source)), list_images(prepared / test_dir(AtoB.target))
     codes = torch.randn(n_samples, len(files_a), nz, generator=torch.Generator().manual_seed(seed))
     recovered: list[list[torch.Tensor]] = [[] for _ in range(n_samples)]
-    for i in tqdm(range(0, len(files_a), batch_size), desc="AtoB samples", disable=not progress):
+    for i in tqdm(range(0, len(files_a), batch_size), desc=f"{AtoB} samples", disable=not progress):
         a = load_batch(files_a[i:i + batch_size], size, device)
         b = load_batch(files_b[i:i + batch_size], size, device)
         for folder, images in latent_outputs(nets, a, b, codes[:, i:i + batch_size].to(device)).items():
@@ -112,10 +101,10 @@ def translate_multimodal(nets: dict[str, torch.nn.Module], prepared: Path, out: 
             if "E" in nets and folder.startswith("samples/"):
                 # the cLR-GAN cycle z -> G(A, z) -> E: codes recovered before 8-bit rounding
                 recovered[int(folder[-2:])].append(nets["E"](images)[0].cpu())
-    shutil.copytree(out / "samples" / "00", out / "AtoB")
-    counts = {"AtoB": len(files_a), "samples": n_samples * len(files_a)}
+    shutil.copytree(out / "samples" / "00", out / str(AtoB))
+    counts = {str(AtoB): len(files_a), "samples": n_samples * len(files_a)}
     if "E" in nets:
-        counts["AtoB_encoded"] = len(files_a)
+        counts[f"{AtoB}_encoded"] = len(files_a)
         translations.write_latent(out, codes, torch.stack([torch.cat(r) for r in recovered]))
     return counts, {"samples": {"folder": "samples", "n_samples": n_samples, "nz": nz, "seed": seed}}
 
@@ -135,7 +124,7 @@ def translate_test_sets(model_path: str | Path, prepared: str | Path, translated
         torch.manual_seed(seed)
     size = ckpt["config"]["train"]["crop_size"]
     prepared = Path(prepared)
-    domains = list(ckpt.get("domains") or "AB")
+    domains = list(ckpt.get("domains") or TWO_DOMAINS)
     routes = routes_for(ckpt["model"], domains, ckpt.get("pair"))
     extra: dict = {}
     with atomic_dir(translated) as out:
@@ -145,15 +134,15 @@ def translate_test_sets(model_path: str | Path, prepared: str | Path, translated
                                                  batch_size=batch_size, device=device, progress=progress)
         else:
             counts = {}
-            for folder, (source, chain) in routes.items():
-                files = list_images(prepared / source)
-                for i in tqdm(range(0, len(files), batch_size), desc=folder, disable=not progress):
+            for route, chain in routes.items():
+                files = list_images(prepared / test_dir(route.source))
+                for i in tqdm(range(0, len(files), batch_size), desc=str(route), disable=not progress):
                     x = apply(nets, chain, load_batch(files[i:i + batch_size], size, device), len(domains))
-                    write_batch(out, folder, files[i:i + batch_size], x)
-                counts[folder] = len(files)
+                    write_batch(out, str(route), files[i:i + batch_size], x)
+                counts[str(route)] = len(files)
         info = {"model": ckpt["model"], "checkpoint": str(model_path), "size": size, "counts": counts,
-                "routes": {k: {"input": v[0], "target": target_of(k), "generators": list(v[1])}
-                           for k, v in routes.items()},
+                "routes": {str(r): {"input": test_dir(r.source), "target": test_dir(r.end), "generators": list(chain)}
+                           for r, chain in routes.items()},
                 "fingerprint": ckpt["fingerprint"], "generator_mode": mode, **extra}
         translations.write_info(out, info)
     return info

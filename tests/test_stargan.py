@@ -14,12 +14,14 @@ from PIL import Image
 from pipeline import checkpoint
 from pipeline.data import synthetic
 from pipeline.data.synthetic import domain_count
+from pipeline.domains import AtoB, BtoA, Route, one_hot
 from pipeline.errors import ConfigError
 from pipeline.metrics import classification, registry
 from pipeline.metrics.evaluation import route_means, summary
+from pipeline.metrics.keys import MetricKey
 from pipeline.models.losses import gan_loss, gradient_penalty
 from pipeline.models.networks import build_net
-from pipeline.models.stargan.model import StarGAN, build_stargan, classification_loss, is_generator_step, one_hot
+from pipeline.models.stargan.model import StarGAN, build_stargan, classification_loss, is_generator_step
 from pipeline.stages import train
 from pipeline.tools import translate as translate_tool
 from pipeline.training import RunBook
@@ -229,22 +231,24 @@ def test_stargan_translates_every_pair_and_reports_each_and_their_mean(chain, fi
                                             ("kid_DtoA_std", "kid_AtoB_std"),
                                             ("fcn_real_C_class_iou", "fcn_real_class_iou")])
 def test_keys_of_any_route_share_their_declared_keys_role(name, template):
+    name, template = MetricKey.parse(name), MetricKey.parse(template)
     assert registry.template(name) == template
     k = registry.key(name)
-    assert k.name == name and k.better == registry.key(template).better
-    assert registry.key("fid_mean").summary and not registry.key("fid_CtoD").summary
+    assert k.key == name and k.better == registry.key(template).better
+    assert registry.key(MetricKey.parse("fid_mean")).summary and not registry.key(MetricKey.parse("fid_CtoD")).summary
     assert summary({"fid_AtoB": 1.0, "fid_mean": 2.0}, multi_domain=True) == {"fid_mean": 2.0}
     assert summary({"fid_AtoB": 1.0, "fid_mean": 2.0}) == {"fid_AtoB": 1.0}
 
 
 def test_a_mean_over_routes_needs_every_route():
     from pipeline.metrics.base import Result
-    routes = ["AtoB", "BtoA"]
-    full = route_means([Result("fid_AtoB", 1.0, {}), Result("fid_BtoA", 3.0, {}), Result("kid_AtoB_std", 1.0, {})],
+    routes, k = [AtoB, BtoA], MetricKey.parse
+    full = route_means([Result(k("fid_AtoB"), 1.0, {}), Result(k("fid_BtoA"), 3.0, {}), Result(k("kid_AtoB_std"), 1.0, {})],
                        routes)
-    assert [(r.key, r.value) for r in full] == [("fid_mean", 2.0)]  # a spread has no mean
-    assert route_means([Result("fid_AtoB", 1.0, {}), Result("fid_BtoA", None, {}, reason="no")], routes) == []
-    assert route_means([Result("fid_AtoB", 1.0, {})], routes) == []  # a route without the score
+    assert [(str(r.key), r.value) for r in full] == [("fid_mean", 2.0)]  # a spread has no mean
+    assert full[0].protocol["mean_over"] == ["AtoB", "BtoA"]
+    assert route_means([Result(k("fid_AtoB"), 1.0, {}), Result(k("fid_BtoA"), None, {}, reason="no")], routes) == []
+    assert route_means([Result(k("fid_AtoB"), 1.0, {})], routes) == []  # a route without the score
 
 
 # --- the classification accuracy on a hand-made case --------------------------------------------------
@@ -259,8 +263,8 @@ class ColourClassifier(torch.nn.Module):
 def test_the_classification_accuracy_counts_translations_landing_in_their_target(monkeypatch):
     def solid(rgb, n):
         return torch.tensor(rgb, dtype=torch.uint8)[None, :, None, None].expand(n, 3, 8, 8).clone()
-    fakes = {"AtoB": torch.cat([solid((0, 200, 0), 3), solid((200, 0, 0), 1)]),   # 3 of 4 green: 0.75
-             "BtoC": solid((0, 0, 200), 4)}                                            # all blue: 1.0
+    fakes = {AtoB: torch.cat([solid((0, 200, 0), 3), solid((200, 0, 0), 1)]),   # 3 of 4 green: 0.75
+             Route("B", "C"): solid((0, 0, 200), 4)}                              # all blue: 1.0
     state = {"domains": {"A": "red", "B": "green", "C": "blue"}, "name": "colour", "trained_on": "hand-made",
              "resolution": 8, "upper_bound": 1.0, "upper_bound_n": 12, "upper_bound_by_domain": {}}
     monkeypatch.setattr(classification.classifier_file, "load", lambda path: (state, ColourClassifier()))
@@ -268,7 +272,7 @@ def test_the_classification_accuracy_counts_translations_landing_in_their_target
                           directions=lambda: list(fakes), fake=fakes.__getitem__,
                           names=lambda r: [f"{i}.png" for i in range(4)], bootstrap_protocol=dict,
                           bootstrap_mean=lambda v: {}, domain_name=lambda f: state["domains"][f[-1]])
-    results = {r.key: r for r in classification.domain_accuracy(ctx)}
+    results = {str(r.key): r for r in classification.domain_accuracy(ctx)}
     assert results["domain_acc_AtoB"].value == 0.75 and results["domain_acc_BtoC"].value == 1.0
     assert results["domain_acc_AtoB"].per_image == {"0.png": 1.0, "1.png": 1.0, "2.png": 1.0, "3.png": 0.0}
     assert results["domain_acc_real"].value == 1.0

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.domains import TWO_DOMAIN_NAMES, TWO_DOMAINS, labels_dir, letter_of, paired_train_dir, test_dir, train_dir
 from pipeline.errors import StageError
 from pipeline.io import write_json
 
@@ -16,10 +17,9 @@ if TYPE_CHECKING:
     from pipeline.data.registry import DatasetSpec
 
 NAME = "manifest.json"
-DOMAINS = ("trainA", "trainB", "testA", "testB")
-LABEL_DIRS = {"trainB": "trainB_labels", "testB": "testB_labels"}  # class-id maps of the photos
-# Domains are letters, as the authors' trainA/trainB: a multi-domain set continues with C, D, ...
-LETTERS = "ABCDEFGH"
+# the folders of a two-domain set (domains are letters, as the authors' trainA/trainB: pipeline/domains.py)
+DOMAINS = tuple(folder(d) for folder in (train_dir, test_dir) for d in TWO_DOMAINS)  # trainA trainB testA testB
+LABEL_DIRS = {f: labels_dir(f) for f in (train_dir("B"), test_dir("B"))}  # class-id maps of the photos
 
 
 def _sha256(path: Path) -> str:
@@ -34,9 +34,10 @@ def build(out: Path, spec: DatasetSpec, load_size: int, rejected: list, extra: d
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     files = {f"{d}/{f.name}": _sha256(f) for d in folders for f in sorted((out / d).iterdir())}
     counts = {d: sum(1 for k in files if k.startswith(d + "/")) for d in folders}
-    domains = domains or {"A": "A", "B": "B"}
+    domains = domains or TWO_DOMAIN_NAMES
     paired = spec.layout in ("synthetic", "synthetic_multi", "aligned")
-    train_pairs = {"synthetic": ["paired_trainA", "trainB"], "aligned": ["trainA", "trainB"]}.get(spec.layout)
+    train_pairs = {"synthetic": [paired_train_dir("A"), train_dir("B")],
+                   "aligned": [train_dir("A"), train_dir("B")]}.get(spec.layout)
     return {
         "dataset": spec.name,
         "layout": spec.layout,
@@ -45,9 +46,9 @@ def build(out: Path, spec: DatasetSpec, load_size: int, rejected: list, extra: d
         "domains": domains,
         "pairs": {
             "train": train_pairs,
-            "test": [f"test{d}" for d in domains] if paired else None,
+            "test": [test_dir(d) for d in domains] if paired else None,
         },
-        "labels": {d: f"{d}_labels" for d in folders if f"{d}_labels" in folders},
+        "labels": {d: labels_dir(d) for d in folders if labels_dir(d) in folders},
         "files": files,
         "rejected": rejected,
         **extra,
@@ -56,12 +57,12 @@ def build(out: Path, spec: DatasetSpec, load_size: int, rejected: list, extra: d
 
 def test_folders(manifest: dict) -> list[str]:
     """testA, testB, ... of every domain."""
-    return [f"test{d}" for d in manifest["domains"]]
+    return [test_dir(d) for d in manifest["domains"]]
 
 
 def domain_name(manifest: dict, folder: str) -> str:
     """The name of the domain of a prepared folder (testC -> dusk)."""
-    return manifest["domains"][folder.removeprefix("train").removeprefix("test")[:1]]
+    return manifest["domains"][letter_of(folder)]
 
 
 def write(out: Path, manifest: dict) -> None:

@@ -3,28 +3,25 @@ computes them, and the Result each key gets. metrics/registry.py lists every met
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from pipeline.metrics.keys import MetricKey
+
 if TYPE_CHECKING:
     from pipeline.metrics.context import Context
 
 HIGHER, LOWER = "higher", "lower"
-# Translation directions of a two-domain model, in which every key is declared; reconstructions are
-# AtoBtoA and BtoAtoB. A multi-domain evaluation (k domains A, B, C, ...) writes the same keys for every
-# route <X>to<Y>, and their mean over the routes with the route replaced by "mean" (metrics/registry.py).
-ROUTES = ("AtoB", "BtoA")
-ROUTE_NAME = re.compile(r"[A-H]to[A-H]")                # a route: translations of testX into domain Y
-ROUTE = re.compile(rf"(?<=_){ROUTE_NAME.pattern}(?=_|$)")  # the route inside a key
-MEAN = "mean"
+# Every key is declared in the routes of a two-domain model (domains.TWO_DOMAIN_ROUTES: AtoB, BtoA). A
+# multi-domain evaluation (k domains A, B, C, ...) writes the same keys for every route <X>to<Y>, and
+# their mean over the routes at keys.MEAN (metrics/registry.py).
 
 
 @dataclass(frozen=True)
 class Key:
-    """One output key of metrics.json.
+    """The declaration of one output key of metrics.json.
 
     better: which way is better (HIGHER or LOWER), None for a number that is not a score.
     kind: "score" (ranks models), "spread" (the uncertainty of another key), "reference" (a chance
@@ -38,7 +35,7 @@ class Key:
         `summary` (e.g. the classification accuracy: the multi-domain summary only).
     """
 
-    name: str
+    key: MetricKey
     better: str | None
     kind: str = "score"
     headline: bool = False
@@ -58,7 +55,7 @@ class Metric:
 
 @dataclass
 class Result:
-    key: str
+    key: MetricKey
     value: float | None
     protocol: dict
     reason: str | None = None  # set when the value could not be computed: why, and what would enable it
@@ -69,5 +66,5 @@ class Result:
     replicates: np.ndarray | None = field(default=None, repr=False)
 
 
-def unavailable(keys: list[str], reason: str, protocol: dict | None = None) -> list[Result]:
+def unavailable(keys: list[MetricKey], reason: str, protocol: dict | None = None) -> list[Result]:
     return [Result(k, None, protocol or {}, reason) for k in keys]

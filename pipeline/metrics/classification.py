@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pipeline.artifacts import classifier as classifier_file
 from pipeline.data.datasets import to_unit
-from pipeline.metrics.base import HIGHER, ROUTES, Key, Metric, Result
+from pipeline.domains import TWO_DOMAIN_ROUTES, test_dir
+from pipeline.metrics.base import HIGHER, Key, Metric, Result
 from pipeline.metrics.context import Context
 from pipeline.metrics.domain_classifier import classify
+from pipeline.metrics.keys import MetricKey
 
 
 def domain_accuracy(ctx: Context) -> list[Result]:
@@ -20,19 +22,19 @@ def domain_accuracy(ctx: Context) -> list[Result]:
     out = []
     for r in ctx.directions():
         predicted = classify(net, to_unit(ctx.fake(r)), state["resolution"])
-        correct = (predicted == letters.index(r[-1])).double().numpy()
-        out.append(Result(f"domain_acc_{r}", float(correct.mean()),
-                          {**protocol, "n": len(correct), "target": f"{r[-1]} ({ctx.domain_name('test' + r[-1])})"},
+        correct = (predicted == letters.index(r.target)).double().numpy()
+        out.append(Result(MetricKey("domain_acc", r), float(correct.mean()),
+                          {**protocol, "n": len(correct), "target": f"{r.target} ({ctx.domain_name(test_dir(r.target))})"},
                           per_image=dict(zip(ctx.names(r), correct.tolist(), strict=True)),
                           **ctx.bootstrap_mean(correct)))
     upper = {**protocol, "method": "classify REAL test images (upper bound)", "n": state["upper_bound_n"],
              "per_domain": state["upper_bound_by_domain"]}
     upper.pop("interval", None)
-    return out + [Result("domain_acc_real", state["upper_bound"], upper)]
+    return out + [Result(MetricKey("domain_acc_real"), state["upper_bound"], upper)]
 
 
-DOMAIN_ACC = Metric(domain_accuracy, tuple(Key(f"domain_acc_{r}", HIGHER, headline=True, mean_summary=True)
-                                           for r in ROUTES)
-                    + (Key("domain_acc_real", HIGHER, kind="upper_bound"),),
+DOMAIN_ACC = Metric(domain_accuracy, tuple(Key(MetricKey("domain_acc", r), HIGHER, headline=True, mean_summary=True)
+                                           for r in TWO_DOMAIN_ROUTES)
+                    + (Key(MetricKey("domain_acc_real"), HIGHER, kind="upper_bound"),),
                     protocol="translations into domain Y classified as Y by a ResNet-18 trained on REAL images of "
                              "every domain (StarGAN Sec. 4.4); its accuracy on real test images is the upper bound")

@@ -13,19 +13,19 @@ from pipeline.artifacts import manifest as manifest_file
 from pipeline.artifacts import translations
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8
+from pipeline.domains import Route, is_test_dir, test_dir
 from pipeline.metrics import math
-from pipeline.metrics.base import ROUTE_NAME
 from pipeline.runtime import resolve_device
 
 
-def target_domain(route: str) -> str:
-    """The real domain a translation should look like: AtoB -> testB, BtoA -> testA."""
-    return "test" + route[-1]
+def target_domain(route: Route) -> str:
+    """The real test folder a route's outputs should look like: AtoB -> testB, AtoBtoA -> testA."""
+    return test_dir(route.end)
 
 
-def source_domain(route: str) -> str:
-    """The real domain a translation was made from: AtoB -> testA."""
-    return "test" + route[0]
+def source_domain(route: Route) -> str:
+    """The real test folder a translation was made from: AtoB -> testA."""
+    return test_dir(route.source)
 
 
 class Context:
@@ -36,14 +36,15 @@ class Context:
         self.manifest, _ = manifest_file.read(self.prepared)
         manifest_file.check_test_set(params, self.manifest)
         self.size: int = self.info["size"]
-        self.routes: dict[str, dict] = self.info["routes"]  # e.g. {"AtoB": {"input": "testA", ...}}
+        # e.g. {AtoB: {"input": "testA", ...}}: info.json's routes, by their folder names
+        self.routes: dict[Route, dict] = {Route.parse(k): v for k, v in self.info["routes"].items()}
         self.device = resolve_device(params.evaluate.device, "evaluate.device")
         self.paired = self.manifest["pairs"]["test"] is not None
         self._images: dict[str, torch.Tensor] = {}
 
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Route]:
         """The translation directions this model has (AtoB, and BtoA for CycleGAN; StarGAN: every <X>to<Y>)."""
-        return [r for r in self.routes if ROUTE_NAME.fullmatch(r)]
+        return [r for r in self.routes if not r.is_cycle]
 
     @property
     def multi_domain(self) -> bool:
@@ -53,12 +54,12 @@ class Context:
     def domain_name(self, folder: str) -> str:
         return manifest_file.domain_name(self.manifest, folder)
 
-    def names(self, folder: str) -> list[str]:
-        return [p.name for p in list_images(self.translated / folder)]
+    def names(self, folder: Route | str) -> list[str]:
+        return [p.name for p in list_images(self.translated / str(folder))]
 
-    def fake(self, route: str) -> torch.Tensor:
+    def fake(self, folder: Route | str) -> torch.Tensor:
         """Translations (uint8, N x 3 x size x size) of a route or sample folder."""
-        return self._load(self.translated / route)
+        return self._load(self.translated / str(folder))
 
     def real(self, domain: str) -> torch.Tensor:
         """Real test images at the translation size (ground truth and inputs)."""
@@ -100,7 +101,7 @@ class Context:
     def truth_ids(self) -> np.ndarray | None:
         """Class ids of the test scenes: the first test photo domain's (testB's in a two-domain set; a multi-domain
         set's test scenes are the same in every domain)."""
-        lab = next((lab for f, lab in self.manifest["labels"].items() if f.startswith("test")), None)
+        lab = next((lab for f, lab in self.manifest["labels"].items() if is_test_dir(f)), None)
         return None if lab is None else load_uint8(list_images(self.prepared / lab), size=self.size, labels=True).numpy()
 
     @cached_property

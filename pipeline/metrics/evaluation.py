@@ -25,11 +25,13 @@ import numpy as np
 import torch
 
 from pipeline.data.datasets import grid, to_unit
+from pipeline.domains import Route
 from pipeline.io import atomic_dir, save_png, write_json
-from pipeline.metrics.base import MEAN, ROUTE, Result
+from pipeline.metrics.base import Result
 from pipeline.metrics.context import Context, source_domain, target_domain
+from pipeline.metrics.keys import MEAN, MetricKey
 from pipeline.metrics.math import percentile_interval
-from pipeline.metrics.registry import METRICS, SUMMARY, is_mean, key, template
+from pipeline.metrics.registry import METRICS, SUMMARY, key
 
 log = logging.getLogger("pipeline")
 
@@ -41,24 +43,24 @@ def compute(ctx: Context) -> list[Result]:
     for name, metric in METRICS.items():
         log.info("metric %s", name)
         got = metric.fn(ctx)
-        declared = {k.name for k in metric.keys}
-        stray = [r.key for r in got if template(r.key) not in declared]
+        declared = {(k.key.metric, k.key.statistic) for k in metric.keys}
+        stray = [str(r.key) for r in got if (r.key.metric, r.key.statistic) not in declared]
         if stray:
             raise AssertionError(f"metric {name} wrote undeclared key(s) {stray}; declare them in its Metric")
         results += got
     return results + (route_means(results, ctx.directions()) if ctx.multi_domain else [])
 
 
-def route_means(results: list[Result], routes: list[str]) -> list[Result]:
+def route_means(results: list[Result], routes: list[Route]) -> list[Result]:
     """The mean over the model's `routes` of every score computed for each route (fid_AtoB, fid_AtoC, ...
     -> fid_mean; the routes in its protocol's mean_over); its interval from the mean of the routes' bootstrap
     replicates, which resample the same test-image indices (math.bootstrap_values depends on the seed and
     the sample sizes only). A score missing or unavailable for any route gets no mean: a mean over some
     routes would not compare with one over all."""
-    groups: dict[str, list[Result]] = {}
+    groups: dict[MetricKey, list[Result]] = {}
     for r in results:
-        if ROUTE.search(r.key) and key(r.key).kind == "score":
-            groups.setdefault(ROUTE.sub(MEAN, r.key), []).append(r)
+        if r.key.of_route is not None and not r.key.of_route.is_cycle and key(r.key).kind == "score":
+            groups.setdefault(r.key.at(MEAN), []).append(r)
     out = []
     for name, members in groups.items():
         if len(members) != len(routes) or any(m.reason is not None or not math.isfinite(m.value) for m in members):
@@ -69,7 +71,7 @@ def route_means(results: list[Result], routes: list[str]) -> list[Result]:
             values = np.mean(reps, axis=0)
             boot = {"interval": percentile_interval(values, point=float(np.mean([m.value for m in members]))),
                     "replicates": values}
-        protocol = {**members[0].protocol, "mean_over": [ROUTE.search(m.key).group() for m in members]}
+        protocol = {**members[0].protocol, "mean_over": [str(m.key.route) for m in members]}
         protocol.pop("reference", None)
         out.append(Result(name, float(np.mean([m.value for m in members])), protocol, **boot))
     return out
@@ -77,18 +79,18 @@ def route_means(results: list[Result], routes: list[str]) -> list[Result]:
 
 def flat_metrics(results: list[Result]) -> dict[str, float]:
     """The computed metrics: finite numbers only (the reasons for the others are in protocols())."""
-    return {r.key: r.value for r in results if r.reason is None and math.isfinite(r.value)}
+    return {str(r.key): r.value for r in results if r.reason is None and math.isfinite(r.value)}
 
 
 def intervals(results: list[Result]) -> dict[str, list[float]]:
     """{key: [low, high]} of the computed metrics that have a finite interval."""
     have = flat_metrics(results)
-    return {r.key: [lo, hi] for r in results if r.key in have and r.interval is not None
+    return {str(r.key): [lo, hi] for r in results if str(r.key) in have and r.interval is not None
             and all(map(math.isfinite, (lo := r.interval[0], hi := r.interval[1])))}
 
 
 def protocols(results: list[Result]) -> dict:
-    return {r.key: {**r.protocol, **({"unavailable": why} if (why := reason(r)) else {})} for r in results}
+    return {str(r.key): {**r.protocol, **({"unavailable": why} if (why := reason(r)) else {})} for r in results}
 
 
 def reason(r: Result) -> str | None:
@@ -99,13 +101,13 @@ def reason(r: Result) -> str | None:
 
 
 def per_image_csv(results: list[Result]) -> str:
-    columns = [r.key for r in results if r.per_image]
+    columns = [str(r.key) for r in results if r.per_image]
     names = sorted({n for r in results for n in r.per_image})
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["image", *columns])
     for n in names:
-        w.writerow([n, *(next(r.per_image.get(n, "") for r in results if r.key == c) for c in columns)])
+        w.writerow([n, *(next(r.per_image.get(n, "") for r in results if str(r.key) == c) for c in columns)])
     return buf.getvalue()
 
 
@@ -120,7 +122,7 @@ def sample_grid(ctx: Context, k: int = 6) -> np.ndarray:
     return grid(rows, ["input", "translation", "ground truth" if ctx.paired else "real target"])
 
 
-def unavailable(results: list[Result]) -> dict[str, str]:
+def unavailable_reasons(results: list[Result]) -> dict[MetricKey, str]:
     """{key: why it has no number} of the metrics absent from metrics.json."""
     return {r.key: why for r in results if (why := reason(r))}
 
@@ -128,8 +130,8 @@ def unavailable(results: list[Result]) -> dict[str, str]:
 def unavailable_lines(results: list[Result]) -> list[str]:
     """'<keys>: <reason>', one line per reason, for the log and the MLflow run."""
     reasons: dict[str, list[str]] = {}
-    for name, why in unavailable(results).items():
-        reasons.setdefault(why, []).append(name)
+    for k, why in unavailable_reasons(results).items():
+        reasons.setdefault(why, []).append(str(k))
     return [f"{', '.join(keys)}: {why}" for why, keys in reasons.items()]
 
 
@@ -139,10 +141,11 @@ def log_unavailable(results: list[Result]) -> None:
 
 
 def summary(metrics: dict[str, float], multi_domain: bool = False) -> dict[str, float]:
-    """The summary keys: a two-domain evaluation's SUMMARY keys, or a multi-domain one's means of them."""
+    """The summary keys of metrics.json's {key: number}: a two-domain evaluation's SUMMARY keys, or a
+    multi-domain one's means of them."""
     if multi_domain:
-        return {k: v for k, v in metrics.items() if is_mean(k) and key(k).summary}
-    return {k: v for k, v in metrics.items() if k in SUMMARY}
+        return {k: v for k, v in metrics.items() if (mk := MetricKey.parse(k)).is_mean and key(mk).summary}
+    return {k: v for k, v in metrics.items() if MetricKey.parse(k) in SUMMARY}
 
 
 def write_reports(ctx: Context, results: list[Result], summary_path: str | Path, reports: str | Path) -> dict:

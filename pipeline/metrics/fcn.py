@@ -11,19 +11,21 @@ import torch
 from pipeline.artifacts import evaluator as evaluator_file
 from pipeline.data.datasets import to_unit
 from pipeline.data.labels import nearest_palette
+from pipeline.domains import TWO_DOMAIN_ROUTES, Route, test_dir
 from pipeline.metrics import math
-from pipeline.metrics.base import HIGHER, ROUTES, Key, Metric, Result, unavailable
+from pipeline.metrics.base import HIGHER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context
+from pipeline.metrics.keys import MetricKey
 from pipeline.metrics.segmenter import segment
 
 SCORES = ("pixel_acc", "class_acc", "class_iou")
 
 
-def scored_by(ctx: Context, route: str) -> str | None:
+def scored_by(ctx: Context, route: Route) -> str | None:
     """How a route's translations are scored: "segment" (into a photo domain), "palette" (into the label-map
     domain), None (neither: e.g. day -> dusk photos are segmented, but a dataset without labels has none)."""
-    target = route[-1]
-    if f"test{target}" in ctx.manifest["labels"]:
+    target = route.end
+    if test_dir(target) in ctx.manifest["labels"]:
         return "segment"
     return "palette" if target == ctx.manifest.get("label_domain") else None
 
@@ -32,8 +34,8 @@ def fcn_score(ctx: Context) -> list[Result]:
     state, net = evaluator_file.load(ctx.params.paths.evaluator)
     routes = [r for r in ctx.directions() if scored_by(ctx, r)] if ctx.truth_ids is not None else ctx.directions()
     by_domain = state.get("upper_bound_by_domain", {}) if ctx.multi_domain else {}
-    keys = [f"fcn_{r}_{n}" for r in routes for n in SCORES] + [f"fcn_real_{n}" for n in SCORES] + \
-        [f"fcn_real_{d}_{n}" for d in by_domain for n in SCORES]
+    keys = [MetricKey("fcn", r, n) for r in routes for n in SCORES] + [MetricKey("fcn_real", None, n) for n in SCORES] + \
+        [MetricKey("fcn_real", d, n) for d in by_domain for n in SCORES]
     if net is None or ctx.truth_ids is None:
         return unavailable(keys, state.get("reason", "the test set has no class labels"))
     n_classes = state["n_classes"]
@@ -63,19 +65,19 @@ def fcn_score(ctx: Context) -> list[Result]:
         per_image = [math.fcn_scores(c)["pixel_acc"] for c in cms]
         protocol = {**protocol, **ctx.bootstrap_protocol()}
         for n in SCORES:
-            out.append(Result(f"fcn_{r}_{n}", scores[n], protocol,
+            out.append(Result(MetricKey("fcn", r, n), scores[n], protocol,
                               per_image=dict(zip(ctx.names(r), per_image, strict=True)) if n == "pixel_acc" else {},
                               **ctx.bootstrap(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], len(cms))))
     upper = {**seg_protocol, "method": "segment REAL test photos (upper bound)", "n": state["upper_bound_n"]}
-    out += [Result(f"fcn_real_{n}", state["upper_bound"][n], upper) for n in SCORES]
+    out += [Result(MetricKey("fcn_real", None, n), state["upper_bound"][n], upper) for n in SCORES]
     for d, (scores, n_images) in by_domain.items():
-        out += [Result(f"fcn_real_{d}_{n}", scores[n], {**upper, "n": n_images, "photos": f"real test{d}"})
+        out += [Result(MetricKey("fcn_real", d, n), scores[n], {**upper, "n": n_images, "photos": f"real {test_dir(d)}"})
                 for n in SCORES]
     return out
 
 
-FCN = Metric(fcn_score, tuple(Key(f"fcn_{r}_{n}", HIGHER, headline=True, summary=n == "class_iou")
-                              for r in ROUTES for n in SCORES)
-             + tuple(Key(f"fcn_real_{n}", HIGHER, kind="upper_bound") for n in SCORES),
+FCN = Metric(fcn_score, tuple(Key(MetricKey("fcn", r, n), HIGHER, headline=True, summary=n == "class_iou")
+                              for r in TWO_DOMAIN_ROUTES for n in SCORES)
+             + tuple(Key(MetricKey("fcn_real", None, n), HIGHER, kind="upper_bound") for n in SCORES),
              protocol="labels -> photo segmented by the evaluator (fcn8s-mini trained on REAL photos); photo -> "
                       "labels by nearest palette colour; one confusion matrix over all test images")

@@ -6,10 +6,12 @@ fid_legacy_pytorch_<route>; likewise kid_*)."""
 from __future__ import annotations
 
 from pipeline.artifacts import features as reference_features
+from pipeline.domains import TWO_DOMAIN_ROUTES, Route
 from pipeline.errors import Unavailable
 from pipeline.metrics import inception, math
-from pipeline.metrics.base import LOWER, ROUTES, Key, Metric, Result, unavailable
+from pipeline.metrics.base import LOWER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
+from pipeline.metrics.keys import MetricKey
 
 KID_DEFAULT_SUBSET = 1000  # torch-fidelity's default kid_subset_size
 
@@ -20,9 +22,10 @@ def kid_subset(n_fake: int, n_real: int) -> int:
     return max(2, min(KID_DEFAULT_SUBSET, min(n_fake, n_real) // 2))
 
 
-def keys(protocol: str, route: str) -> list[str]:
-    infix = inception.PROTOCOLS[protocol][0]
-    return [f"fid_{infix}{route}", f"kid_{infix}{route}", f"kid_{infix}{route}_std"]
+def keys(protocol: str, route: Route) -> list[MetricKey]:
+    """FID, KID and KID's standard deviation over subsets of a route under a protocol (fid_clean_AtoB, ...)."""
+    fid, kid = (f"{m}_{inception.PROTOCOLS[protocol][0]}".rstrip("_") for m in ("fid", "kid"))
+    return [MetricKey(fid, route), MetricKey(kid, route), MetricKey(kid, route, "std")]
 
 
 def fid_kid(ctx: Context) -> list[Result]:
@@ -99,13 +102,13 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
     return out
 
 
-def _keys_of(protocol: str, route: str) -> tuple[Key, ...]:
+def _keys_of(protocol: str, route: Route) -> tuple[Key, ...]:
     fid, kid, std = keys(protocol, route)
     tf = protocol == "tf"  # the study tables and the summary show the TF-exact protocol
     return (Key(fid, LOWER, headline=tf, summary=tf), Key(kid, LOWER, headline=tf, summary=tf),
             Key(std, None, kind="spread"))
 
 
-FID_KID = Metric(fid_kid, tuple(k for p in inception.PROTOCOLS for r in ROUTES for k in _keys_of(p, r)),
+FID_KID = Metric(fid_kid, tuple(k for p in inception.PROTOCOLS for r in TWO_DOMAIN_ROUTES for k in _keys_of(p, r)),
                  protocol="translations vs REAL target-domain test images, Inception 2015-12-05 pool3, under the "
                           "resize protocols tf (torch-fidelity), clean and legacy_pytorch (clean-fid's resizers)")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import torch
 
 from pipeline.data.datasets import to_unit
+from pipeline.domains import TWO_DOMAIN_ROUTES
 from pipeline.errors import Unavailable
 from pipeline.metrics import lpips_weights
-from pipeline.metrics.base import LOWER, ROUTES, Key, Metric, Result, unavailable
+from pipeline.metrics.base import LOWER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, source_domain, target_domain
+from pipeline.metrics.keys import MetricKey
 
 BACKBONES = {"alex": "AlexNet", "vgg": "VGG16"}  # params evaluate.lpips_net (= the lpips package's names)
 
@@ -54,9 +56,9 @@ def lpips_metric(ctx: Context) -> list[Result]:
     """LPIPS input vs translation (content kept) and, on paired test sets, translation vs ground truth."""
     pairs = []
     for r in ctx.directions():
-        pairs.append((f"lpips_{r}_input", r, source_domain(r)))
+        pairs.append((MetricKey("lpips", r, "input"), r, source_domain(r)))
         if ctx.paired:
-            pairs.append((f"lpips_{r}_truth", r, target_domain(r)))
+            pairs.append((MetricKey("lpips", r, "truth"), r, target_domain(r)))
     try:
         model, protocol = load_lpips(ctx.params.evaluate.lpips_net, ctx.params.evaluate.lpips_backbone, ctx.device)
     except Unavailable as e:
@@ -71,6 +73,6 @@ def lpips_metric(ctx: Context) -> list[Result]:
     return out
 
 
-LPIPS = Metric(lpips_metric, tuple(Key(f"lpips_{r}_{other}", LOWER, identity_trivial=other == "input")
-                                   for r in ROUTES for other in ("input", "truth")),
+LPIPS = Metric(lpips_metric, tuple(Key(MetricKey("lpips", r, other), LOWER, identity_trivial=other == "input")
+                                   for r in TWO_DOMAIN_ROUTES for other in ("input", "truth")),
                protocol="LPIPS v0.1 AlexNet: translation vs its input, and vs the ground truth on paired test sets")

@@ -3,19 +3,19 @@ and the cycle reconstruction error of CycleGAN."""
 
 from __future__ import annotations
 
-import re
-
 import torch
 
+from pipeline.domains import TWO_DOMAIN_ROUTES, TWO_DOMAINS, AtoB, test_dir
 from pipeline.metrics import math
-from pipeline.metrics.base import HIGHER, LOWER, ROUTES, Key, Metric, Result, unavailable
+from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
+from pipeline.metrics.keys import MetricKey
 
 
 def paired(ctx: Context) -> list[Result]:
     """L1, PSNR and SSIM of each translation against its ground truth (paired test sets only)."""
     routes = ctx.directions()
-    keys = [f"{m}_{r}" for r in routes for m in ("l1", "psnr", "ssim")]
+    keys = [MetricKey(m, r) for r in routes for m in ("l1", "psnr", "ssim")]
     if not ctx.paired:
         return unavailable(keys, f"the test set of {ctx.manifest['dataset']} is unpaired: no ground truth")
     out = []
@@ -26,7 +26,7 @@ def paired(ctx: Context) -> list[Result]:
                                 ("ssim", math.ssim_per_image, {"window": "gaussian 11, sigma 1.5"})):
             v = fn(x, y)
             finite = v[torch.isfinite(v)]
-            out.append(Result(f"{name}_{r}", float(finite.mean()) if len(finite) else float("inf"),
+            out.append(Result(MetricKey(name, r), float(finite.mean()) if len(finite) else float("inf"),
                               {**protocol, **extra, **ctx.bootstrap_protocol()},
                               per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
     return out
@@ -35,8 +35,8 @@ def paired(ctx: Context) -> list[Result]:
 def cycle(ctx: Context) -> list[Result]:
     """Cycle reconstruction error L1(F(G(x)), x) and L1(G(F(y)), y), CycleGAN only (routes XtoYtoX)."""
     out = []
-    cycles = [r for r in ctx.routes if re.fullmatch(r"([A-H])to[A-H]to\1", r)]
-    for route, domain, key in ((r, f"test{r[0]}", f"cycle_l1_{r[0]}") for r in cycles):
+    cycles = [r for r in ctx.routes if r.is_cycle and r.back == r.source]
+    for route, domain, key in ((r, test_dir(r.source), MetricKey("cycle_l1", r.source)) for r in cycles):
         v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
         out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",
                                                  **ctx.bootstrap_protocol()},
@@ -44,8 +44,8 @@ def cycle(ctx: Context) -> list[Result]:
     return out
 
 
-PAIRED = Metric(paired, tuple(Key(f"{m}_{r}", b, headline=r == "AtoB" and m != "psnr") for r in ROUTES
+PAIRED = Metric(paired, tuple(Key(MetricKey(m, r), b, headline=r == AtoB and m != "psnr") for r in TWO_DOMAIN_ROUTES
                               for m, b in (("l1", LOWER), ("psnr", HIGHER), ("ssim", HIGHER))),
                 protocol="translation vs ground truth, [0, 1] RGB; SSIM with an 11-tap Gaussian window (sigma 1.5)")
-CYCLE = Metric(cycle, tuple(Key(f"cycle_l1_{d}", LOWER, headline=True, identity_trivial=True) for d in "AB"),
+CYCLE = Metric(cycle, tuple(Key(MetricKey("cycle_l1", d), LOWER, headline=True, identity_trivial=True) for d in TWO_DOMAINS),
                protocol="L1(F(G(x)), x) and L1(G(F(y)), y), [0, 1] RGB")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from pipeline.domains import Route
 from pipeline.knobs import knob
 from pipeline.models.names import DISCRIMINATORS, GAN_MODES, GENERATORS, INIT_TYPES, NORMS
 
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
     from pipeline.config import Params
     from pipeline.models.base import GANModel
 
-# A two-domain model's routes: output folder -> (input folder, the generators applied in order)
-Routes = dict[str, tuple[str, tuple[str, ...]]]
+# A two-domain model's routes: route -> the generators applied in order to its source's test images
+Routes = dict[Route, tuple[str, ...]]
 
 
 def no_rules(params: Params) -> None:
@@ -45,9 +46,9 @@ class ModelSpec:
     routes: Routes = field(default_factory=dict)    # a two-domain model's routes (a multi-domain one: every pair)
 
     @property
-    def directions(self) -> dict[str, str]:
+    def directions(self) -> dict[Route, str]:
         """{direction: the generator that translates it}: the routes of one generator."""
-        return {k: chain[0] for k, (_, chain) in self.routes.items() if len(chain) == 1}
+        return {r: chain[0] for r, chain in self.routes.items() if len(chain) == 1}
 
 
 @dataclass(frozen=True)

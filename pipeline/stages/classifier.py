@@ -19,6 +19,7 @@ from pipeline.artifacts import manifest as manifest_file
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8, to_unit
+from pipeline.domains import train_dir
 from pipeline.metrics.domain_classifier import NAME, classify, train_classifier
 from pipeline.runtime import configure_threads, resolve_device
 
@@ -42,7 +43,7 @@ def run(params: Params, *, progress: bool = True) -> dict:
     manifest, _ = manifest_file.read(prepared)
     domains = manifest["domains"]
     device = resolve_device(c.device, "classifier.device")
-    images, labels = load_domains(prepared, [f"train{d}" for d in domains])
+    images, labels = load_domains(prepared, [train_dir(d) for d in domains])
     with tqdm(total=c.epochs, desc=f"classifier {NAME}", disable=not progress) as bar:
         net = train_classifier(images.to(device), labels.to(device), n_domains=len(domains), epochs=c.epochs,
                                batch_size=c.batch_size, lr=c.lr, seed=c.seed,

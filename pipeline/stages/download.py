@@ -17,6 +17,7 @@ from pipeline.data import synthetic
 from pipeline.data.archives import fetch_archive
 from pipeline.data.labels import IGNORE
 from pipeline.data.registry import DATASETS
+from pipeline.domains import labels_dir, paired_train_dir, test_dir, train_dir
 from pipeline.io import atomic_dir, save_png, write_json
 
 log = logging.getLogger("pipeline")
@@ -24,24 +25,26 @@ log = logging.getLogger("pipeline")
 
 def generate_synthetic(p: SyntheticParams, folder: Path, *, progress: bool = True) -> Path:
     """Write the embedded dataset (see pipeline/data/synthetic.py for the layout) atomically."""
-    jobs = [("trainA", i) for i in range(p.n_train_a)] + [("trainB", i) for i in range(p.n_train_b)] + \
+    train_a, train_b, test_a, test_b = train_dir("A"), train_dir("B"), test_dir("A"), test_dir("B")
+    # the scene sets are the synthetic world's splits, named as the folders (synthetic.SPLIT_OFFSETS)
+    jobs = [(train_a, i) for i in range(p.n_train_a)] + [(train_b, i) for i in range(p.n_train_b)] + \
            [("test", i) for i in range(p.n_test)]
     with atomic_dir(folder) as tmp:
-        for sub in ("trainA", "trainB", "trainB_labels", "paired_trainA", "testA", "testB", "testB_labels"):
+        for sub in (train_a, train_b, labels_dir(train_b), paired_train_dir("A"), test_a, test_b, labels_dir(test_b)):
             (tmp / sub).mkdir()
         for split, i in tqdm(jobs, desc="synthetic", disable=not progress):
             labels, photo = synthetic.make_scene(synthetic.scene_seed(p.seed, split, i), p.image_size)
             name = f"{i:05d}.png"
-            if split == "trainA":
-                save_png(tmp / "trainA" / name, synthetic.colorize(labels))
-            elif split == "trainB":
-                save_png(tmp / "trainB" / name, photo)
-                save_png(tmp / "trainB_labels" / name, labels)
-                save_png(tmp / "paired_trainA" / name, synthetic.colorize(labels))
+            if split == train_a:
+                save_png(tmp / train_a / name, synthetic.colorize(labels))
+            elif split == train_b:
+                save_png(tmp / train_b / name, photo)
+                save_png(tmp / labels_dir(train_b) / name, labels)
+                save_png(tmp / paired_train_dir("A") / name, synthetic.colorize(labels))
             else:
-                save_png(tmp / "testA" / name, synthetic.colorize(labels))
-                save_png(tmp / "testB" / name, photo)
-                save_png(tmp / "testB_labels" / name, labels)
+                save_png(tmp / test_a / name, synthetic.colorize(labels))
+                save_png(tmp / test_b / name, photo)
+                save_png(tmp / labels_dir(test_b) / name, labels)
         write_json(tmp / "dataset.json", {"name": "synthetic", **label_metadata(), "params": to_dict(p)})
     return folder
 

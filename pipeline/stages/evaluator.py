@@ -20,6 +20,7 @@ from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8, to_unit
 from pipeline.data.labels import IGNORE
+from pipeline.domains import is_test_dir, is_train_dir, letter_of
 from pipeline.metrics.math import confusion_matrix, fcn_scores
 from pipeline.metrics.segmenter import NAME, segment, train_segmenter
 from pipeline.runtime import configure_threads, resolve_device
@@ -36,8 +37,8 @@ def run(params: Params, *, progress: bool = True) -> dict:
     prepared, e = Path(params.paths.prepared), params.evaluator
     configure_threads(e.num_threads, "evaluator.num_threads")
     manifest, _ = manifest_file.read(prepared)
-    train = [f for f in manifest["labels"] if f.startswith("train")]
-    test = [f for f in manifest["labels"] if f.startswith("test")]
+    train = [f for f in manifest["labels"] if is_train_dir(f)]
+    test = [f for f in manifest["labels"] if is_test_dir(f)]
     if not train or not test or "palette" not in manifest:
         reason = f"dataset {manifest['dataset']} has no class labels for its photos (domain B)"
         log.warning("FCN-score unavailable: %s", reason)
@@ -58,7 +59,7 @@ def run(params: Params, *, progress: bool = True) -> dict:
                                   len(classes)), len(truth)
     cm = sum(c for c, _ in cms.values())
     upper = fcn_scores(cm)
-    by_domain = {f.removeprefix("test"): (fcn_scores(c), n) for f, (c, n) in cms.items()}
+    by_domain = {letter_of(f): (fcn_scores(c), n) for f, (c, n) in cms.items()}
     evaluator_file.save(params.paths.evaluator, net, width=e.width, classes=classes,
                         ignore_label=manifest.get("ignore_label", IGNORE), resolution=int(photos.shape[-1]),
                         trained_on=f"{len(photos)} real {' + '.join(train)} photos of {manifest['dataset']}",

@@ -28,13 +28,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipeline.artifacts import manifest as manifest_file
-from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS, LETTERS
+from pipeline.artifacts.manifest import DOMAINS, LABEL_DIRS
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params, PrepareParams
 from pipeline.data import local
 from pipeline.data.images import RejectedImage, decode_rgb, fit, load_label_map, sources, split_aligned
 from pipeline.data.labels import IGNORE, nearest_palette
 from pipeline.data.registry import DatasetSpec, dataset_spec
+from pipeline.domains import LETTERS, labels_dir, paired_train_dir, test_dir, train_dir
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir
 
@@ -110,7 +111,7 @@ class Writer:
 def derive_labels(out: Path, spec: DatasetSpec) -> dict:
     """Class-id maps of the B photos from their paired A colour label maps (e.g. Cityscapes)."""
     palette = np.array([c for _, c in spec.label_classes], dtype=np.uint8)
-    for a, lab in (("trainA", "trainB_labels"), ("testA", "testB_labels")):
+    for a, lab in ((train_dir("A"), LABEL_DIRS[train_dir("B")]), (test_dir("A"), LABEL_DIRS[test_dir("B")])):
         (out / lab).mkdir(exist_ok=True)
         for f in sorted((out / a).glob("*.png")):
             with Image.open(f) as img:
@@ -135,13 +136,14 @@ def prepare_multi(raw: Path, w: Writer, selected: tuple[str, ...] | None, p: Pre
     names = list(selected or info["domains"])
     letters = dict(zip(LETTERS, names, strict=False))
     for letter, name in letters.items():
-        w.images(raw / f"train_{name}", f"train{letter}", p, progress)
-        w.images(raw / f"test_{name}", f"test{letter}", p, progress)
+        train, test = train_dir(letter), test_dir(letter)
+        w.images(raw / f"train_{name}", train, p, progress)
+        w.images(raw / f"test_{name}", test, p, progress)
         if name != info["label_domain"]:
-            w.images(raw / f"train_{name}_labels", f"train{letter}_labels", p, progress)
-            w.images(raw / "test_labels", f"test{letter}_labels", p, progress)
-            w.keep_pairs((f"train{letter}", f"train{letter}_labels"))
-    w.keep_pairs(tuple(f for letter in letters for f in (f"test{letter}", f"test{letter}_labels")
+            w.images(raw / f"train_{name}_labels", labels_dir(train), p, progress)
+            w.images(raw / "test_labels", labels_dir(test), p, progress)
+            w.keep_pairs((train, labels_dir(train)))
+    w.keep_pairs(tuple(f for letter in letters for f in (test_dir(letter), labels_dir(test_dir(letter)))
                        if (w.out / f).is_dir()))
     label = [letter for letter, name in letters.items() if name == info["label_domain"]]
     extra = {k: info[k] for k in ("classes", "palette", "ignore_label")}
@@ -165,7 +167,7 @@ def run(params: Params, *, progress: bool = True) -> dict:
         if spec.layout == "synthetic_multi":
             letters, extra = prepare_multi(raw, w, params.data.domains, p, progress)
         elif spec.layout == "synthetic":
-            for sub in (*DOMAINS, *LABEL_DIRS.values(), "paired_trainA"):
+            for sub in (*DOMAINS, *LABEL_DIRS.values(), paired_train_dir("A")):
                 w.images(raw / sub, sub, p, progress)
             meta = raw / "dataset.json"
             if meta.exists():
@@ -173,28 +175,30 @@ def run(params: Params, *, progress: bool = True) -> dict:
                 extra = {**{k: info[k] for k in ("classes", "palette", "ignore_label")}, "label_domain": "A"}
             letters = {"A": "label", "B": "day"}
         elif spec.layout == "unaligned":
-            root = raw if params.data.dataset == "local" else _find_root(raw / "files", "trainA")
+            root = raw if params.data.dataset == "local" else _find_root(raw / "files", train_dir("A"))
             for sub in DOMAINS:
                 w.images(root / sub, sub, p, progress)
         else:
             root = raw if params.data.dataset == "local" else _find_root(raw / "files", "train")
-            w.aligned(root / "train", ("trainA", "trainB"), spec.a_side, p, progress)
-            w.aligned(root / spec.test_split, ("testA", "testB"), spec.a_side, p, progress)
+            w.aligned(root / "train", (train_dir("A"), train_dir("B")), spec.a_side, p, progress)
+            w.aligned(root / spec.test_split, (test_dir("A"), test_dir("B")), spec.a_side, p, progress)
         if spec.label_classes and all((raw / d).is_dir() for d in LABEL_DIRS.values()):
             for sub in LABEL_DIRS.values():  # the user's own class-id maps (local folders)
                 w.images(raw / sub, sub, p, progress)
             extra = label_info(spec, f"class-id maps of {raw}")
         elif spec.label_classes:
             extra = derive_labels(out, spec)
+        test_pair = (test_dir("A"), test_dir("B"), LABEL_DIRS[test_dir("B")])
+        train_b = (train_dir("B"), LABEL_DIRS[train_dir("B")])
         if spec.layout == "synthetic_multi":
             pass  # pairs kept by prepare_multi
         elif spec.layout == "synthetic":
-            w.keep_pairs(("testA", "testB", "testB_labels"))
-            w.keep_pairs(("paired_trainA", "trainB", "trainB_labels"))
+            w.keep_pairs(test_pair)
+            w.keep_pairs((paired_train_dir("A"), *train_b))
         else:  # pairs A|B of a paired test set, and photos with their class-id maps (folders absent: no-op)
-            w.keep_pairs(("testA", "testB", "testB_labels") if spec.layout == "aligned" else ("testB", "testB_labels"))
-            w.keep_pairs(("trainB", "trainB_labels"))
-        folders = [f"{s}{d}" for s in ("train", "test") for d in letters] if letters else DOMAINS
+            w.keep_pairs(test_pair if spec.layout == "aligned" else test_pair[1:])
+            w.keep_pairs(train_b)
+        folders = [f(d) for f in (train_dir, test_dir) for d in letters] if letters else DOMAINS
         empty = [d for d in folders if not any((out / d).glob("*.png"))]
         if empty:
             reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in w.rejected[:5])

@@ -40,6 +40,7 @@ from pipeline.data.datasets import (
     load_tensor,
 )
 from pipeline.data.synthetic import domain_count
+from pipeline.domains import TWO_DOMAINS, test_dir, train_dir
 from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
@@ -91,7 +92,7 @@ class Training:
 def build_dataset(params: Params, prepared: Path, manifest: dict):
     t = params.train
     if MODELS[params.model].multi_domain:
-        dirs = [prepared / f"train{d}" for d in manifest["domains"]]
+        dirs = [prepared / train_dir(d) for d in manifest["domains"]]
         return MultiDomainDataset(dirs, crop=t.crop_size, flip=t.flip, seed=params.seed)
     if len(manifest["domains"]) != domain_count(params.data):
         raise StageError(f"{prepared} holds {len(manifest['domains'])} domains but params select {domain_count(params.data)} "
@@ -102,7 +103,7 @@ def build_dataset(params: Params, prepared: Path, manifest: dict):
             raise StageError(f"model={params.model} needs paired training data, but {manifest['dataset']} has none")
         return AlignedDataset(prepared / pairs[0], prepared / pairs[1], crop=t.crop_size, flip=t.flip, seed=params.seed)
     a, b = model_domains(params, manifest)
-    return UnalignedDataset(prepared / f"train{a}", prepared / f"train{b}", crop=t.crop_size, flip=t.flip,
+    return UnalignedDataset(prepared / train_dir(a), prepared / train_dir(b), crop=t.crop_size, flip=t.flip,
                             seed=params.seed)
 
 
@@ -128,7 +129,7 @@ def set_up(params: Params) -> Training:
     torch.backends.cudnn.benchmark = t.cudnn_benchmark
     model = MODELS[params.model].build(params, device, d.rank)
     data = build_dataset(params, prepared, manifest)
-    samples = sample_batch(prepared, t.crop_size, [f"test{x}" for x in model_domains(params, manifest)])
+    samples = sample_batch(prepared, t.crop_size, [test_dir(x) for x in model_domains(params, manifest)])
     tr = Training(params, model, data, d, device, loader_workers(t.num_workers, threads, device), 0,
                   fingerprint(params, manifest_text, d.world), manifest, samples)
     tr.steps_per_epoch = len(tr.epoch_batches())
@@ -229,6 +230,10 @@ def train(params: Params, *, progress: bool = True) -> dict:
     book = resume(tr)
     resumed = book is not None
     book = book or RunBook()
+    t, d = params.train, tr.d
+    # after the weights are restored: compiled modules and DDP wrappers are made around them
+    tr.model.configure(precision=t.precision, channels_last=t.channels_last, compile=t.compile, distributed=d.active,
+                       ddp_device_ids=[tr.device.index] if d.active and tr.device.type == "cuda" else None)
     tracker = open_run(tr, book, resumed)
     bar = tqdm(total=tr.total_steps, initial=book.step, desc=f"train {params.model}", unit="step",
                disable=not (progress and tr.d.main))
@@ -300,7 +305,7 @@ def export(tr: Training, book: RunBook, tracker: Tracker, sync: dict | None) -> 
         tracker.log_artifact(paths.model, "checkpoint")
         from pipeline import mlflow_model  # lazy: it imports mlflow
 
-        source = f"test{(pair or ['A'])[0]}"
+        source = test_dir((pair or TWO_DOMAINS)[0])
         example = list_images(Path(paths.prepared) / source)[0].read_bytes()  # the models' input example
         mlflow_model.log_generators(tracker.uri, tracker.run_id, paths.model, params.model, example,
                                     params.mlflow.register_as, domains, pair)

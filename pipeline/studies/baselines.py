@@ -26,6 +26,7 @@ from pipeline.io import atomic_dir, write_text
 from pipeline.metrics import evaluation, registry
 from pipeline.metrics.base import HIGHER, Result
 from pipeline.metrics.context import Context
+from pipeline.metrics.keys import MetricKey
 from pipeline.metrics.math import paired_difference_interval
 from pipeline.models.registry import MODELS, model_pair
 from pipeline.runtime import resolve_device, set_determinism
@@ -74,7 +75,7 @@ def run(params: Params) -> pd.DataFrame:
             ctx = Context(with_paths(params, translated=str(translated)))
             computed = evaluation.compute(ctx)
             values[name] = evaluation.write_reports(ctx, computed, tmp / f"{name}.json", tmp / f"{name}-reports")
-            results[name] = {r.key: r for r in computed}
+            results[name] = {str(r.key): r for r in computed}  # by the table's rows: metrics.json's keys
             names[name] = {route: ctx.names(route) for route in ctx.routes}
     # every source translated the same test images in the same order, so their bootstrap resamples pair up
     paired = all(names[s] == names["trained"] for s in SOURCES)
@@ -104,7 +105,7 @@ def verdict(key: str, trained: Result, other: Result | None, baseline: str, pair
     does not; with the difference and its interval. Without paired resamples, disjoint intervals decide,
     and without intervals the point estimates, and the verdict says so. Or why the comparison cannot
     separate them by construction."""
-    k = registry.key(key)
+    k = registry.key(MetricKey.parse(key))
     if k.kind != "score":
         return NOT_A_SCORE[k.kind]
     if k.identity_trivial and baseline == "identity":

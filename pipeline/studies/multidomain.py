@@ -10,21 +10,22 @@ so each (source, target) pair has one number per family and seed.
 from __future__ import annotations
 
 import ast
-import itertools
 
 import numpy as np
 import pandas as pd
 
+from pipeline.domains import AtoB, Route, index, letters, ordered_routes
 from pipeline.metrics import math, registry
+from pipeline.metrics.keys import MetricKey
 from pipeline.models.registry import MODELS
 
-# The per-pair scores, by the metric name a route key starts with: (key of route r, column title).
-PAIR_METRICS: dict[str, tuple[str, str]] = {
-    "fid": ("fid_{}", "FID"),
-    "kid": ("kid_{}", "KID"),
-    "domain_acc": ("domain_acc_{}", "classification acc."),
-    "fcn": ("fcn_{}_class_iou", "FCN class IoU"),
-    "l1": ("l1_{}", "L1 to truth"),
+# The per-pair scores, by the metric's name: (its key at route AtoB, which each route's key is `at`, column title).
+PAIR_METRICS: dict[str, tuple[MetricKey, str]] = {
+    "fid": (MetricKey("fid", AtoB), "FID"),
+    "kid": (MetricKey("kid", AtoB), "KID"),
+    "domain_acc": (MetricKey("domain_acc", AtoB), "classification acc."),
+    "fcn": (MetricKey("fcn", AtoB, "class_iou"), "FCN class IoU"),
+    "l1": (MetricKey("l1", AtoB), "L1 to truth"),
 }
 STARGAN, CYCLEGAN = "StarGAN (one model)", "CycleGAN (a model per pair)"
 
@@ -34,9 +35,9 @@ def domain_names(value: object) -> list[str]:
     return list(ast.literal_eval(value) if isinstance(value, str) else value)
 
 
-def pair_label(names: list[str], route: str) -> str:
+def pair_label(names: list[str], route: Route) -> str:
     """AtoC with domains [day, dusk, fog] -> day → fog."""
-    return f"{names[ord(route[0]) - 65]} → {names[ord(route[-1]) - 65]}"
+    return f"{names[index(route.source)]} → {names[index(route.target)]}"
 
 
 def family(model: str) -> str:
@@ -48,13 +49,12 @@ def long_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in runs.iterrows():
         names = domain_names(r["data.domains"])
-        letters = [chr(65 + i) for i in range(len(names))]
-        for x, y in itertools.permutations(letters, 2):
-            for metric, (pattern, _) in PAIR_METRICS.items():
-                key = pattern.format(f"{x}to{y}")
+        for route in ordered_routes(letters(len(names))):
+            for metric, (declared, _) in PAIR_METRICS.items():
+                key = str(declared.at(route))  # the run's column: its MLflow metric eval/<key>
                 if key in r and pd.notna(r[key]):
                     rows.append({"family": family(r["model"]), "config": r["config"], "seed": r["seed"],
-                                 "pair": pair_label(names, f"{x}to{y}"), "metric": metric, "value": float(r[key])})
+                                 "pair": pair_label(names, route), "metric": metric, "value": float(r[key])})
     return pd.DataFrame(rows)
 
 
@@ -83,7 +83,7 @@ def cell(values: pd.Series, digits: int = 3) -> str:
 
 
 def arrow(metric: str) -> str:
-    return registry.arrow(PAIR_METRICS[metric][0].format("AtoB"))
+    return registry.arrow(PAIR_METRICS[metric][0])
 
 
 def summary_markdown(seeds: pd.DataFrame) -> str:

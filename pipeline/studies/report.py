@@ -20,9 +20,11 @@ import pandas as pd
 
 from pipeline import cli
 from pipeline.config import knob_columns
+from pipeline.domains import AtoB, BtoA, Route
 from pipeline.io import atomic_file, write_text
 from pipeline.metrics import math, registry
-from pipeline.metrics.base import HIGHER
+from pipeline.metrics.base import HIGHER, Key
+from pipeline.metrics.keys import MetricKey
 from pipeline.models.registry import MODELS
 from pipeline.studies import multidomain
 from pipeline.tracking import tracking_uri
@@ -38,7 +40,7 @@ PAPER: dict[str, tuple[str, dict[int, tuple[float, float, float]]]] = {
 }
 
 KNOBS = list(knob_columns("study"))  # the knobs declared study=<position> (pipeline/knobs.py)
-METRICS = registry.HEADLINE  # the table's metric columns: the registry's headline keys
+METRIC_COLUMNS = [str(k) for k in registry.HEADLINE]  # the table's metric columns: the registry's headline keys
 # The knobs shown beside a study's metrics (its runs are those tagged with the study's name).
 STUDIES = {
     "ablation": {"columns": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity",
@@ -77,7 +79,7 @@ def collect(uri: str, experiment: str, study: str):
         rows.append({"run": name, "run_id": r.info.run_id, "start": r.info.start_time, "seed": r.data.tags.get("seed"),
                      "config": r.data.tags["config"],
                      **{k: r.data.params.get(k) for k in KNOBS},
-                     **{m: r.data.metrics.get(f"eval/{m}") for m in METRICS}})
+                     **{m: r.data.metrics.get(f"eval/{m}") for m in METRIC_COLUMNS}})
         if study == "multidomain":
             rows[-1].update({k[5:]: v for k, v in r.data.metrics.items() if k.startswith("eval/")})
             rows[-1].update({k: r.data.metrics.get(k) for k in COSTS})
@@ -90,7 +92,7 @@ def collect(uri: str, experiment: str, study: str):
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation (ddof 1; 0 for one seed), the 95% Student-t interval of the mean
     (_lo, _hi; NaN for one seed) and n (seeds) of each configuration."""
-    metrics = [m for m in METRICS if m in runs and runs[m].notna().any()]
+    metrics = [m for m in METRIC_COLUMNS if m in runs and runs[m].notna().any()]
     grouped = runs.groupby(["config", *KNOBS], dropna=False)
     mean, std = grouped[metrics].mean(), grouped[metrics].std(ddof=1).fillna(0.0)
     ci = grouped[metrics].agg(lambda v: math.mean_confidence_interval(v.astype(float)))
@@ -101,19 +103,28 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def declared(column: str) -> Key:
+    """The registry's declaration of a metric column (a key of metrics.json, MLflow's eval/<key>)."""
+    return registry.key(MetricKey.parse(column))
+
+
+def arrow(column: str) -> str:
+    return registry.arrow(MetricKey.parse(column))
+
+
 def best_rows(agg: pd.DataFrame, m: str) -> set[int]:
     """The row whose mean of `m` is best, if its 95% interval is clear of every other row's (a
     difference the seeds support); otherwise none."""
     means = agg[f"{m}_mean"]
     if means.notna().sum() < 2:
         return set()
-    i = means.idxmax() if registry.key(m).better == HIGHER else means.idxmin()
+    i = means.idxmax() if declared(m).better == HIGHER else means.idxmin()
     lo, hi = agg.at[i, f"{m}_lo"], agg.at[i, f"{m}_hi"]
     others = agg.drop(index=i)
     others = others[others[f"{m}_mean"].notna()]
     if pd.isna(lo) or others[f"{m}_lo"].isna().any():
         return set()
-    clear = (others[f"{m}_hi"] < lo).all() if registry.key(m).better == HIGHER else (others[f"{m}_lo"] > hi).all()
+    clear = (others[f"{m}_hi"] < lo).all() if declared(m).better == HIGHER else (others[f"{m}_lo"] > hi).all()
     return {i} if clear else set()
 
 
@@ -127,7 +138,7 @@ def cell(r: pd.Series, m: str) -> str:
 def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     metrics = [c[:-5] for c in agg.columns if c.endswith("_mean")]
     # only scores have a best; a reference level (e.g. latent recovery's chance) is shown, never marked
-    best = {m: best_rows(agg, m) for m in metrics if registry.key(m).kind == "score"}
+    best = {m: best_rows(agg, m) for m in metrics if declared(m).kind == "score"}
     columns = STUDIES[study]["columns"]
     header = ["config", *columns.values(), "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -136,11 +147,19 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
                  str(r["n"])]
         cells += [f"**{cell(r, m)}**" if i in best.get(m, ()) else cell(r, m) for m in metrics]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    arrows = ", ".join(f"{m} {registry.arrow(m)}" if registry.arrow(m) else f"{m} (reference)" for m in metrics)
+    arrows = ", ".join(f"{m} {arrow(m)}" if arrow(m) else f"{m} (reference)" for m in metrics)
     return "\n".join(lines) + (
         f"\n\nmean ± standard deviation over n seeds [95% interval of the mean, Student t with n - 1 degrees of "
         f"freedom]; bold: the best mean, only where its interval is clear of every other row's (otherwise the seeds "
         f"do not tell the rows apart); {arrows}\n")
+
+
+PAPER_TABLES = ((AtoB, 4), (BtoA, 5))  # the route each of the paper's Tables 4 and 5 scores
+
+
+def fcn_column(route: Route, score: str) -> str:
+    """The aggregate table's column of an FCN-score's mean over seeds: fcn_AtoB_class_iou_mean."""
+    return f"{MetricKey('fcn', route, score)}_mean"
 
 
 def paper_comparison(agg: pd.DataFrame) -> str:
@@ -151,9 +170,9 @@ def paper_comparison(agg: pd.DataFrame) -> str:
     lines = ["| config | paper row | ours labels→photo (pixel / class / IoU) | Table 4 | IoU rank ours / paper "
              "| ours photo→labels (pixel / class / IoU) | Table 5 | IoU rank ours / paper |", "|" + "---|" * 8]
     ranks = {}
-    for route, table in (("AtoB", 4), ("BtoA", 5)):
-        have = [c for c in PAPER if c in rows.index and f"fcn_{route}_class_iou_mean" in rows]
-        ours = rows.loc[have, f"fcn_{route}_class_iou_mean"].rank(ascending=False, method="min")
+    for route, table in PAPER_TABLES:
+        have = [c for c in PAPER if c in rows.index and fcn_column(route, "class_iou") in rows]
+        ours = rows.loc[have, fcn_column(route, "class_iou")].rank(ascending=False, method="min")
         paper = pd.Series({c: PAPER[c][1][table][2] for c in have}).rank(ascending=False, method="min")
         ranks[route] = (ours, paper)
     for config, (name, tables) in PAPER.items():
@@ -161,8 +180,8 @@ def paper_comparison(agg: pd.DataFrame) -> str:
             continue
         r = rows.loc[config]
         cells = [config, name]
-        for route, table in (("AtoB", 4), ("BtoA", 5)):
-            ours = " / ".join(f"{r[f'fcn_{route}_{n}_mean']:.2f}" if f"fcn_{route}_{n}_mean" in r else "-"
+        for route, table in PAPER_TABLES:
+            ours = " / ".join(f"{r[fcn_column(route, n)]:.2f}" if fcn_column(route, n) in r else "-"
                               for n in ("pixel_acc", "class_acc", "class_iou"))
             o, p = ranks[route]
             rank = f"{int(o[config])} / {int(p[config])}" if config in o and pd.notna(o[config]) else "-"
@@ -177,9 +196,9 @@ def paper_comparison(agg: pd.DataFrame) -> str:
 def terminal_table(agg: pd.DataFrame) -> str:
     """The table for a terminal: configuration, seeds and the summary metrics (those of `dvc metrics
     show`), mean ± sd, aligned; the knobs and every headline metric are in the markdown file."""
-    metrics = [m for m in registry.SUMMARY if f"{m}_mean" in agg]
+    metrics = [str(k) for k in registry.SUMMARY if f"{k}_mean" in agg]
     table = pd.DataFrame({"config": agg["config"], "n": agg["n"],
-                          **{f"{m} {registry.arrow(m)}": [cell(r, m) for _, r in agg.iterrows()] for m in metrics}})
+                          **{f"{m} {arrow(m)}": [cell(r, m) for _, r in agg.iterrows()] for m in metrics}})
     return table.to_string(index=False)
 
 
@@ -189,7 +208,9 @@ def plot_knob(runs: pd.DataFrame, folder: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in ("fcn_AtoB_class_iou", "fcn_BtoA_class_iou", "fid_AtoB", "cycle_l1_A") if runs[m].notna().any()]
+    plotted = (MetricKey("fcn", AtoB, "class_iou"), MetricKey("fcn", BtoA, "class_iou"), MetricKey("fid", AtoB),
+               MetricKey("cycle_l1", "A"))
+    metrics = [m for m in map(str, plotted) if runs[m].notna().any()]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     lc = runs["lambda_cycle"].astype(float)
     for ax, m in zip(axes[0], metrics, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipeline.domains import AtoB
 from pipeline.errors import ConfigError
 from pipeline.knobs import knob
 from pipeline.models.names import ENCODERS, LATENT_GENERATORS, WHERE_ADD
@@ -61,5 +62,5 @@ def build(params: Params, device: torch.device, rank: int = 0) -> BicycleGAN:
 SPEC = ModelSpec(
     BicycleGANParams, "BicycleGAN (Zhu et al. 2017b): multimodal paired translation, G(A, z) and E(B) -> z", build,
     check=check, paired=True, multimodal=True, full_batch=splits_batch,
-    routes={"AtoB": ("testA", ("G",))},  # one random sample per input (samples/00)
+    routes={AtoB: ("G",)},  # one random sample per input (samples/00)
 )

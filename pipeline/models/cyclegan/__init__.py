@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipeline.domains import AtoB, BtoA
 from pipeline.knobs import knob
 from pipeline.models.spec import ModelSpec, NetParams
 
@@ -40,6 +41,5 @@ SPEC = ModelSpec(
     CycleGANParams, "CycleGAN (Zhu et al. 2017): unpaired, two generators, cycle consistency", build,
     knobs=tuple(PAPER),
     # G_A: A -> B, G_B: B -> A; the reconstructions pass through both
-    routes={"AtoB": ("testA", ("G_A",)), "AtoBtoA": ("testA", ("G_A", "G_B")),
-            "BtoA": ("testB", ("G_B",)), "BtoAtoB": ("testB", ("G_B", "G_A"))},
+    routes={AtoB: ("G_A",), AtoB.cycle(): ("G_A", "G_B"), BtoA: ("G_B",), BtoA.cycle(): ("G_B", "G_A")},
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipeline.domains import AtoB
 from pipeline.knobs import knob
 from pipeline.models.spec import ModelSpec, NetParams
 
@@ -35,5 +36,5 @@ SPEC = ModelSpec(
     # phase ... we apply dropout at test time, and we apply batch normalization using the statistics of the test
     # batch"; the authors' test.py does so, one image per batch, unless --eval.
     test_mode="train",
-    routes={"AtoB": ("testA", ("G",))},
+    routes={AtoB: ("G",)},
 )

@@ -28,16 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data.synthetic import domain_count
+from pipeline.domains import LETTERS, one_hot, target_label
 from pipeline.models.base import GANModel, Net, adam, make_net, set_requires_grad, stream_seed
 from pipeline.models.losses import gan_loss, gradient_penalty, l1
 
 if TYPE_CHECKING:
     from pipeline.config import Params
-
-
-def one_hot(domains: torch.Tensor, k: int) -> torch.Tensor:
-    """Domain indices (N,) -> one-hot labels c (N, k), float."""
-    return F.one_hot(domains.long(), k).float()
 
 
 def classification_loss(logits: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
@@ -117,9 +113,9 @@ class StarGAN(GANModel):
         """input | its translation into each domain, for test images of every domain."""
         G, rows = self.raw("G"), []
         for x in reals:
-            outs = [G(x, one_hot(torch.full((len(x),), d, device=x.device), self.k)) for d in range(self.k)]
+            outs = [G(x, target_label(d, len(x), self.k, x.device)) for d in range(self.k)]
             rows += [torch.stack(row) for row in zip(x, *outs, strict=True)]
-        return ["input", *(f"to {chr(ord('A') + d)}" for d in range(self.k))], rows
+        return ["input", *(f"to {LETTERS[d]}" for d in range(self.k))], rows
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "iteration": self.iteration}
