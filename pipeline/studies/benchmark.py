@@ -50,22 +50,13 @@ from pipeline.io import write_json, write_text
 from pipeline.knobs import DEVICES
 from pipeline.runtime import configure_threads, cpu_cores
 from pipeline.studies import benchmark_tables as tables
-from pipeline.studies.throughput import (
-    device_name,
-    matmul_peak,
-    measure_evaluate,
-    measure_inception,
-    measure_loader,
-    rates,
-    step_flops,
-)
+from pipeline.studies import throughput
+from pipeline.studies.throughput import device_name, matmul_peak, rates, step_flops
 
 CONFIGS = {
-    # Zhu et al. 2017 at 256px: resnet_9blocks, 70x70 PatchGAN, ngf = ndf = 64, batch 1
-    # (images stored at load_size = 286 by prepare, randomly cropped to 256)
+    # Zhu et al. 2017 at 256px: resnet_9blocks, 70x70 PatchGAN, ngf = ndf = 64, batch 1, 286 -> random 256 crops
     "paper": {"size": 256, "load_size": 286, "generator": "resnet_9blocks", "ngf": 64, "ndf": 64, "batch": 1},
-    # the embedded default of params.yaml
-    "embedded": {"size": 64, "load_size": 64, "generator": "resnet_6blocks", "ngf": 16, "ndf": 16, "batch": 1},
+    "embedded": {"size": 64, "load_size": 64, "generator": "resnet_6blocks", "ngf": 16, "ndf": 16, "batch": 1},  # params.yaml's
     # for the test of this script only
     "tiny": {"size": 32, "load_size": 36, "generator": "resnet_6blocks", "ngf": 4, "ndf": 4, "batch": 1},
 }
@@ -369,10 +360,10 @@ def full_report(args: argparse.Namespace, device: torch.device, threads: list[in
             "threads": measure_threads(args.configs, threads, args),
             "paired": [measure_paired(c, device, args.pairs, args.params) for c in args.configs],
             "translate": [measure_translate(c, device, 16, args.repeats, args.params) for c in args.configs],
-            "inception": measure_inception(device, 25, args.repeats, 64),
-            "evaluate": measure_evaluate(load_params(args.params), device),
-            "loader": [measure_loader(c, CONFIGS[c]["load_size"], CONFIGS[c]["size"], args.loader_images,
-                                      min(args.repeats, 3), device) for c in args.configs]}
+            "inception": throughput.measure_inception(device, 25, args.repeats, 64),
+            "evaluate": throughput.measure_evaluate(load_params(args.params), device),
+            "loader": [throughput.measure_loader(c, CONFIGS[c]["load_size"], CONFIGS[c]["size"], args.loader_images,
+                                                 min(args.repeats, 3), device) for c in args.configs]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -385,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
                                           trajectory=not args.no_trajectory, params_file=args.params)))
         return
     if args.evaluate_only:
-        report = {**report_head(args, device), "evaluate": measure_evaluate(load_params(args.params), device)}
+        report = {**report_head(args, device), "evaluate": throughput.measure_evaluate(load_params(args.params), device)}
         write_report(args.out, f"{device.type}-evaluate", report, tables.evaluate_markdown(report))
         return
     threads = args.threads if args.threads is not None else sorted({1, cpu_cores()}) if device.type == "cpu" else []
