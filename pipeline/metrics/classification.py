@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pipeline.artifacts import classifier as classifier_file
 from pipeline.data.datasets import to_unit
-from pipeline.metrics.base import HIGHER, ROUTES, Key, Metric, Result
+from pipeline.metrics.base import HIGHER, ROUTES, Key, Metric, Resamplable, Result
 from pipeline.metrics.context import Context
 from pipeline.metrics.domain_classifier import classify
 
@@ -15,8 +15,7 @@ def domain_accuracy(ctx: Context) -> list[Result]:
     state, net = classifier_file.load(ctx.params.paths.classifier)
     letters = list(state["domains"])
     protocol = {"classifier": f"{state['name']} trained on {state['trained_on']}",
-                "classifier_resolution": f"{state['resolution']}px", "translation_resolution": f"{ctx.size}px",
-                **ctx.bootstrap_protocol()}
+                "classifier_resolution": f"{state['resolution']}px", "translation_resolution": f"{ctx.size}px"}
     out = []
     for r in ctx.directions():
         predicted = classify(net, to_unit(ctx.fake(r)), state["resolution"])
@@ -24,10 +23,9 @@ def domain_accuracy(ctx: Context) -> list[Result]:
         out.append(Result(f"domain_acc_{r}", float(correct.mean()),
                           {**protocol, "n": len(correct), "target": f"{r[-1]} ({ctx.domain_name('test' + r[-1])})"},
                           per_image=dict(zip(ctx.names(r), correct.tolist(), strict=True)),
-                          **ctx.bootstrap_mean(correct)))
+                          resamplable=Resamplable.mean(correct)))
     upper = {**protocol, "method": "classify REAL test images (upper bound)", "n": state["upper_bound_n"],
              "per_domain": state["upper_bound_by_domain"]}
-    upper.pop("interval", None)
     return out + [Result("domain_acc_real", state["upper_bound"], upper)]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pipeline.artifacts import features as reference_features
 from pipeline.errors import Unavailable
 from pipeline.metrics import inception, math
-from pipeline.metrics.base import LOWER, ROUTES, Key, Metric, Result, unavailable
+from pipeline.metrics.base import LOWER, ROUTES, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
 
 KID_DEFAULT_SUBSET = 1000  # torch-fidelity's default kid_subset_size
@@ -71,26 +71,22 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
         kid_protocol = {**protocol_info, "kid_subset_size": subset, "kid_subsets": e.kid_subsets,
                         "kid_kernel": "polynomial, degree 3, coef0 1, gamma 1/d"}
         f_np, r_np = fake.double().numpy(), real.double().numpy()
-        fid_boot = ctx.bootstrap(lambda i, j, f=f_np, g=r_np: math.frechet_distance_features(f[i], g[j]),
-                                 len(f_np), len(r_np), point=math.frechet_distance_features(f_np, r_np))
+        resampled = (" of the translations and of the real images, independently; the percentile interval moved "
+                     "by the bootstrap's bias estimate (duplicated images raise a resample's value); ")
+        fid_resample = Resamplable(lambda i, j, f=f_np, g=r_np: math.frechet_distance_features(f[i], g[j]),
+                                   (len(f_np), len(r_np)), point=math.frechet_distance_features(f_np, r_np),
+                                   method=resampled + "FID by the closed form of pipeline/metrics/math.py "
+                                                      "(torch-fidelity's value to 1e-6)")
         # KID's interval: the unbiased MMD^2 of all the images (what KID's subset mean estimates) on each
         # resample, from kernel matrices computed once
         kxx, kyy, kxy = math.polynomial_kernel(f_np, f_np), math.polynomial_kernel(r_np, r_np), \
             math.polynomial_kernel(f_np, r_np)
-        kid_boot = ctx.bootstrap(lambda i, j, k=(kxx, kyy, kxy): math.mmd2_resampled(*k, i, j),
-                                 len(f_np), len(r_np), point=math.mmd2_unbiased(kxx, kyy, kxy))
-        resampled = (" of the translations and of the real images, independently; the percentile interval moved "
-                     "by the bootstrap's bias estimate (duplicated images raise a resample's value); ")
-        fid_protocol, kid_interval_protocol = {**protocol_info, **ctx.bootstrap_protocol()}, \
-            {**kid_protocol, **ctx.bootstrap_protocol()}
-        if fid_boot:
-            fid_protocol["interval"] += resampled + ("FID by the closed form of pipeline/metrics/math.py "
-                                                     "(torch-fidelity's value to 1e-6)")
-            kid_interval_protocol["interval"] += resampled + ("each resample's value is the unbiased MMD^2 of all its "
-                                                              "images (math.mmd2_unbiased), whose mean over "
-                                                              "subsets KID is")
-        out += [Result(fid_key, fid["frechet_inception_distance"], fid_protocol, **fid_boot),
-                Result(kid_key, kid["kernel_inception_distance_mean"], kid_interval_protocol, **kid_boot)]
+        kid_resample = Resamplable(lambda i, j, k=(kxx, kyy, kxy): math.mmd2_resampled(*k, i, j),
+                                   (len(f_np), len(r_np)), point=math.mmd2_unbiased(kxx, kyy, kxy),
+                                   method=resampled + "each resample's value is the unbiased MMD^2 of all its images "
+                                                      "(math.mmd2_unbiased), whose mean over subsets KID is")
+        out += [Result(fid_key, fid["frechet_inception_distance"], protocol_info, resamplable=fid_resample),
+                Result(kid_key, kid["kernel_inception_distance_mean"], kid_protocol, resamplable=kid_resample)]
         if subset == len(fake) == len(real):  # every "random" subset is the whole set: no spread to report
             out += unavailable([std_key], f"one subset only: the subset size equals the sample count ({subset}); "
                                           f"more test images give a spread", kid_protocol)

@@ -8,7 +8,7 @@ import re
 import torch
 
 from pipeline.metrics import math
-from pipeline.metrics.base import HIGHER, LOWER, ROUTES, Key, Metric, Result, unavailable
+from pipeline.metrics.base import HIGHER, LOWER, ROUTES, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
 
 
@@ -27,8 +27,8 @@ def paired(ctx: Context) -> list[Result]:
             v = fn(x, y)
             finite = v[torch.isfinite(v)]
             out.append(Result(f"{name}_{r}", float(finite.mean()) if len(finite) else float("inf"),
-                              {**protocol, **extra, **ctx.bootstrap_protocol()},
-                              per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
+                              {**protocol, **extra}, per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)),
+                              resamplable=Resamplable.mean(v)))
     return out
 
 
@@ -38,9 +38,8 @@ def cycle(ctx: Context) -> list[Result]:
     cycles = [r for r in ctx.routes if re.fullmatch(r"([A-H])to[A-H]to\1", r)]
     for route, domain, key in ((r, f"test{r[0]}", f"cycle_l1_{r[0]}") for r in cycles):
         v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
-        out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",
-                                                 **ctx.bootstrap_protocol()},
-                          per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
+        out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB"},
+                          per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), resamplable=Resamplable.mean(v)))
     return out
 
 
