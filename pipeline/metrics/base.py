@@ -70,7 +70,8 @@ class Result:
     # the statistic on each bootstrap resample: in memory only, to pair two evaluations of the same test
     # images resample by resample (math.paired_difference_interval, studies/baselines.py)
     replicates: np.ndarray | None = field(default=None, repr=False)
-    # how the evaluation recomputes the value on a bootstrap resample; None: the value has no interval
+    # what a metric returns for its interval: the value as a statistic to recompute on each bootstrap
+    # resample, which the evaluation turns into `interval` and `replicates` (evaluation.Bootstrap.apply)
     resamplable: Resamplable | None = field(default=None, repr=False)
 
 

@@ -84,13 +84,16 @@ class Bootstrap:
 
     def apply(self, result: Result) -> Result:
         """`result` with its interval, its replicates and the interval's method in its protocol, where it has a
-        Resamplable and the bootstrap is on."""
+        Resamplable and the bootstrap is on. The Resamplable is dropped: it holds the features or kernel
+        matrices it resamples."""
         stat = result.resamplable
-        if not self.n or stat is None:
+        if stat is None:
             return result
+        if not self.n:
+            return replace(result, resamplable=None)
         interval, values = self.resample(stat)
         return replace(result, protocol={**result.protocol, "interval": self.method(stat)}, interval=interval,
-                       replicates=values)
+                       replicates=values, resamplable=None)
 
 
 def route_means(results: list[Result], routes: list[str]) -> list[Result]:
