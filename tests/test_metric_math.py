@@ -9,6 +9,8 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 from pipeline.data.labels import IGNORE, nearest_palette
 from pipeline.metrics import math
+from pipeline.metrics.base import Resamplable, Result
+from pipeline.metrics.evaluation import Bootstrap
 
 
 def fid(a, b):
@@ -117,22 +119,27 @@ def test_closed_form_fid_equals_torch_fidelity(n1, n2, d):
     assert math.frechet_distance_features(a, a) == pytest.approx(0.0, abs=1e-8)
 
 
+def interval(stat, sizes, n_boot, seed, point=None):
+    """The evaluation's bootstrap interval of `stat(*indices)` over `n_boot` resamples of samples of `sizes`."""
+    return Bootstrap(n_boot, seed).resample(Resamplable(stat, sizes, point))[0]
+
+
 def test_bootstrap_interval_of_a_mean_covers_it_and_narrows_with_more_images():
     rng = np.random.default_rng(0)
     v = rng.normal(2.0, 1.0, 400)
-    lo, hi = math.bootstrap_interval(lambda i: v[i].mean(), (len(v),), 1000, seed=0)
+    lo, hi = interval(lambda i: v[i].mean(), (len(v),), 1000, seed=0)
     assert lo < v.mean() < hi
     # the textbook standard error: the 95% interval is about +-1.96 sd / sqrt(n) around the mean
     assert hi - lo == pytest.approx(2 * 1.96 * v.std() / np.sqrt(len(v)), rel=0.15)
-    lo4, hi4 = math.bootstrap_interval(lambda i: v[:100][i].mean(), (100,), 1000, seed=0)
+    lo4, hi4 = interval(lambda i: v[:100][i].mean(), (100,), 1000, seed=0)
     assert (hi4 - lo4) > 1.6 * (hi - lo)  # a quarter of the images: about twice as wide
-    assert math.bootstrap_interval(lambda i: v[i].mean(), (len(v),), 200, seed=3) == \
-        math.bootstrap_interval(lambda i: v[i].mean(), (len(v),), 200, seed=3)  # a seed gives one interval
+    assert interval(lambda i: v[i].mean(), (len(v),), 200, seed=3) == \
+        interval(lambda i: v[i].mean(), (len(v),), 200, seed=3)  # a seed gives one interval
 
 
 def test_bootstrap_resamples_each_sample_independently():
     seen = []
-    math.bootstrap_interval(lambda i, j: seen.append((len(i), len(j), i.max(), j.max())) or 0.0, (5, 9), 50, seed=1)
+    interval(lambda i, j: seen.append((len(i), len(j), i.max(), j.max())) or 0.0, (5, 9), 50, seed=1)
     assert {s[:2] for s in seen} == {(5, 9)} and max(s[2] for s in seen) <= 4 and max(s[3] for s in seen) == 8
 
 
@@ -148,8 +155,8 @@ def test_bias_corrected_interval_is_the_percentile_one_moved_to_the_point():
     a, b = rng.normal(size=(60, 32)), rng.normal(size=(60, 32)) + 0.3
     stat = lambda i, j: math.frechet_distance_features(a[i], b[j])  # noqa: E731
     point = math.frechet_distance_features(a, b)
-    plo, phi = math.bootstrap_interval(stat, (60, 60), 200, seed=0)
-    lo, hi = math.bootstrap_interval(stat, (60, 60), 200, seed=0, point=point)
+    plo, phi = interval(stat, (60, 60), 200, seed=0)
+    lo, hi = interval(stat, (60, 60), 200, seed=0, point=point)
     # resampling duplicates images, which raises FID: the plain percentile interval lies above the point
     assert point < plo
     assert hi - lo == pytest.approx(phi - plo) and lo < point < hi
@@ -187,7 +194,27 @@ def test_paired_difference_interval_cancels_what_both_share():
 
 def test_same_seed_and_sizes_draw_the_same_resamples():
     """What makes two evaluations' bootstrap values pair up: the indices depend on seed and sizes only."""
-    first, second = [], []
-    math.bootstrap_values(lambda i, j: first.append((i.copy(), j.copy())) or 0.0, (7, 5), 20, seed=4)
-    math.bootstrap_values(lambda i, j: second.append((i.copy(), j.copy())) or 1.0, (7, 5), 20, seed=4)
+    first, second = math.resample_indices((7, 5), 20, seed=4), math.resample_indices((7, 5), 20, seed=4)
     assert all((x == y).all() and (u == v).all() for (x, u), (y, v) in zip(first, second, strict=True))
+
+
+def test_the_evaluations_bootstrap_of_a_per_image_mean_resamples_every_image_and_averages_the_finite_ones():
+    """Bootstrap.apply on per-image values (Resamplable.mean) gives what resampling them by hand gives: one
+    generator seeded with evaluate.bootstrap_seed draws each resample's indices over every image, and a
+    resample's value is the mean of its finite values (an infinite PSNR is drawn but not averaged)."""
+    v = np.random.default_rng(2).normal(size=30)
+    v[[3, 7]] = np.inf
+    rng, by_hand = np.random.default_rng(5), []
+    for _ in range(200):
+        w = v[rng.integers(0, 30, 30)]
+        by_hand.append(w[np.isfinite(w)].mean())
+    boot = Bootstrap(200, 5)
+    r = boot.apply(Result("psnr_AtoB", 1.0, {"n": 30}, resamplable=Resamplable.mean(v)))
+    assert np.array_equal(r.replicates, np.array(by_hand))
+    assert r.interval == tuple(float(x) for x in np.percentile(by_hand, [2.5, 97.5]))
+    assert r.protocol == {"n": 30, "interval": "95% percentile bootstrap over test images, 200 resamples, seed 5"}
+    # drawn once per evaluation: every statistic of 30 images resamples the same indices
+    assert boot.indices((30,)) is boot.indices((30,))
+    # no interval where the bootstrap is off, or where no value is finite
+    assert Bootstrap(0, 5).apply(Result("k", 1.0, {}, resamplable=Resamplable.mean(v))).interval is None
+    assert Resamplable.mean([np.inf, np.nan]) is None

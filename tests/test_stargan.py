@@ -270,8 +270,7 @@ def test_the_classification_accuracy_counts_translations_landing_in_their_target
     monkeypatch.setattr(classification.classifier_file, "load", lambda path: (state, ColourClassifier()))
     ctx = SimpleNamespace(params=SimpleNamespace(paths=SimpleNamespace(classifier="unused")), size=8,
                           directions=lambda: list(fakes), fake=fakes.__getitem__,
-                          names=lambda r: [f"{i}.png" for i in range(4)], bootstrap_protocol=dict,
-                          bootstrap_mean=lambda v: {}, domain_name=lambda f: state["domains"][f[-1]])
+                          names=lambda r: [f"{i}.png" for i in range(4)], domain_name=lambda f: state["domains"][f[-1]])
     results = {str(r.key): r for r in classification.domain_accuracy(ctx)}
     assert results["domain_acc_AtoB"].value == 0.75 and results["domain_acc_BtoC"].value == 1.0
     assert results["domain_acc_AtoB"].per_image == {"0.png": 1.0, "1.png": 1.0, "2.png": 1.0, "3.png": 0.0}

@@ -4,10 +4,12 @@ computes them, and the Result each key gets. metrics/registry.py lists every met
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from pipeline.metrics import math
 from pipeline.metrics.keys import MetricKey
 
 if TYPE_CHECKING:
@@ -60,10 +62,39 @@ class Result:
     protocol: dict
     reason: str | None = None  # set when the value could not be computed: why, and what would enable it
     per_image: dict[str, float] = field(default_factory=dict)
-    interval: tuple[float, float] | None = None  # 95% bootstrap interval over the test images (Context.bootstrap)
+    interval: tuple[float, float] | None = None  # 95% bootstrap interval over the test images (evaluation.Bootstrap)
     # the statistic on each bootstrap resample: in memory only, to pair two evaluations of the same test
     # images resample by resample (math.paired_difference_interval, studies/baselines.py)
     replicates: np.ndarray | None = field(default=None, repr=False)
+    # what a metric returns for its interval: the value as a statistic to recompute on each bootstrap
+    # resample, which the evaluation turns into `interval` and `replicates` (evaluation.Bootstrap.apply)
+    resamplable: Resamplable | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Resamplable:
+    """A Result's value as a statistic of the test images, which the evaluation recomputes on each of its
+    bootstrap resamples (metrics/evaluation.py, Bootstrap) for the interval and the replicates.
+
+    fn: the statistic of the samples at the given indices, fn(*indices), one index array per sample.
+    sizes: the samples' sizes: the translations; FID and KID also the real images (resampled independently).
+    point: the value on the full samples, given for a statistic that resampling itself shifts (FID, KID):
+        the interval is then moved by the bootstrap's bias estimate (math.percentile_interval).
+    method: what the protocol's interval line adds to the bootstrap's description.
+    """
+
+    fn: Callable[..., float]
+    sizes: tuple[int, ...]
+    point: float | None = None
+    method: str = ""
+
+    @classmethod
+    def mean(cls, values) -> Resamplable | None:
+        """The mean of per-image values, non-finite ones (an infinite PSNR) left out of each resample's
+        mean (math.finite_mean); None when no value is finite."""
+        v = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(v)
+        return cls(partial(math.finite_mean, v, finite), (len(v),)) if finite.any() else None
 
 
 def unavailable(keys: list[MetricKey], reason: str, protocol: dict | None = None) -> list[Result]:

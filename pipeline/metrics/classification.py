@@ -7,7 +7,7 @@ from __future__ import annotations
 from pipeline.artifacts import classifier as classifier_file
 from pipeline.data.datasets import to_unit
 from pipeline.domains import TWO_DOMAIN_ROUTES, test_dir
-from pipeline.metrics.base import HIGHER, Key, Metric, Result
+from pipeline.metrics.base import HIGHER, Key, Metric, Resamplable, Result
 from pipeline.metrics.context import Context
 from pipeline.metrics.domain_classifier import classify
 from pipeline.metrics.keys import MetricKey
@@ -17,8 +17,7 @@ def domain_accuracy(ctx: Context) -> list[Result]:
     state, net = classifier_file.load(ctx.params.paths.classifier)
     letters = list(state["domains"])
     protocol = {"classifier": f"{state['name']} trained on {state['trained_on']}",
-                "classifier_resolution": f"{state['resolution']}px", "translation_resolution": f"{ctx.size}px",
-                **ctx.bootstrap_protocol()}
+                "classifier_resolution": f"{state['resolution']}px", "translation_resolution": f"{ctx.size}px"}
     out = []
     for r in ctx.directions():
         predicted = classify(net, to_unit(ctx.fake(r)), state["resolution"])
@@ -26,10 +25,9 @@ def domain_accuracy(ctx: Context) -> list[Result]:
         out.append(Result(MetricKey("domain_acc", r), float(correct.mean()),
                           {**protocol, "n": len(correct), "target": f"{r.target} ({ctx.domain_name(test_dir(r.target))})"},
                           per_image=dict(zip(ctx.names(r), correct.tolist(), strict=True)),
-                          **ctx.bootstrap_mean(correct)))
+                          resamplable=Resamplable.mean(correct)))
     upper = {**protocol, "method": "classify REAL test images (upper bound)", "n": state["upper_bound_n"],
              "per_domain": state["upper_bound_by_domain"]}
-    upper.pop("interval", None)
     return out + [Result(MetricKey("domain_acc_real"), state["upper_bound"], upper)]
 
 

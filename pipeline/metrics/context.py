@@ -14,7 +14,6 @@ from pipeline.artifacts import translations
 from pipeline.config import Params
 from pipeline.data.datasets import list_images, load_uint8
 from pipeline.domains import Route, is_test_dir, test_dir
-from pipeline.metrics import math
 from pipeline.runtime import resolve_device
 
 
@@ -70,32 +69,6 @@ class Context:
         if key not in self._images:
             self._images[key] = load_uint8(list_images(folder), size=self.size)
         return self._images[key]
-
-    def bootstrap(self, stat, *sizes: int, point: float | None = None) -> dict:
-        """The 95% bootstrap interval of `stat(*indices)` over resamples of the test images (params
-        evaluate.bootstrap, evaluate.bootstrap_seed) and the resampled values, as Result fields:
-        {"interval": (low, high), "replicates": values}, or {} when the bootstrap is off. Percentile
-        interval, bias-corrected given the `point` estimate (math.percentile_interval)."""
-        e = self.params.evaluate
-        if not e.bootstrap:
-            return {}
-        values = math.bootstrap_values(stat, sizes, e.bootstrap, e.bootstrap_seed)
-        return {"interval": math.percentile_interval(values, point=point), "replicates": values}
-
-    def bootstrap_mean(self, values) -> dict:
-        """Context.bootstrap of the mean of per-image values. Non-finite values (an infinite PSNR) are left
-        out of each resample's mean, not out of what is resampled, so that every evaluation of the same
-        test images draws the same indices."""
-        v = np.asarray(values, dtype=np.float64)
-        finite = np.isfinite(v)
-        if not finite.any():
-            return {}
-        return self.bootstrap(lambda i: v[i][finite[i]].mean() if finite[i].any() else np.nan, len(v))
-
-    def bootstrap_protocol(self) -> dict:
-        e = self.params.evaluate
-        return ({"interval": f"95% percentile bootstrap over test images, {e.bootstrap} resamples, seed {e.bootstrap_seed}"}
-                if e.bootstrap else {})
 
     @cached_property
     def truth_ids(self) -> np.ndarray | None:

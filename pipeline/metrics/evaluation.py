@@ -19,26 +19,29 @@ import csv
 import io
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.config import Params
 from pipeline.data.datasets import grid, to_unit
 from pipeline.domains import Route
 from pipeline.io import atomic_dir, save_png, write_json
-from pipeline.metrics.base import Result
+from pipeline.metrics.base import Resamplable, Result
 from pipeline.metrics.context import Context, source_domain, target_domain
 from pipeline.metrics.keys import MEAN, MetricKey
-from pipeline.metrics.math import percentile_interval
+from pipeline.metrics.math import bootstrap_values, percentile_interval, resample_indices
 from pipeline.metrics.registry import METRICS, SUMMARY, key
 
 log = logging.getLogger("pipeline")
 
 
 def compute(ctx: Context) -> list[Result]:
-    """Every metric of the registry, and for more than two domains each one's mean over the routes; a key
-    a metric did not declare (for any route) is a bug, stopped here."""
+    """Every metric of the registry with its bootstrap interval, and for more than two domains each one's
+    mean over the routes; a key a metric did not declare (for any route) is a bug, stopped here."""
+    boot = Bootstrap.of(ctx.params)
     results: list[Result] = []
     for name, metric in METRICS.items():
         log.info("metric %s", name)
@@ -47,16 +50,59 @@ def compute(ctx: Context) -> list[Result]:
         stray = [str(r.key) for r in got if (r.key.metric, r.key.statistic) not in declared]
         if stray:
             raise AssertionError(f"metric {name} wrote undeclared key(s) {stray}; declare them in its Metric")
-        results += got
+        results += [boot.apply(r) for r in got]
     return results + (route_means(results, ctx.directions()) if ctx.multi_domain else [])
+
+
+class Bootstrap:
+    """The bootstrap of one evaluation: `n` resamples of the test images (params evaluate.bootstrap, 0 = no
+    intervals) drawn from `seed` (evaluate.bootstrap_seed) once for each combination of sample sizes, so
+    every metric and route on the same test images resamples the same indices, and so does every evaluation
+    with the same seed: route means average replicates resample by resample (route_means), and
+    studies/baselines.py pairs two evaluations' replicates."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._indices: dict[tuple[int, ...], list[tuple[np.ndarray, ...]]] = {}
+
+    @classmethod
+    def of(cls, params: Params) -> Bootstrap:
+        return cls(params.evaluate.bootstrap, params.evaluate.bootstrap_seed)
+
+    def indices(self, sizes: tuple[int, ...]) -> list[tuple[np.ndarray, ...]]:
+        if sizes not in self._indices:
+            self._indices[sizes] = resample_indices(sizes, self.n, self.seed)
+        return self._indices[sizes]
+
+    def resample(self, stat: Resamplable) -> tuple[tuple[float, float], np.ndarray]:
+        """The statistic on each resample (the replicates) and their 95% percentile interval, moved by the
+        bias estimate where the statistic gives its point."""
+        values = bootstrap_values(stat.fn, self.indices(stat.sizes))
+        return percentile_interval(values, point=stat.point), values
+
+    def method(self, stat: Resamplable) -> str:
+        """The protocol's interval line."""
+        return f"95% percentile bootstrap over test images, {self.n} resamples, seed {self.seed}{stat.method}"
+
+    def apply(self, result: Result) -> Result:
+        """`result` with its interval, its replicates and the interval's method in its protocol, where it has a
+        Resamplable and the bootstrap is on. The Resamplable is dropped: it holds the features or kernel
+        matrices it resamples."""
+        stat = result.resamplable
+        if stat is None:
+            return result
+        if not self.n:
+            return replace(result, resamplable=None)
+        interval, values = self.resample(stat)
+        return replace(result, protocol={**result.protocol, "interval": self.method(stat)}, interval=interval,
+                       replicates=values, resamplable=None)
 
 
 def route_means(results: list[Result], routes: list[Route]) -> list[Result]:
     """The mean over the model's `routes` of every score computed for each route (fid_AtoB, fid_AtoC, ...
     -> fid_mean; the routes in its protocol's mean_over); its interval from the mean of the routes' bootstrap
-    replicates, which resample the same test-image indices (math.bootstrap_values depends on the seed and
-    the sample sizes only). A score missing or unavailable for any route gets no mean: a mean over some
-    routes would not compare with one over all."""
+    replicates, which resample the same test-image indices (Bootstrap). A score missing or unavailable for
+    any route gets no mean: a mean over some routes would not compare with one over all."""
     groups: dict[MetricKey, list[Result]] = {}
     for r in results:
         if r.key.of_route is not None and not r.key.of_route.is_cycle and key(r.key).kind == "score":

@@ -13,7 +13,7 @@ from pipeline.data.datasets import to_unit
 from pipeline.data.labels import nearest_palette
 from pipeline.domains import TWO_DOMAIN_ROUTES, Route, test_dir
 from pipeline.metrics import math
-from pipeline.metrics.base import HIGHER, Key, Metric, Result, unavailable
+from pipeline.metrics.base import HIGHER, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context
 from pipeline.metrics.keys import MetricKey
 from pipeline.metrics.segmenter import segment
@@ -63,11 +63,10 @@ def fcn_score(ctx: Context) -> list[Result]:
         cms = np.stack([math.confusion_matrix(p, t, n_classes) for p, t in zip(pred, ctx.truth_ids, strict=True)])
         scores = math.fcn_scores(cms.sum(0))
         per_image = [math.fcn_scores(c)["pixel_acc"] for c in cms]
-        protocol = {**protocol, **ctx.bootstrap_protocol()}
         for n in SCORES:
             out.append(Result(MetricKey("fcn", r, n), scores[n], protocol,
                               per_image=dict(zip(ctx.names(r), per_image, strict=True)) if n == "pixel_acc" else {},
-                              **ctx.bootstrap(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], len(cms))))
+                              resamplable=Resamplable(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], (len(cms),))))
     upper = {**seg_protocol, "method": "segment REAL test photos (upper bound)", "n": state["upper_bound_n"]}
     out += [Result(MetricKey("fcn_real", None, n), state["upper_bound"][n], upper) for n in SCORES]
     for d, (scores, n_images) in by_domain.items():

@@ -5,11 +5,13 @@ fid_legacy_pytorch_<route>; likewise kid_*)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline.artifacts import features as reference_features
 from pipeline.domains import TWO_DOMAIN_ROUTES, Route
 from pipeline.errors import Unavailable
 from pipeline.metrics import inception, math
-from pipeline.metrics.base import LOWER, Key, Metric, Result, unavailable
+from pipeline.metrics.base import LOWER, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
 from pipeline.metrics.keys import MetricKey
 
@@ -38,10 +40,7 @@ def fid_kid(ctx: Context) -> list[Result]:
 
 
 def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-    from torch_fidelity.metric_kid import kid_features_to_metric
-    from torch_fidelity.version import __version__ as tf_version
-
+    """FID, KID and KID's spread of every route under one resize protocol."""
     e = ctx.params.evaluate
     routes = ctx.directions()
     refs = {r: reference_features.load(ctx.params.paths.ref_stats, protocol, target_domain(r)) for r in routes}
@@ -53,53 +52,58 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
             reason = str(err)
     if reason is not None:
         return [res for r in routes for res in unavailable(keys(protocol, r), reason, {"fid_protocol": protocol})]
-    out = []
-    for r in routes:
-        ref = refs[r]
-        fake = features(ctx.fake(r), e.batch_size)
-        real = ref["features"]
-        # null: torch-fidelity's default subset size, adapted to small sets; an explicit size above the
-        # set size was refused before any work (Params.check_test_set_size)
-        subset = e.kid_subset_size or kid_subset(len(fake), len(real))
-        protocol_info = {
-            "feature_extractor": f"{inception.EXTRACTOR} (TF Inception 2015-12-05, pool3 2048-d), "
-                                 f"torch-fidelity {tf_version} math",
-            "weights": source, "fid_protocol": protocol, "resize": inception.PROTOCOLS[protocol][1],
-            "resolution": f"{ctx.size}px (real: {ref['resolution']}px), resized to 299",
-            "n_translated": len(fake), "n_real": len(real), "reference": f"real {target_domain(r)}"}
-        fid_key, kid_key, std_key = keys(protocol, r)
-        fid = fid_statistics_to_metric(fid_features_to_statistics(fake), fid_features_to_statistics(real), False)
-        kid = kid_features_to_metric(fake, real, kid_subset_size=subset, kid_subsets=e.kid_subsets, verbose=False,
-                                     rng_seed=2020)
-        kid_protocol = {**protocol_info, "kid_subset_size": subset, "kid_subsets": e.kid_subsets,
-                        "kid_kernel": "polynomial, degree 3, coef0 1, gamma 1/d"}
-        f_np, r_np = fake.double().numpy(), real.double().numpy()
-        fid_boot = ctx.bootstrap(lambda i, j, f=f_np, g=r_np: math.frechet_distance_features(f[i], g[j]),
-                                 len(f_np), len(r_np), point=math.frechet_distance_features(f_np, r_np))
-        # KID's interval: the unbiased MMD^2 of all the images (what KID's subset mean estimates) on each
-        # resample, from kernel matrices computed once
-        kxx, kyy, kxy = math.polynomial_kernel(f_np, f_np), math.polynomial_kernel(r_np, r_np), \
-            math.polynomial_kernel(f_np, r_np)
-        kid_boot = ctx.bootstrap(lambda i, j, k=(kxx, kyy, kxy): math.mmd2_resampled(*k, i, j),
-                                 len(f_np), len(r_np), point=math.mmd2_unbiased(kxx, kyy, kxy))
-        resampled = (" of the translations and of the real images, independently; the percentile interval moved "
-                     "by the bootstrap's bias estimate (duplicated images raise a resample's value); ")
-        fid_protocol, kid_interval_protocol = {**protocol_info, **ctx.bootstrap_protocol()}, \
-            {**kid_protocol, **ctx.bootstrap_protocol()}
-        if fid_boot:
-            fid_protocol["interval"] += resampled + ("FID by the closed form of pipeline/metrics/math.py "
-                                                     "(torch-fidelity's value to 1e-6)")
-            kid_interval_protocol["interval"] += resampled + ("each resample's value is the unbiased MMD^2 of all its "
-                                                              "images (math.mmd2_unbiased), whose mean over "
-                                                              "subsets KID is")
-        out += [Result(fid_key, fid["frechet_inception_distance"], fid_protocol, **fid_boot),
-                Result(kid_key, kid["kernel_inception_distance_mean"], kid_interval_protocol, **kid_boot)]
-        if subset == len(fake) == len(real):  # every "random" subset is the whole set: no spread to report
-            out += unavailable([std_key], f"one subset only: the subset size equals the sample count ({subset}); "
-                                          f"more test images give a spread", kid_protocol)
-        else:
-            out.append(Result(std_key, kid["kernel_inception_distance_std"], kid_protocol))
-    return out
+    return [res for r in routes
+            for res in route_fid_kid(ctx, protocol, r, refs[r], features(ctx.fake(r), e.batch_size), source)]
+
+
+def resamplables(fake: np.ndarray, real: np.ndarray) -> tuple[Resamplable, Resamplable]:
+    """FID and KID as statistics of resampled translations and real images (evaluation.Bootstrap): FID by
+    the closed form, KID as the unbiased MMD^2 of all the images (what KID's subset mean estimates) on each
+    resample, from kernel matrices computed once."""
+    resampled = (" of the translations and of the real images, independently; the percentile interval moved "
+                 "by the bootstrap's bias estimate (duplicated images raise a resample's value); ")
+    fid = Resamplable(lambda i, j, f=fake, g=real: math.frechet_distance_features(f[i], g[j]),
+                      (len(fake), len(real)), point=math.frechet_distance_features(fake, real),
+                      method=resampled + "FID by the closed form of pipeline/metrics/math.py "
+                                         "(torch-fidelity's value to 1e-6)")
+    kxx, kyy, kxy = math.polynomial_kernel(fake, fake), math.polynomial_kernel(real, real), \
+        math.polynomial_kernel(fake, real)
+    kid = Resamplable(lambda i, j, k=(kxx, kyy, kxy): math.mmd2_resampled(*k, i, j),
+                      (len(fake), len(real)), point=math.mmd2_unbiased(kxx, kyy, kxy),
+                      method=resampled + "each resample's value is the unbiased MMD^2 of all its images "
+                                         "(math.mmd2_unbiased), whose mean over subsets KID is")
+    return fid, kid
+
+
+def route_fid_kid(ctx: Context, protocol: str, r: Route, ref: dict, fake, source: str) -> list[Result]:
+    """torch-fidelity's FID and KID of one route's translations (features `fake`) against the real images'."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    from torch_fidelity.version import __version__ as tf_version
+
+    e, real = ctx.params.evaluate, ref["features"]
+    # null: torch-fidelity's default subset size, adapted to small sets; an explicit size above the
+    # set size was refused before any work (Params.check_test_set_size)
+    subset = e.kid_subset_size or kid_subset(len(fake), len(real))
+    protocol_info = {
+        "feature_extractor": f"{inception.EXTRACTOR} (TF Inception 2015-12-05, pool3 2048-d), "
+                             f"torch-fidelity {tf_version} math",
+        "weights": source, "fid_protocol": protocol, "resize": inception.PROTOCOLS[protocol][1],
+        "resolution": f"{ctx.size}px (real: {ref['resolution']}px), resized to 299",
+        "n_translated": len(fake), "n_real": len(real), "reference": f"real {target_domain(r)}"}
+    fid_key, kid_key, std_key = keys(protocol, r)
+    fid = fid_statistics_to_metric(fid_features_to_statistics(fake), fid_features_to_statistics(real), False)
+    kid = kid_features_to_metric(fake, real, kid_subset_size=subset, kid_subsets=e.kid_subsets, verbose=False,
+                                 rng_seed=2020)
+    kid_protocol = {**protocol_info, "kid_subset_size": subset, "kid_subsets": e.kid_subsets,
+                    "kid_kernel": "polynomial, degree 3, coef0 1, gamma 1/d"}
+    fid_resample, kid_resample = resamplables(fake.double().numpy(), real.double().numpy())
+    out = [Result(fid_key, fid["frechet_inception_distance"], protocol_info, resamplable=fid_resample),
+           Result(kid_key, kid["kernel_inception_distance_mean"], kid_protocol, resamplable=kid_resample)]
+    if subset == len(fake) == len(real):  # every "random" subset is the whole set: no spread to report
+        return out + unavailable([std_key], f"one subset only: the subset size equals the sample count ({subset}); "
+                                            f"more test images give a spread", kid_protocol)
+    return out + [Result(std_key, kid["kernel_inception_distance_std"], kid_protocol)]
 
 
 def _keys_of(protocol: str, route: Route) -> tuple[Key, ...]:

@@ -98,13 +98,25 @@ def other_inputs(codes: torch.Tensor) -> torch.Tensor:
 
 # --- uncertainty: bootstrap over test images ------------------------------------------------------
 
-def bootstrap_values(stat, sizes: tuple[int, ...], n_boot: int, seed: int) -> np.ndarray:
-    """`stat(*indices)` on `n_boot` resamples: each of the `sizes` samples (test images, or a set of
-    features) is resampled with replacement, independently, with generator `seed`. The same sizes and
-    seed give the same indices, so the values of two evaluations of the same test images pair up
-    resample by resample (paired_difference_interval)."""
+def resample_indices(sizes: tuple[int, ...], n_boot: int, seed: int) -> list[tuple[np.ndarray, ...]]:
+    """`n_boot` resamples of samples of `sizes` (test images, or a set of features), one index array per
+    sample: each sample resampled with replacement, independently, with generator `seed`. The same sizes
+    and seed give the same indices, so the bootstrap values of two evaluations of the same test images pair
+    up resample by resample (paired_difference_interval)."""
     rng = np.random.default_rng(seed)
-    return np.array([stat(*(rng.integers(0, n, n) for n in sizes)) for _ in range(n_boot)], dtype=np.float64)
+    return [tuple(rng.integers(0, n, n) for n in sizes) for _ in range(n_boot)]
+
+
+def bootstrap_values(stat, indices: list[tuple[np.ndarray, ...]]) -> np.ndarray:
+    """`stat(*i)` on every resample `i` of `indices` (resample_indices): the bootstrap values."""
+    return np.array([stat(*i) for i in indices], dtype=np.float64)
+
+
+def finite_mean(values: np.ndarray, finite: np.ndarray, i: np.ndarray) -> float:
+    """The mean of the finite ones of values[i] (`finite`: np.isfinite(values)), NaN when none is: a
+    resample's mean of per-image values, whose non-finite values (an infinite PSNR) are resampled like the
+    others, so that every evaluation of the same test images draws the same indices."""
+    return values[i][finite[i]].mean() if finite[i].any() else np.nan
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95, point: float | None = None) -> tuple[float, float]:
@@ -124,13 +136,6 @@ def percentile_interval(values: np.ndarray, level: float = 0.95, point: float | 
         bias = values.mean() - point
         lo, hi = lo - bias, hi - bias
     return float(lo), float(hi)
-
-
-def bootstrap_interval(stat, sizes: tuple[int, ...], n_boot: int, seed: int, level: float = 0.95,
-                       point: float | None = None) -> tuple[float, float]:
-    """Bootstrap interval of `stat(*indices)` (bootstrap_values, percentile_interval). It shows how much
-    the number moves with the choice of test images, not with training."""
-    return percentile_interval(bootstrap_values(stat, sizes, n_boot, seed), level, point)
 
 
 def paired_difference_interval(a: np.ndarray, b: np.ndarray, point_a: float, point_b: float,

@@ -9,7 +9,7 @@ from pipeline.data.datasets import to_unit
 from pipeline.domains import AtoB, test_dir
 from pipeline.errors import Unavailable
 from pipeline.metrics import math, perceptual
-from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Result, unavailable
+from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context
 from pipeline.metrics.keys import MetricKey
 
@@ -35,9 +35,8 @@ def diversity(ctx: Context) -> list[Result]:
                 "input": test_dir(AtoB.source)}
     names = ctx.names(f"{spec['folder']}/00")
     l1 = torch.stack([math.l1_per_image(samples[i].double() / 255, samples[j].double() / 255) for i, j in pairs]).mean(0)
-    protocol.update(ctx.bootstrap_protocol())
     out = [Result(DIVERSITY_L1, float(l1.mean()), {**protocol, "distance": "mean |a - b|, [0, 1] RGB"},
-                  per_image=dict(zip(names, l1.tolist(), strict=True)), **ctx.bootstrap_mean(l1))]
+                  per_image=dict(zip(names, l1.tolist(), strict=True)), resamplable=Resamplable.mean(l1))]
     try:
         e = ctx.params.evaluate
         model, net_protocol = perceptual.load_lpips(e.lpips_net, e.lpips_backbone, ctx.device)
@@ -48,7 +47,7 @@ def diversity(ctx: Context) -> list[Result]:
     d = torch.stack([perceptual.lpips_distances(model, to_unit(samples[i]), to_unit(samples[j]), bs, ctx.device)
                      for i, j in pairs]).mean(0)
     return out + [Result(DIVERSITY_LPIPS, float(d.mean()), {**protocol, **net_protocol},
-                         per_image=dict(zip(names, d.tolist(), strict=True)), **ctx.bootstrap_mean(d))]
+                         per_image=dict(zip(names, d.tolist(), strict=True)), resamplable=Resamplable.mean(d))]
 
 
 def latent(ctx: Context) -> list[Result]:

@@ -12,7 +12,7 @@ from pipeline.data.datasets import to_unit
 from pipeline.domains import TWO_DOMAIN_ROUTES
 from pipeline.errors import Unavailable
 from pipeline.metrics import lpips_weights
-from pipeline.metrics.base import LOWER, Key, Metric, Result, unavailable
+from pipeline.metrics.base import LOWER, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context, source_domain, target_domain
 from pipeline.metrics.keys import MetricKey
 
@@ -67,9 +67,9 @@ def lpips_metric(ctx: Context) -> list[Result]:
     for key, route, other in pairs:
         fake, ref = to_unit(ctx.fake(route)), to_unit(ctx.real(other))
         d = lpips_distances(model, fake, ref, ctx.params.evaluate.batch_size, ctx.device)
-        p = {**protocol, "resolution": f"{ctx.size}px", "n": len(d), "compared_with": f"real {other}", **ctx.bootstrap_protocol()}
+        p = {**protocol, "resolution": f"{ctx.size}px", "n": len(d), "compared_with": f"real {other}"}
         out.append(Result(key, float(d.mean()), p, per_image=dict(zip(ctx.names(route), d.tolist(), strict=True)),
-                          **ctx.bootstrap_mean(d)))
+                          resamplable=Resamplable.mean(d)))
     return out
 
 

@@ -7,7 +7,7 @@ import torch
 
 from pipeline.domains import TWO_DOMAIN_ROUTES, TWO_DOMAINS, AtoB, test_dir
 from pipeline.metrics import math
-from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Result, unavailable
+from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
 from pipeline.metrics.keys import MetricKey
 
@@ -27,8 +27,8 @@ def paired(ctx: Context) -> list[Result]:
             v = fn(x, y)
             finite = v[torch.isfinite(v)]
             out.append(Result(MetricKey(name, r), float(finite.mean()) if len(finite) else float("inf"),
-                              {**protocol, **extra, **ctx.bootstrap_protocol()},
-                              per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
+                              {**protocol, **extra}, per_image=dict(zip(ctx.names(r), v.tolist(), strict=True)),
+                              resamplable=Resamplable.mean(v)))
     return out
 
 
@@ -38,9 +38,8 @@ def cycle(ctx: Context) -> list[Result]:
     cycles = [r for r in ctx.routes if r.is_cycle and r.back == r.source]
     for route, domain, key in ((r, test_dir(r.source), MetricKey("cycle_l1", r.source)) for r in cycles):
         v = math.l1_per_image(ctx.fake(route).double() / 255, ctx.real(domain).double() / 255)
-        out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB",
-                                                 **ctx.bootstrap_protocol()},
-                          per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), **ctx.bootstrap_mean(v)))
+        out.append(Result(key, float(v.mean()), {"resolution": f"{ctx.size}px", "n": len(v), "range": "[0, 1] RGB"},
+                          per_image=dict(zip(ctx.names(route), v.tolist(), strict=True)), resamplable=Resamplable.mean(v)))
     return out
 
 

@@ -85,6 +85,7 @@ def measure_evaluate(params, device: torch.device) -> dict:
     import dataclasses
 
     from pipeline.metrics.context import Context, source_domain, target_domain
+    from pipeline.metrics.evaluation import Bootstrap
     from pipeline.metrics.registry import METRICS
 
     params = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, device=device.type))
@@ -95,10 +96,11 @@ def measure_evaluate(params, device: torch.device) -> dict:
     for route in ctx.routes:
         ctx.fake(route), ctx.real(source_domain(route)), ctx.real(target_domain(route))
     seconds, errors = {"load images": time.perf_counter() - t0}, {}
+    boot = Bootstrap.of(params)
     for name, metric in METRICS.items():
         t0 = time.perf_counter()
         try:
-            metric.fn(ctx)
+            [boot.apply(r) for r in metric.fn(ctx)]  # with its intervals, as the stage computes them
         except Exception as e:  # any failure is reported, e.g. torch-fidelity missing on a bare GPU image
             errors[name] = f"{type(e).__name__}: {e}"
         seconds[name] = time.perf_counter() - t0
