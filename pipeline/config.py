@@ -163,7 +163,7 @@ class ClassifierParams:
 
 
 @dataclass(frozen=True)
-class EvaluatorParams(ClassifierParams):
+class SegmenterParams(ClassifierParams):
     """The segmenter of the FCN-score, trained on real target-domain photos (pipeline/metrics/segmenter.py)."""
 
     width: int = knob(min=1, max=512, doc="channels of the segmenter's first layer (fcn8s-mini)")
@@ -216,7 +216,7 @@ class PathsParams:
     train_reports: str = knob(doc="loss curves (DVC plots) and sample grids")
     translated: str = knob(doc="the translated test sets")
     ref_stats: str = knob(doc="Inception features of the real test images, shared by every experiment")
-    evaluator: str = knob(doc="the FCN-score segmenter")
+    segmenter: str = knob(doc="the FCN-score segmenter")
     classifier: str = knob(doc="the domain classifier of the classification accuracy")
     metrics: str = knob(doc="the summary metrics (FCN class IoU, FID, KID per direction) that dvc metrics show/diff "
                             "and dvc exp show print; every metric is in eval_reports/metrics.json")
@@ -243,7 +243,7 @@ class SharedParams:
     train: TrainParams = knob(doc="the training loop", stages=("train",))
     # read after training: the training fingerprint leaves it out (results=False), the translate stage's params hold it
     translate: TranslateParams = knob(doc="the translated test sets", stages=("translate",), results=False)
-    evaluator: EvaluatorParams = knob(doc="the FCN-score segmenter", stages=("evaluator",))
+    segmenter: SegmenterParams = knob(doc="the FCN-score segmenter", stages=("segmenter",))
     classifier: ClassifierParams = knob(doc="the domain classifier", stages=("classifier",))
     evaluate: EvaluateParams = knob(doc="the metrics", stages=("evaluate",))
     # where runs are tracked and outputs go say nothing about what was trained: not logged, not part of results

@@ -42,7 +42,7 @@ TINY: dict[str, object] = {
     "stargan.ngf": 4, "stargan.ndf": 4,
     "train.crop_size": 32, "train.n_epochs": 1, "train.n_epochs_decay": 1, "train.checkpoint_every": 3,
     "train.log_every": 2, "train.device": "cpu", "translate.device": "cpu",
-    "evaluator.width": 4, "evaluator.epochs": 2, "evaluator.device": "cpu",
+    "segmenter.width": 4, "segmenter.epochs": 2, "segmenter.device": "cpu",
     "classifier.epochs": 1, "classifier.device": "cpu",
     "evaluate.device": "cpu", "evaluate.kid_subsets": 10,
 }
@@ -68,12 +68,12 @@ def tiny_params_dict() -> dict:
 
 # --- the stage chain, in process ------------------------------------------------------------------
 
-STAGES = ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "classifier", "evaluate")
+STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate")
 
 
 def run_stages(p: Params, first: str = "download", last: str = "evaluate") -> dict:
     """Run the stages from `first` to `last` in dvc.yaml's order; {stage: what it returned}."""
-    from pipeline.stages import classifier, download, evaluate, evaluator, prepare, ref_stats, train, translate
+    from pipeline.stages import classifier, download, evaluate, prepare, ref_stats, segmenter, train, translate
 
     calls = {
         "download": lambda: download.run(p.data, Path(p.paths.raw), progress=False),
@@ -81,7 +81,7 @@ def run_stages(p: Params, first: str = "download", last: str = "evaluate") -> di
         "train": lambda: train.train(p, progress=False),
         "translate": lambda: translate.run(p, progress=False),
         "ref_stats": lambda: ref_stats.run(p),
-        "evaluator": lambda: evaluator.run(p, progress=False),
+        "segmenter": lambda: segmenter.run(p, progress=False),
         "classifier": lambda: classifier.run(p, progress=False),
         "evaluate": lambda: evaluate.run(p),
     }

@@ -15,7 +15,7 @@ from pipeline.metrics.math import sample_pairs
 from pipeline.models.bicyclegan.model import BicycleGAN, build_bicyclegan
 from pipeline.models.losses import gan_loss, kl_to_standard_normal
 from pipeline.models.networks import build_net
-from pipeline.stages import classifier, evaluate, evaluator, ref_stats, train, translate
+from pipeline.stages import classifier, evaluate, ref_stats, segmenter, train, translate
 from tests.helpers import elsewhere, interrupt_at_step, repo_params_dict, run_stages, same_weights
 
 G_KW = dict(in_channels=3, out_channels=3, ngf=4, norm="instance", dropout=False, nz=8)
@@ -158,7 +158,7 @@ def test_bicyclegan_resumes_translates_samples_and_reports_diversity(prepared, t
     assert (out / "AtoB_encoded" / "00000.png").exists()
 
     ref_stats.run(full)
-    evaluator.run(full, progress=False)
+    segmenter.run(full, progress=False)
     classifier.run(full, progress=False)
     p = prepared(model="bicyclegan", evaluate__lpips_backbone=str(fixture_backbone), **elsewhere(tmp_path, "full"))
     metrics = evaluate.run(p)

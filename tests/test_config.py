@@ -117,7 +117,7 @@ def test_stage_exits_with_one_clear_line_before_any_work(tmp_path):
     assert not (tmp_path / "data").exists()  # nothing was written
 
 
-COMMANDS = [f"pipeline.stages.{s}" for s in ("download", "prepare", "train", "translate", "ref_stats", "evaluator",
+COMMANDS = [f"pipeline.stages.{s}" for s in ("download", "prepare", "train", "translate", "ref_stats", "segmenter",
                                             "evaluate")] + \
            [f"pipeline.studies.{s}" for s in ("ablations", "report", "baselines", "benchmark", "sweep")]
 

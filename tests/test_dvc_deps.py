@@ -53,14 +53,14 @@ def test_the_deps_of_a_stage_are_the_code_it_runs(name):
 
 
 def test_the_check_catches_a_removed_dep():
-    stage = dvc_stages()["evaluator"]
+    stage = dvc_stages()["segmenter"]
     deps = [d for d in code_deps(stage) if d != "pipeline/metrics/math.py"]
     assert uncovered(module_of(stage), deps) == ["pipeline/metrics/math.py"]
     assert stale(module_of(stage), [*code_deps(stage), "pipeline/models/networks.py"]) == ["pipeline/models/networks.py"]
 
 
 def test_the_closure_follows_imports_and_skips_exempt_plumbing():
-    files = {str(f) for f in codedeps.files("pipeline.stages.evaluator")}
+    files = {str(f) for f in codedeps.files("pipeline.stages.segmenter")}
     assert "pipeline/metrics/math.py" in files          # imported by the stage
     assert "pipeline/data/labels.py" in files           # imported by math.py: transitive
     assert "pipeline/config.py" not in files            # exempt, and so is what only it imports

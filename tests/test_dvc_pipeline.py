@@ -18,7 +18,7 @@ def readme_command(prefix: str) -> list[str]:
 def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     repo = make_repo(tmp_path / "repo")
     r = run(["dvc", "repro"], repo)
-    for stage in ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "classifier", "evaluate"):
+    for stage in ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate"):
         assert f"Running stage '{stage}'" in r.stdout
     manifest = json.loads((repo / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["counts"]["trainA"] == 6 and manifest["counts"]["testB"] == 4
@@ -37,7 +37,7 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     math_py = repo / "pipeline" / "metrics" / "math.py"
     original = math_py.read_text()
     math_py.write_text(original + "# an edit\n")
-    assert set(json.loads(run(["dvc", "status", "--json"], repo).stdout)) == {"evaluator", "evaluate"}
+    assert set(json.loads(run(["dvc", "status", "--json"], repo).stdout)) == {"segmenter", "evaluate"}
     math_py.write_text(original)
     assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
 
@@ -56,7 +56,7 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     for stage in ("train", "translate", "evaluate"):
         assert f"Running stage '{stage}'" in r.stdout
     # data and real-image statistics are shared by every experiment: never recomputed
-    for stage in ("download", "prepare", "ref_stats", "evaluator", "classifier"):
+    for stage in ("download", "prepare", "ref_stats", "segmenter", "classifier"):
         assert f"Running stage '{stage}'" not in r.stdout
     assert "lambda_cycle: 5" in (repo / "params.yaml").read_text()
 
@@ -83,7 +83,7 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
 
     # the multi-domain model on the multi-domain world, literally as the README says
     r = run(["dvc", "exp", "run", "-S", "model=stargan", "-S", "data.dataset=synthetic_multi", "-n", "star"], repo)
-    for stage in ("download", "prepare", "train", "translate", "ref_stats", "evaluator", "classifier", "evaluate"):
+    for stage in ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate"):
         assert f"Running stage '{stage}'" in r.stdout
     assert set(json.loads((repo / "reports" / "metrics.json").read_text())) == \
         {"fid_mean", "kid_mean", "fcn_mean_class_iou", "domain_acc_mean"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.errors import StageError, Unavailable
-from pipeline.stages import evaluate, evaluator
+from pipeline.stages import evaluate, segmenter
 
 
 def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbone):
@@ -97,7 +97,7 @@ def test_datasets_without_labels_report_fcn_unavailable(prepared, tmp_path):
     manifest = json.loads(manifest_path.read_text())
     manifest["labels"] = {}
     manifest_path.write_text(json.dumps(manifest))
-    state = evaluator.run(p, progress=False)
+    state = segmenter.run(p, progress=False)
     assert state == {"available": False, "reason": "dataset synthetic has no class labels for its photos (domain B)"}
 
 

@@ -36,7 +36,7 @@ def test_unaligned_folder_trains_translates_and_evaluates(raw, make_params, tmp_
     assert (m["counts"]["trainA"], m["counts"]["trainB"], m["counts"]["testA"]) == (6, 5, 4)
     assert m["rejected"] == [{"file": str(folder / "trainA" / "notes.txt"), "reason": "not an image file (suffix .txt)"}]
     assert m["labels"] == {} and "classes" not in m
-    assert out["evaluator"]["available"] is False
+    assert out["segmenter"]["available"] is False
     metrics = json.loads((Path(p.paths.eval_reports) / "metrics.json").read_text())
     assert "fid_AtoB" in metrics and "fcn_AtoB_class_iou" not in metrics
 
@@ -46,13 +46,13 @@ def test_aligned_folder_with_labels_json_gets_the_fcn_score(raw, make_params, tm
     read from the A colour maps by nearest palette colour, so the FCN-score is available."""
     folder = make_local_folder(raw, tmp_path / "own", "aligned", labels=True)
     p = local(make_params, folder, data__local__layout="aligned", data__local__a_side="right", model="pix2pix")
-    out = run_stages(p, "prepare", "evaluator")
+    out = run_stages(p, "prepare", "segmenter")
     m = out["prepare"]
     assert m["pairs"] == {"train": ["trainA", "trainB"], "test": ["testA", "testB"]}
     assert m["labels"] == {"trainB": "trainB_labels", "testB": "testB_labels"}
     a = np.asarray(Image.open(Path(p.paths.prepared) / "testA" / "00000.png"))
     assert np.array_equal(a, np.asarray(Image.open(raw / "testA" / "00000.png")))  # A = the right half
-    assert out["evaluator"]["available"] is True
+    assert out["segmenter"]["available"] is True
 
 
 def test_unaligned_folder_with_class_id_maps(raw, make_params, tmp_path):

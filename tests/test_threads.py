@@ -100,11 +100,11 @@ def test_num_threads_is_auto_or_a_positive_integer(params_dict, value):
 
 
 def test_every_threaded_section_accepts_auto_and_integers(params_dict):
-    for section in ("train", "translate", "evaluator", "classifier", "evaluate"):
+    for section in ("train", "translate", "segmenter", "classifier", "evaluate"):
         params_dict[section]["num_threads"] = 3
     params_dict["train"]["num_workers"] = 2
     p = parse_params(params_dict)
-    assert (p.train.num_threads, p.translate.num_threads, p.evaluator.num_threads, p.classifier.num_threads,
+    assert (p.train.num_threads, p.translate.num_threads, p.segmenter.num_threads, p.classifier.num_threads,
             p.evaluate.num_threads) == (3, 3, 3, 3, 3)
     assert p.train.num_workers == 2
 

@@ -134,7 +134,7 @@ def test_a_plain_run_carries_no_empty_labels(prepared, monkeypatch):
 def test_a_run_logs_the_params_of_the_model_it_trains(make_params, model, own, foreign):
     logged = set(logged_params(make_params(model=model)))
     shared = {"seed", "model", "data.dataset", "data.synthetic.n_test", "prepare.load_size", "train.lr",
-              "translate.batch_size", "evaluator.epochs", "evaluate.lpips_net"}
+              "translate.batch_size", "segmenter.epochs", "evaluate.lpips_net"}
     assert own | shared <= logged
     assert not [k for k in logged if k.startswith(tuple(foreign)) or k.startswith(("mlflow.", "paths.", "data.local."))]
 

@@ -27,7 +27,7 @@ class Key:
 
     better: which way is better (HIGHER or LOWER), None for a number that is not a score.
     kind: "score" (ranks models), "spread" (the uncertainty of another key), "reference" (a chance
-        level shown beside a score), "upper_bound" (the evaluator on real images: model-free).
+        level shown beside a score), "upper_bound" (the segmenter on real images: model-free).
     headline: a column of the study tables (reports/ablation.md, multimodal.md).
     summary: in the summary metrics file (paths.metrics) that `dvc metrics show/diff` and `dvc exp show`
         print, kept to a few keys so that their tables fit a terminal; every key is in the full file

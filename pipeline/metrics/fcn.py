@@ -1,6 +1,6 @@
 """FCN-score (Isola et al. 2017, Sec. 4.2): translations into a photo domain (one with class-id maps)
-are segmented by the evaluator; translations into the label-map domain are read as class ids by nearest
-palette colour. One confusion matrix over all test images; the evaluator on REAL test photos is the
+are segmented by the segmenter; translations into the label-map domain are read as class ids by nearest
+palette colour. One confusion matrix over all test images; the segmenter on REAL test photos is the
 upper bound (pooled over the photo domains, and per domain in a multi-domain set: fcn_real_<X>_*)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.artifacts import evaluator as evaluator_file
+from pipeline.artifacts import segmenter as segmenter_file
 from pipeline.data.datasets import to_unit
 from pipeline.data.labels import nearest_palette
 from pipeline.domains import TWO_DOMAIN_ROUTES, Route, test_dir
@@ -31,7 +31,7 @@ def scored_by(ctx: Context, route: Route) -> str | None:
 
 
 def fcn_score(ctx: Context) -> list[Result]:
-    state, net = evaluator_file.load(ctx.params.paths.evaluator)
+    state, net = segmenter_file.load(ctx.params.paths.segmenter)
     routes = [r for r in ctx.directions() if scored_by(ctx, r)] if ctx.truth_ids is not None else ctx.directions()
     by_domain = state.get("upper_bound_by_domain", {}) if ctx.multi_domain else {}
     keys = [MetricKey("fcn", r, n) for r in routes for n in SCORES] + [MetricKey("fcn_real", None, n) for n in SCORES] + \
@@ -78,5 +78,5 @@ def fcn_score(ctx: Context) -> list[Result]:
 FCN = Metric(fcn_score, tuple(Key(MetricKey("fcn", r, n), HIGHER, headline=True, summary=n == "class_iou")
                               for r in TWO_DOMAIN_ROUTES for n in SCORES)
              + tuple(Key(MetricKey("fcn_real", None, n), HIGHER, kind="upper_bound") for n in SCORES),
-             protocol="labels -> photo segmented by the evaluator (fcn8s-mini trained on REAL photos); photo -> "
+             protocol="labels -> photo segmented by the segmenter (fcn8s-mini trained on REAL photos); photo -> "
                       "labels by nearest palette colour; one confusion matrix over all test images")

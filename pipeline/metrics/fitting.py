@@ -1,4 +1,4 @@
-"""Supervised training of the evaluators' networks on REAL images: the FCN-score's segmenter and the
+"""Supervised training of the metrics' own networks on REAL images: the FCN-score's segmenter and the
 classification accuracy's domain classifier share it."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Isola et al. (2017) score labels -> photo translations with an FCN-8s (Long et al. 2015) trained on
 real Cityscapes photos: a translated photo is good if the segmenter recovers the labels it was made
-from. Pretrained Cityscapes FCN weights are not available offline, so the `evaluator` stage trains
+from. Pretrained Cityscapes FCN weights are not available offline, so the `segmenter` stage trains
 this one on the REAL training photos of the target domain and their labels, and every report shows
 its score on real test photos as the upper bound.
 

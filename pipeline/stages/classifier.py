@@ -1,7 +1,7 @@
 """Stage `classifier`: the REAL training images of every domain (data/prepared/trainA, trainB, ...) ->
 the domain classifier (paths.classifier) of the classification accuracy (StarGAN, Choi et al. 2018,
 Sec. 4.4), with its accuracy on the real test images: the upper bound printed beside every score.
-Independent of every experiment, like the FCN-score's evaluator.
+Independent of every experiment, like the FCN-score's segmenter.
 """
 
 from __future__ import annotations

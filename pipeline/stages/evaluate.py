@@ -1,5 +1,5 @@
 """Stage `evaluate`: the translations (paths.translated) + the reference features (paths.ref_stats) +
-the evaluator (paths.evaluator) -> paths.metrics (the summary for `dvc metrics show/diff` and
+the segmenter (paths.segmenter) -> paths.metrics (the summary for `dvc metrics show/diff` and
 `dvc exp show`: FCN class IoU, FID and KID per direction), paths.eval_reports/{metrics.json (every
 metric), protocol.json, intervals.json (95% bootstrap intervals), per_image.csv, grid.png}, and every
 number in the training's MLflow run.

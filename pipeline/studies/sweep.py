@@ -13,7 +13,7 @@ with every stage's num_threads pinned to the machine's core count: what a sweep 
 process took its share of the cores.
 
 It runs in a scratch copy of the workspace (its tracked and untracked, not ignored files) with a DVC
-cache of its own: the shared stages (download, prepare, ref_stats, evaluator) run once at set-up and
+cache of its own: the shared stages (download, prepare, ref_stats, segmenter) run once at set-up and
 are committed, so each timed queue trains, translates and evaluates its experiments, and nothing else.
 Between timed queues the experiments and DVC's run-cache are removed, so no queue restores another's
 results. The user's experiments and MLflow store are never touched.
@@ -74,7 +74,7 @@ def scratch_copy(workspace: Path, dest: Path) -> Path:
 
 def prepare_shared_stages(repo: Path) -> None:
     """Run everything the experiments share, and commit it, so the timed queues only train and evaluate."""
-    sh(["dvc", "repro", "ref_stats", "evaluator"], repo)
+    sh(["dvc", "repro", "ref_stats", "segmenter"], repo)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "shared stages", "--allow-empty"], repo)  # dvc.lock may already hold them
 

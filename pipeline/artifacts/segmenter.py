@@ -1,4 +1,4 @@
-"""The FCN-score segmenter (paths.evaluator) trained by the evaluator stage on REAL photos, with its
+"""The FCN-score segmenter (paths.segmenter) trained by the segmenter stage on REAL photos, with its
 score on the real test photos (the upper bound); or a file that says why there is none."""
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ def save_unavailable(path: str | Path, reason: str) -> None:
 
 def load(path: str | Path) -> tuple[dict, FCN8sMini | None]:
     """(the file's contents, the segmenter in eval mode or None when unavailable)."""
-    state = checkpoint.load(path, remake="dvc repro evaluator")
+    state = checkpoint.load(path, remake="dvc repro segmenter")
     missing = [k for k in ("available", *(KEYS if state.get("available") else ("reason",))) if k not in state]
     if missing:
-        raise StageError(f"{path}: an evaluator file of another version (no {', '.join(missing)}); re-create it "
-                         f"with: dvc repro evaluator")
+        raise StageError(f"{path}: a segmenter file of another version (no {', '.join(missing)}); re-create it "
+                         f"with: dvc repro segmenter")
     if not state["available"]:
         return state, None
     net = FCN8sMini(state["n_classes"], state["width"])
