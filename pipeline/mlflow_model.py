@@ -9,7 +9,7 @@ generator_BtoA for CycleGAN), so that
 translate images. Input: a DataFrame with one column `image`, each cell the bytes of an encoded image
 (PNG, JPEG, ... any size; in JSON, base64, as MLflow encodes binary columns). Output: the same column,
 each cell a PNG of the translation at the input's size. Params (optional): `fit` = pad | resize
-(pipeline/inference.py), `seed` = the seed of BicycleGAN's random codes. The model's artifact is the
+(pipeline/translator.py), `seed` = the seed of BicycleGAN's random codes. The model's artifact is the
 pipeline's own model file (pipeline/artifacts/model.py); its code is this package, so loading it
 needs the package installed (pip install -e .). The raw checkpoint stays a run artifact for resuming.
 """
@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from pipeline import inference
+from pipeline import translator
 from pipeline.data.datasets import to_image, to_tensor
 from pipeline.data.images import RejectedImage, decode_rgb_bytes
 from pipeline.domains import TWO_DOMAIN_NAMES
@@ -48,14 +48,14 @@ def decode(data: bytes) -> torch.Tensor:
 
 
 class GeneratorModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper around inference.Translator for one direction of the model file."""
+    """pyfunc wrapper around translator.Translator for one direction of the model file."""
 
     def __init__(self, direction: str):
         self.direction = direction  # the route's name, as MLmodel's metadata holds it
 
     def load_context(self, context) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.translator = inference.from_model_file(context.artifacts["model"], self.direction, self.device)
+        self.translator = translator.from_model_file(context.artifacts["model"], self.direction, self.device)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         params = params or {}
@@ -66,7 +66,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         for data in model_input[COLUMN]:
             x = decode(bytes(data))[None].to(self.device)
             z = torch.randn(1, tr.nz, generator=g).to(self.device) if tr.nz else None
-            out.append(encode_png(inference.translate(tr, x, fit=str(params.get("fit", "pad")), z=z)[0]))
+            out.append(encode_png(translator.translate(tr, x, fit=str(params.get("fit", "pad")), z=z)[0]))
         return pd.DataFrame({COLUMN: out})
 
 
@@ -87,7 +87,7 @@ def log_generators(uri: str, run_id: str, model_path: str | Path, model: str, ex
     given. Returns the model names."""
     names = []
     with fluent_store(uri), mlflow.start_run(run_id=run_id):
-        for route in inference.generator_of(model, domains or TWO_DOMAIN_NAMES, pair):
+        for route in translator.generator_of(model, domains or TWO_DOMAIN_NAMES, pair):
             direction = str(route)
             name = f"generator_{direction}"
             mlflow.pyfunc.log_model(

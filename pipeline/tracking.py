@@ -4,7 +4,7 @@ The store defaults to `sqlite:///<repo root>/mlflow.db`, an absolute path: queue
 run in a temporary copy under <repo root>/.dvc/tmp/exps/, and their runs must still land in the
 project's store. MLFLOW_TRACKING_URI (a shared server, say) overrides params' `mlflow.tracking_uri`.
 mlflow is imported lazily (it costs seconds), here and by the model logging and loading (mlflow_model.py,
-inference.py) only.
+translator.py) only.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import inference
+from pipeline import translator
 from pipeline.data.datasets import to_image, to_tensor
 from pipeline.tools import translate as tool
 from pipeline.tracking import fluent_store
@@ -53,7 +53,7 @@ def test_any_size_and_mode_keeps_names_and_sizes(trained, tmp_path, capsys):
     photo(src / "alpha.png", mode="RGBA", size=(33, 33))
     photo(src / "cam.jpg", size=(48, 32))
     (src / "notes.txt").write_text("skipped: not an image suffix")
-    for fit in inference.FITS:
+    for fit in translator.FITS:
         tool.main([str(src), "--model", p.paths.model, "--out", str(tmp_path / fit), "--fit", fit, "--no-progress",
                    "--batch-size", "2"])
         assert sorted(f.name for f in (tmp_path / fit).iterdir()) == ["alpha.png", "cam.png", "gray.png", "odd.png"]
@@ -66,7 +66,7 @@ def test_pad_equals_the_generator_at_a_multiple_of_the_stride(trained, tmp_path)
     p, _ = trained
     src = photo(tmp_path / "x.png", size=(32, 32))
     tool.main([str(src), "--model", p.paths.model, "--out", str(tmp_path / "out"), "--direction", "BtoA", "--no-progress"])
-    tr = inference.load(p.paths.model, "BtoA")
+    tr = translator.load(p.paths.model, "BtoA")
     with torch.no_grad():
         direct = to_image(tr.net(to_tensor(Image.open(src))[None])[0])
     assert np.array_equal(translated(tmp_path / "out", "x.png"), direct)
@@ -203,7 +203,7 @@ def test_pix2pix_translates_as_its_paper_prescribes_unless_told_eval(chain, tmp_
     """pix2pix Sec. 3.3 and the authors' test.py: G in training mode at test time (dropout on, batch-norm
     statistics of each image alone); eval mode on request; CycleGAN and BicycleGAN in eval mode."""
     from pipeline.artifacts import model as model_file
-    from pipeline.translation import translate_test_sets
+    from pipeline.translate_sets import translate_test_sets
 
     # unet_64: the smallest U-Net with a dropout block (the authors' put them in the levels below the
     # fifth), at 64px
@@ -226,12 +226,12 @@ def test_pix2pix_translates_as_its_paper_prescribes_unless_told_eval(chain, tmp_
     assert not np.array_equal(outs["paper"], outs["paper_seed1"])
     assert not np.array_equal(outs["paper"], outs["eval"])
     # training mode: an image's translation does not depend on the other images of the batch
-    tr = inference.load(p.paths.model, generator_mode="paper")
+    tr = translator.load(p.paths.model, generator_mode="paper")
     x = torch.rand(3, 3, 64, 64) * 2 - 1
     torch.manual_seed(0)
-    together = inference.translate(tr, x)
+    together = translator.translate(tr, x)
     torch.manual_seed(0)
-    alone = torch.cat([inference.translate(tr, x[i:i + 1]) for i in range(3)])
+    alone = torch.cat([translator.translate(tr, x[i:i + 1]) for i in range(3)])
     assert torch.equal(together, alone)
 
 

@@ -157,7 +157,7 @@ def per_image_csv(results: list[Result]) -> str:
     return buf.getvalue()
 
 
-def sample_grid(ctx: Context, k: int = 6) -> np.ndarray:
+def evaluation_grid(ctx: Context, k: int = 6) -> np.ndarray:
     """Rows: input | translation | ground truth (a paired test set) or a real image of the target
     domain (an unpaired one), per direction (two per direction of a multi-domain model)."""
     k = 2 if ctx.multi_domain else k
@@ -204,5 +204,5 @@ def write_reports(ctx: Context, results: list[Result], summary_path: str | Path,
         write_json(tmp / "protocol.json", protocols(results))
         write_json(tmp / "intervals.json", intervals(results))
         (tmp / "per_image.csv").write_text(per_image_csv(results))
-        save_png(tmp / "grid.png", sample_grid(ctx))
+        save_png(tmp / "grid.png", evaluation_grid(ctx))
     return metrics

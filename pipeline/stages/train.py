@@ -139,7 +139,7 @@ def set_up(params: Params) -> Training:
     return tr
 
 
-def sample_grid(model: GANModel, samples: tuple[torch.Tensor, ...], device: torch.device) -> np.ndarray:
+def samples_picture(model: GANModel, samples: tuple[torch.Tensor, ...], device: torch.device) -> np.ndarray:
     model.train(False)
     titles, rows = model.sample_rows(*(s.to(device) for s in samples))
     picture = grid(rows, titles)
@@ -220,7 +220,7 @@ def run_epoch(tr: Training, book: RunBook, tracker: Tracker, bar: tqdm) -> None:
         if book.step % t.checkpoint_every == 0:
             save_checkpoint(tr, book, tracker)
     if tr.d.main:
-        log_picture(tracker, sample_grid(tr.model, tr.samples, tr.device), f"samples/epoch_{epoch + 1:03d}.png")
+        log_picture(tracker, samples_picture(tr.model, tr.samples, tr.device), f"samples/epoch_{epoch + 1:03d}.png")
     book.seconds += time.perf_counter() - tick
 
 
@@ -296,7 +296,7 @@ def export(tr: Training, book: RunBook, tracker: Tracker, sync: dict | None) -> 
                                                   domains, pair))
     with atomic_dir(paths.train_reports) as tmp:
         (tmp / "losses.csv").write_text(history_csv(book.history))
-        save_png(tmp / "samples.png", sample_grid(model, tr.samples, tr.device))
+        save_png(tmp / "samples.png", samples_picture(model, tr.samples, tr.device))
     reports = Path(paths.train_reports)
     tracker.log_metrics(model_sizes(model))
     tracker.log_artifact(reports / "losses.csv")

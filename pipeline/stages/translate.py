@@ -3,7 +3,7 @@
 pix2pix; for BicycleGAN translate.n_samples random samples per input (samples/<k>/), AtoB/ = sample 0,
 AtoB_encoded/ and latent.pt; for StarGAN <X>to<Y>/ for every ordered pair of domains (a CycleGAN on a pair
 of a multi-domain set: its letters, e.g. CtoA/). File names match the inputs; info.json describes the folder.
-The layout in full: pipeline/translation.py.
+The layout in full: pipeline/translate_sets.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pipeline.cli import run_stage, stage_main
 from pipeline.config import Params
 from pipeline.runtime import configure_threads, resolve_device
-from pipeline.translation import translate_test_sets
+from pipeline.translate_sets import translate_test_sets
 
 
 def run(params: Params, *, progress: bool = True) -> dict:

@@ -30,7 +30,7 @@ from pipeline.metrics.keys import MetricKey
 from pipeline.metrics.math import paired_difference_interval
 from pipeline.models.registry import MODELS, model_pair
 from pipeline.runtime import resolve_device, set_determinism
-from pipeline.translation import translate_test_sets
+from pipeline.translate_sets import translate_test_sets
 
 
 def with_paths(params: Params, **paths: str) -> Params:

@@ -41,13 +41,13 @@ PAPER: dict[str, tuple[str, dict[int, tuple[float, float, float]]]] = {
 
 KNOBS = list(knob_columns("study"))  # the knobs declared study=<position> (pipeline/knobs.py)
 METRIC_COLUMNS = [str(k) for k in registry.HEADLINE]  # the table's metric columns: the registry's headline keys
-# The knobs shown beside a study's metrics (its runs are those tagged with the study's name).
-STUDIES = {
-    "ablation": {"columns": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity",
-                 "pool_size": "pool_size", "cyclegan.adversarial": "adversarial", "cyclegan.cycle_forward": "fwd",
-                 "cyclegan.cycle_backward": "bwd"}},
-    "multimodal": {"columns": {"model": "model", "bicyclegan.variant": "variant"}},
-    "multidomain": {"columns": {"model": "model", "train.pair": "pair"}},
+# The knobs shown beside a study's metrics, with their column titles (a study's runs are those tagged with its
+# name; the studies themselves are pipeline/studies/ablations.py STUDIES).
+STUDY_COLUMNS = {
+    "ablation": {"lambda_cycle": "lambda_cycle", "lambda_identity": "lambda_identity", "pool_size": "pool_size",
+                 "cyclegan.adversarial": "adversarial", "cyclegan.cycle_forward": "fwd", "cyclegan.cycle_backward": "bwd"},
+    "multimodal": {"model": "model", "bicyclegan.variant": "variant"},
+    "multidomain": {"model": "model", "train.pair": "pair"},
 }
 # What a multidomain run contributes besides its metrics (pipeline/studies/multidomain.py).
 COSTS = ["model/parameters", "model/generator_parameters", "train/seconds"]
@@ -139,7 +139,7 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     metrics = [c[:-5] for c in agg.columns if c.endswith("_mean")]
     # only scores have a best; a reference level (e.g. latent recovery's chance) is shown, never marked
     best = {m: best_rows(agg, m) for m in metrics if declared(m).kind == "score"}
-    columns = STUDIES[study]["columns"]
+    columns = STUDY_COLUMNS[study]
     header = ["config", *columns.values(), "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, r in agg.iterrows():
@@ -277,7 +277,7 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
 
 def main(argv: list[str] | None = None) -> None:
     ap = cli.parser(__spec__.name, __doc__)
-    ap.add_argument("--study", choices=list(STUDIES), default="ablation")
+    ap.add_argument("--study", choices=list(STUDY_COLUMNS), default="ablation")
     args = ap.parse_args(argv)
     params = cli.load(__spec__.name, args)
     folder = Path(params.paths.metrics).parent

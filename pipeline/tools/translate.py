@@ -11,7 +11,7 @@ generator published by the authors (pytorch-CycleGAN-and-pix2pix / BicycleGAN .p
 inferred from the weights, or given by --arch/--ngf/--norm/--nz). Outputs are PNGs named as the
 inputs (<stem>.png; BicycleGAN samples <stem>_<k>.png). Any image size: by default each image is padded
 to the network's stride and cropped back, so every pixel is kept at its own resolution; --fit resize
-scales it to the training size and back (pipeline/inference.py says why pad is the default).
+scales it to the training size and back (pipeline/translator.py says why pad is the default).
 Grayscale becomes RGB, transparency is composited on white, the EXIF orientation is applied.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline import inference
+from pipeline import translator
 from pipeline.cli import fail, run_stage
 from pipeline.config import GENERATOR_MODES
 from pipeline.data.datasets import to_image, to_tensor
@@ -85,12 +85,12 @@ def batches(files: list[Path], size: int):
         yield run
 
 
-def codes(tr: inference.Translator, args: argparse.Namespace) -> list[torch.Tensor | None]:
+def codes(tr: translator.Translator, args: argparse.Namespace) -> list[torch.Tensor | None]:
     """The latent codes per output of a multimodal generator: the style image's code, or random ones."""
     if not tr.nz:
         return [None]
     if args.style:
-        return [inference.encode_style(tr, read(Path(args.style))[None].to(next(tr.net.parameters()).device))]
+        return [translator.encode_style(tr, read(Path(args.style))[None].to(next(tr.net.parameters()).device))]
     g = torch.Generator().manual_seed(args.seed)
     return [torch.randn(1, tr.nz, generator=g) for _ in range(args.n_samples)]
 
@@ -98,7 +98,7 @@ def codes(tr: inference.Translator, args: argparse.Namespace) -> list[torch.Tens
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, "--device")
     arch = {k: v for k, v in (("arch", args.arch), ("ngf", args.ngf), ("norm", args.norm), ("nz", args.nz)) if v is not None}
-    tr = inference.load(args.model, args.direction, device, authors_arch=arch, authors_encoder=args.encoder,
+    tr = translator.load(args.model, args.direction, device, authors_arch=arch, authors_encoder=args.encoder,
                         generator_mode=args.generator_mode, target=args.target)
     torch.manual_seed(args.seed)  # the dropout of a generator in training mode (pix2pix as its paper tests it)
     files = collect(args.inputs)
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             for k, z in enumerate(zs):
                 zb = None if z is None else z.expand(len(batch), -1).to(device)
                 try:
-                    y = inference.translate(tr, x, fit=args.fit, z=zb)
+                    y = translator.translate(tr, x, fit=args.fit, z=zb)
                 except ValueError as e:  # an image below the network's stride: say which and what helps
                     raise StageError(f"{batch[0][0]}: {e}; use --fit resize") from None
                 for (f, _), img in zip(batch, y, strict=True):
@@ -136,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
                          "e.g. CtoA); an MLflow generator model knows its own")
     ap.add_argument("--target", help="a multi-domain model (StarGAN): the target domain, by name (e.g. dusk) or "
                                      "letter (C); every input is translated into it")
-    ap.add_argument("--fit", choices=inference.FITS, default="pad",
+    ap.add_argument("--fit", choices=translator.FITS, default="pad",
                     help="pad (default): native resolution; resize: the training size")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", choices=DEVICES, default="auto")
