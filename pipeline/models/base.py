@@ -68,9 +68,6 @@ class GANModel:
     # The generators' mode at test time under the model's paper (translate.generator_mode "paper"),
     # recorded in the model file: "eval", or "train" (dropout on, batch-norm statistics of each image).
     test_mode = "eval"
-    # Whether a step needs a full batch (BicycleGAN's split between its two cycles): the training then
-    # skips an epoch's short last batch, as the authors' loop does.
-    full_batches = False
 
     def __init__(self, nets: dict[str, Net], optimizers: dict[str, torch.optim.Optimizer], *,
                  generators: tuple[str, ...], device: torch.device, pools: dict[str, ImagePool] | None = None):

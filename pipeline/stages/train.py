@@ -85,7 +85,8 @@ class Training:
     def epoch_batches(self, first: int = 0) -> list[list[int]]:
         """This rank's batches of an epoch from its `first`; a model that needs full batches (BicycleGAN's
         split) skips the short last one, as the authors' loop does."""
-        all_batches = batches(len(self.data), self.params.train.batch_size, drop_last=self.model.full_batches)
+        p = self.params
+        all_batches = batches(len(self.data), p.train.batch_size, drop_last=MODELS[p.model].full_batch(p))
         return distributed.shard(all_batches, self.d)[first:]
 
 

@@ -45,7 +45,6 @@ class BicycleGAN(GANModel):
             optimizers["E"] = adam([E.module], lr, betas, fused_adam)
         super().__init__(nets, optimizers, generators=("G", "E") if E else ("G",), device=device)
         self.variant, self.nz, self.batch_split = variant, nz, batch_split
-        self.full_batches = batch_split and variant == "bicyclegan"  # a batch of 1 would leave a cycle empty
         self.lambda_l1, self.lambda_kl, self.lambda_z = lambda_l1, lambda_kl, lambda_z
         self.lambda_gan, self.lambda_gan2, self.gan_mode, self.lambda_gp = lambda_gan, lambda_gan2, gan_mode, lambda_gp
         # z and the reparameterisation noise come from a seeded CPU generator kept in the checkpoint,
