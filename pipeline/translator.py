@@ -90,12 +90,12 @@ def from_model_file(path: str | Path, direction: Route | str | None, device: tor
                              f"multi-domain model (stargan): pass --direction instead")
         direction = target_direction(domains, target)
     if direction is None and multi:
-        raise StageError(f"{path}: a stargan model translates into any of its domains: pass --target, one of "
+        raise StageError(f"{path}: a {ckpt['model']} model translates into any of its domains: pass --target, one of "
                          f"{', '.join(domains.values())}")
     direction = direction or next(iter(routes))
     if direction not in routes:
         if multi:
-            raise StageError(f"{path}: a stargan model translates into any of its domains: pass --target, one of "
+            raise StageError(f"{path}: a {ckpt['model']} model translates into any of its domains: pass --target, one of "
                              f"{', '.join(domains.values())}, instead of --direction {direction}")
         raise StageError(f"{path}: a {ckpt['model']} model translates {' and '.join(map(str, routes))} only, not {direction}; "
                          f"pass --direction {next(iter(routes))}")
