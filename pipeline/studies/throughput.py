@@ -105,7 +105,7 @@ def measure_evaluate(params, device: torch.device) -> dict:
             errors[name] = f"{type(e).__name__}: {e}"
         seconds[name] = time.perf_counter() - t0
     n = sum(len(ctx.names(route)) for route in ctx.routes)
-    return {"dataset": params.data.dataset, "size": ctx.size, "routes": list(ctx.routes), "n_translations": n,
+    return {"dataset": params.data.dataset, "size": ctx.size, "routes": [str(r) for r in ctx.routes], "n_translations": n,
             "fid_protocols": params.evaluate.fid_protocols, "bootstrap": params.evaluate.bootstrap, "seconds": seconds,
             "errors": errors, "images_per_s": n / sum(seconds.values())}
 
