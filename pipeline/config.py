@@ -317,6 +317,7 @@ class Knob:
     meta: dict                   # knob()'s metadata
     stages: tuple[str, ...]      # its own `stages`, else its section's
     section: bool                # a dataclass of knobs
+    type: Any = None             # its annotation (knobs.type_name writes it)
 
 
 def declared(cls: type = Params, prefix: str = "", stages: tuple[str, ...] = ()) -> list[Knob]:
@@ -325,7 +326,7 @@ def declared(cls: type = Params, prefix: str = "", stages: tuple[str, ...] = ())
     for f in dataclasses.fields(cls):
         meta, tp = dict(f.metadata), hints[f.name]
         own = meta["stages"] if meta["stages"] is not None else stages
-        out.append(Knob(prefix + f.name, meta, own, dataclasses.is_dataclass(tp)))
+        out.append(Knob(prefix + f.name, meta, own, dataclasses.is_dataclass(tp), tp))
         if dataclasses.is_dataclass(tp):
             out += declared(tp, f"{prefix}{f.name}.", own)
     return out

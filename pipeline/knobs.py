@@ -46,11 +46,11 @@ def knob(*, min: float | None = None, max: float | None = None, choices: tuple |
 _NONE = type(None)
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+        return " | ".join(type_name(a) for a in typing.get_args(tp))
     return "null" if tp is _NONE else getattr(tp, "__name__", str(tp))
 
 
@@ -70,7 +70,7 @@ def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
                 pass
         lo, hi = meta.get("min"), meta.get("max")
         rng = f" (integers in [{lo}, {hi if hi is not None else 'inf'}])" if lo is not None else ""
-        raise ConfigError(f"{key}: expected {_type_name(tp)}{rng}, got {value!r}")
+        raise ConfigError(f"{key}: expected {type_name(tp)}{rng}, got {value!r}")
     if origin is tuple:  # tuple[T, ...]: a YAML list, each item checked as T (choices apply per item)
         (item, _) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -82,7 +82,7 @@ def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
         return items
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{key}: expected {type_name(tp)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)

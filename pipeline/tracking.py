@@ -20,7 +20,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline.config import knob_columns
+import yaml
+
+from pipeline.config import flatten, knob_columns
 from pipeline.errors import TrackingError
 
 log = logging.getLogger("pipeline")
@@ -75,6 +77,28 @@ def git_rev() -> str:
                               timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def committed_params() -> dict | None:
+    """params.yaml as committed at HEAD, flattened (None outside a git repository): what a run's config label is
+    measured against. In a queued DVC experiment HEAD is the experiment's baseline commit."""
+    try:
+        text = subprocess.run(["git", "show", "HEAD:params.yaml"], capture_output=True, text=True, check=True,
+                              timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return flatten(yaml.safe_load(text))
+
+
+def config_label(logged: dict[str, object], committed: dict[str, object] | None) -> str:
+    """A run's `config` tag when no study names it: the logged params that differ from the committed
+    params.yaml, as `key=value` (`lambda_cycle=5.0`), or `defaults`; so that the saved view, which groups
+    runs by config, shows a plain `dvc repro` and each `-S` experiment as rows of their own."""
+    if committed is None:
+        return "defaults"
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in logged.items()}
+    changed = [f"{k}={v}" for k, v in plain.items() if k in committed and committed[k] != v]
+    return " ".join(changed) or "defaults"
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

@@ -9,12 +9,14 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import threading
 import zipfile
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -152,6 +154,57 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "init"], dest)
     return dest
+
+
+# --- the commands the README and the docs show -----------------------------------------------------
+# A code block right after `<!-- runnable -->` is run by the suite, in the pages' order (the README, then the
+# docs in mkdocs.yml's nav), on the tiny configuration (tests/test_dvc_pipeline.py). `<!-- runnable: setup -->`
+# marks a set-up command: its install part is what .ci/run does, the rest is run (the suite's own `pytest`
+# is the suite). `<!-- needs: gpu, <why> -->` and `<!-- needs: network, <why> -->` mark blocks not run here.
+
+BLOCK = re.compile(r"<!-- (runnable|runnable: setup|needs: (?:gpu|network), [^>]+) -->\n```\w*\n(.*?)```", re.S)
+MARKER = re.compile(r"<!-- (runnable|needs)")
+INSTALL = re.compile(r"^python3 -m venv \.venv && \. \.venv/bin/activate && pip install -q -e \S+ && ")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    kind: str                # runnable | runnable: setup | needs: ...
+    commands: tuple[str, ...]
+
+
+def doc_pages() -> list[Path]:
+    """The README, then every page of the docs in the order of mkdocs.yml's nav."""
+    def leaves(nav):
+        for item in nav:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            yield from (leaves(value) if isinstance(value, list) else [value])
+    nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
+    return [REPO / "README.md", *(REPO / "docs" / page for page in leaves(nav))]
+
+
+def documented_blocks() -> list[Block]:
+    out = []
+    for page in doc_pages():
+        for kind, body in BLOCK.findall(page.read_text()):
+            lines = [line.split("  #")[0].strip() for line in body.splitlines()]
+            out.append(Block(str(page.relative_to(REPO)), kind, tuple(x for x in lines if x)))
+    return out
+
+
+def documented_commands() -> list[str]:
+    """What the suite runs of the marked blocks, in order: set-up commands without their install part, and
+    without the suite itself."""
+    out = []
+    for block in documented_blocks():
+        if block.kind.startswith("needs"):
+            continue
+        for command in block.commands:
+            command = INSTALL.sub("", command) if block.kind == "runnable: setup" else command
+            if command != "pytest":
+                out.append(command)
+    return out
 
 
 # --- a loopback HTTP server with Range support that can drop a connection part-way ----------------

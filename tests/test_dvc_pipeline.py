@@ -2,24 +2,19 @@
 throwaway git repo: what a user runs, literally."""
 
 import json
-import shlex
+from pathlib import Path
+from typing import Callable
 
 import mlflow
 
-from tests.helpers import REPO, make_repo, run
+from tests.helpers import documented_commands, make_repo, run
+
+STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate")
 
 
-def readme_command(prefix: str) -> list[str]:
-    """The README's command line that starts with `prefix`, without its comment, as argv."""
-    line = next(x for x in (REPO / "README.md").read_text().splitlines() if x.startswith(prefix))
-    return shlex.split(line.split("  #")[0])
-
-
-def test_dvc_repro_then_an_ablation_experiment(tmp_path):
-    repo = make_repo(tmp_path / "repo")
-    r = run(["dvc", "repro"], repo)
-    for stage in ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate"):
-        assert f"Running stage '{stage}'" in r.stdout
+def after_repro(repo: Path, out: str) -> None:
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out
     manifest = json.loads((repo / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["counts"]["trainA"] == 6 and manifest["counts"]["testB"] == 4
     assert len(list((repo / "data" / "translated" / "AtoB").glob("*.png"))) == 4
@@ -31,8 +26,7 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     assert "fcn_AtoB_class_iou" in shown and "unavailable" not in shown
     assert max(map(len, shown.splitlines())) <= 160, shown
     # a second repro is a no-op: every stage is up to date
-    r = run(["dvc", "repro"], repo)
-    assert "Running stage" not in r.stdout
+    assert "Running stage" not in run(["dvc", "repro"], repo).stdout
     # an edit of the FCN-score math makes exactly the stages that compute FCN-scores stale
     math_py = repo / "pipeline" / "metrics" / "math.py"
     original = math_py.read_text()
@@ -40,54 +34,91 @@ def test_dvc_repro_then_an_ablation_experiment(tmp_path):
     assert set(json.loads(run(["dvc", "status", "--json"], repo).stdout)) == {"segmenter", "evaluate"}
     math_py.write_text(original)
     assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
-
     # outputs are a function of their inputs: a fresh clone in another directory reproduces the committed
     # dvc.lock (the md5 of every output, so byte-identical outputs) and leaves git status clean
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    clone = repo.parent / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], repo.parent)
     run(["dvc", "repro"], clone)
     assert run(["git", "status", "--porcelain"], clone).stdout == ""
     assert (clone / "dvc.lock").read_text() == (repo / "dvc.lock").read_text()
 
-    # the ablation command of the README, literally: only train and what follows it rerun
-    r = run(["dvc", "exp", "run", "-S", "lambda_cycle=5", "-n", "cyc5"], repo)
-    for stage in ("train", "translate", "evaluate"):
-        assert f"Running stage '{stage}'" in r.stdout
-    # data and real-image statistics are shared by every experiment: never recomputed
-    for stage in ("download", "prepare", "ref_stats", "segmenter", "classifier"):
-        assert f"Running stage '{stage}'" not in r.stdout
-    assert "lambda_cycle: 5" in (repo / "params.yaml").read_text()
 
+def after_ablation(repo: Path, out: str) -> None:
+    # only train and what follows it rerun; data and real-image statistics are shared by every experiment
+    for stage in ("train", "translate", "evaluate"):
+        assert f"Running stage '{stage}'" in out
+    for stage in ("download", "prepare", "ref_stats", "segmenter", "classifier"):
+        assert f"Running stage '{stage}'" not in out
+    assert "lambda_cycle: 5" in (repo / "params.yaml").read_text()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("cyclegan-pipeline").experiment_id])
     assert len(runs) == 2
-    exp_run = next(r for r in runs if r.data.tags.get("dvc.exp_name") == "cyc5")
+    exp_run = next(r for r in runs if r.data.tags.get("dvc.exp_name"))
     assert exp_run.data.params["lambda_cycle"] == "5.0" and exp_run.info.status == "FINISHED"
     assert "eval/fid_AtoB" in exp_run.data.metrics
+    # the saved view groups runs by config: a plain run and an experiment are rows of their own, named
+    # by what differs from the committed params.yaml
+    assert {r.data.tags["config"] for r in runs} == {"defaults", "lambda_cycle=5.0"}
 
-    # the README's `dvc exp show` line, literally: the changed knob and the summary metrics, in a terminal
-    table = run([*readme_command("dvc exp show"), "--no-pager"], repo, {"COLUMNS": "400"}).stdout
-    header = table.splitlines()[1]
+
+def after_exp_show(repo: Path, out: str) -> None:
+    # the changed knob and the summary metrics, in a terminal
+    header = out.splitlines()[1]
     assert "lambda_cycle" in header and "fid_AtoB" in header
     assert not {"cyclegan.ngf", "State", "data/model.pt"} & set(header.split())  # unchanged knobs, bookkeeping
-    assert "cyc5" in table and max(map(len, table.splitlines())) <= 160, table
+    names = run(["dvc", "exp", "ls", "--name-only"], repo).stdout.split()
+    assert len(names) == 1 and names[0] in out and max(map(len, out.splitlines())) <= 160, out
 
-    # the multimodal model by one override, end to end: realism and diversity in its metrics
-    r = run(["dvc", "exp", "run", "-S", "model=bicyclegan", "-n", "bicycle"], repo)
-    assert "Running stage 'train'" in r.stdout and "Running stage 'prepare'" not in r.stdout
-    metrics = json.loads((repo / "reports" / "eval" / "metrics.json").read_text())
-    assert metrics["diversity_l1_AtoB"] > 0 and isinstance(metrics["fid_AtoB"], float)
-    assert len(list((repo / "data" / "translated" / "samples").iterdir())) == 5
 
-    # the multi-domain model on the multi-domain world, literally as the README says
-    r = run(["dvc", "exp", "run", "-S", "model=stargan", "-S", "data.dataset=synthetic_multi", "-n", "star"], repo)
-    for stage in ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate"):
-        assert f"Running stage '{stage}'" in r.stdout
+def after_plots_diff(repo: Path, out: str) -> None:
+    # the pictures of every revision compared, side by side in one page: the workspace's and the experiment's
+    page = (repo / "plots_diff" / "index.html").read_text()
+    for picture in ("grid.png", "samples.png"):
+        shown = [x for x in (repo / "plots_diff" / "static").iterdir() if x.name.endswith(picture.replace("/", "_"))]
+        assert len(shown) == 2, (picture, sorted(x.name for x in (repo / "plots_diff" / "static").iterdir()))
+        assert all(x.name in page for x in shown)
+
+
+def after_stargan(repo: Path, out: str) -> None:
+    # the multi-domain model on the multi-domain world: every stage reruns (another dataset)
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out
     assert set(json.loads((repo / "reports" / "metrics.json").read_text())) == \
         {"fid_mean", "kid_mean", "fcn_mean_class_iou", "domain_acc_mean"}
     assert len(list((repo / "data" / "translated").glob("?to?"))) == 12
+
+
+# What each documented command promises, checked right after its first run.
+CHECKS: dict[str, Callable[[Path, str], None]] = {
+    "dvc repro": after_repro,
+    "dvc exp run -S lambda_cycle=5": after_ablation,
+    "dvc exp show": after_exp_show,
+    "dvc plots diff": after_plots_diff,
+    "dvc exp run -S model=stargan": after_stargan,
+}
+
+
+def test_the_documented_commands_do_what_the_docs_say(tmp_path):
+    """Every block the README and the docs mark runnable, in their order, on the tiny configuration; each
+    command's promise is checked after its first run."""
+    repo = make_repo(tmp_path / "repo")
+    seen = set()
+    for command in documented_commands():
+        out = run(["bash", "-c", command], repo, {"COLUMNS": "400"}).stdout
+        check = next((k for k in CHECKS if command.startswith(k)), None)
+        if check and check not in seen:
+            seen.add(check)
+            CHECKS[check](repo, out)
+    assert seen == set(CHECKS), f"the docs no longer show {set(CHECKS) - seen}"
+
+    # the multimodal model by one override, end to end: realism and diversity in its metrics
+    r = run(["dvc", "exp", "run", "-S", "model=bicyclegan", "-S", "data.dataset=synthetic", "-n", "bicycle"], repo)
+    assert "Running stage 'train'" in r.stdout
+    metrics = json.loads((repo / "reports" / "eval" / "metrics.json").read_text())
+    assert metrics["diversity_l1_AtoB"] > 0 and isinstance(metrics["fid_AtoB"], float)
+    assert len(list((repo / "data" / "translated" / "samples").iterdir())) == 5
 
 
 def test_a_data_param_change_reruns_the_data_stages(tmp_path):

@@ -97,3 +97,12 @@ def test_every_model_titles_each_column_of_its_sample_grid(make_params, name):
         titles, rows = model.sample_rows(x, x)
     assert len(titles) == rows[0].shape[0] and titles[:2] in (["input", "translation"], ["input", "ground truth"],
                                                                  ["input", "to A"])
+
+
+def test_a_run_outside_a_study_is_named_by_what_its_params_change():
+    """The saved view groups runs by `config`: a plain run and each `-S` experiment get rows of their own."""
+    committed = {"lambda_cycle": 10, "seed": 0, "data.domains": ["day", "fog"]}
+    assert tracking.config_label({"lambda_cycle": 10.0, "seed": 0, "data.domains": ("day", "fog")}, committed) == "defaults"
+    assert tracking.config_label({"lambda_cycle": 5.0, "seed": 1, "data.domains": ("day", "fog")}, committed) == \
+        "lambda_cycle=5.0 seed=1"
+    assert tracking.config_label({"lambda_cycle": 5.0}, None) == "defaults"  # outside a git repository

@@ -56,8 +56,8 @@ def with_labels(root: Path, spec: DatasetSpec) -> DatasetSpec:
 def check_layout(root: Path, spec: DatasetSpec) -> Path:
     """The user's folder, checked for the layout data.local.layout names before any work."""
     if not root.is_dir():
-        raise StageError(f"{root}: data.local.path is not a folder; put your images there (README \"Train on your own "
-                         f"images\") or point data.local.path at them")
+        raise StageError(f"{root}: data.local.path is not a folder; put your images there (docs/own-data.md) or "
+                         f"point data.local.path at them")
     need = DOMAINS if spec.layout == "unaligned" else ("train", spec.test_split)
     missing = [d + "/" for d in need if not (root / d).is_dir()]
     if missing:

@@ -73,7 +73,7 @@ MULTIMODAL: dict[str, dict[str, object]] = {
 # model is scored by the same reference features, segmenter and domain classifier; each model trains for the
 # same 8 epochs of 200 steps: a CycleGAN epoch is max(|A|, |B|) = 200 steps over its pair, and StarGAN's batch
 # of 3 makes its epoch over the 3 x 200 images 200 steps too. A StarGAN step is one D update, so its G gets
-# 40 updates per epoch (n_critic 5) against CycleGAN's 200 (README "StarGAN against a CycleGAN per pair").
+# 40 updates per epoch (n_critic 5) against CycleGAN's 200 (docs/models/stargan.md, "StarGAN against a CycleGAN per pair").
 MULTI_DOMAIN_PROTOCOL: dict[str, object] = {"data.dataset": "synthetic_multi", "data.domains": "[day,dusk,fog]",
                                             "train.n_epochs": 4, "train.n_epochs_decay": 4}
 MULTI_DOMAIN: dict[str, dict[str, object]] = {

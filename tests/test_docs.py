@@ -1,0 +1,72 @@
+"""The docs: a README a newcomer reads on one screen, the mkdocs site built strictly (no warning, no broken
+link) with its generated reference pages, and the marks on the code blocks that the suite runs."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+from pipeline.config import declared
+from pipeline.metrics.registry import KEYS
+from pipeline.reference import metrics_markdown, parameters_markdown
+from tests.helpers import BLOCK, MARKER, REPO, doc_pages, documented_blocks
+
+
+def test_the_readme_is_short_and_opens_with_the_two_set_up_commands():
+    text = (REPO / "README.md").read_text()
+    assert len(text.encode()) <= 12 * 1024
+    first_screen = "\n".join(text.splitlines()[:40])
+    assert "pip install -q -e . && dvc repro" in first_screen
+    assert 'pip install -q -e ".[test]" && pytest' in first_screen
+
+
+def test_the_ci_runs_the_readmes_test_command_verbatim():
+    setup = [b.commands[0] for b in documented_blocks() if b.page == "README.md" and b.kind == "runnable: setup"]
+    assert len(setup) == 2
+    assert setup[1] in (REPO / ".ci" / "run").read_text()
+
+
+def test_every_runnable_mark_stands_on_a_code_block():
+    """A mark that is not directly above a code block (or has another form) would silently run nothing."""
+    for page in doc_pages():
+        text = page.read_text()
+        assert len(MARKER.findall(text)) == len(BLOCK.findall(text)), page
+
+
+def test_the_site_builds_strictly_with_the_generated_reference(tmp_path):
+    site = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=REPO,
+                       capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "WARNING" not in r.stderr, r.stderr
+    parameters = (site / "parameters" / "index.html").read_text()
+    for k in declared():
+        if not k.section:
+            assert f"<code>{k.key}</code>" in parameters, k.key
+    evaluation = (site / "evaluation" / "index.html").read_text()
+    for key in KEYS:
+        assert f"<code>{key}</code>" in evaluation, key
+    assert (site / "reports" / "eval" / "grid.png").exists()  # the reports' pictures are served where they are
+
+
+def test_the_parameter_reference_says_what_each_knob_does():
+    """Every knob has a doc, and the generated page gives its range and its value in params.yaml."""
+    assert all(k.meta["doc"] for k in declared()), [k.key for k in declared() if not k.meta["doc"]]
+    page = parameters_markdown(yaml.safe_load((REPO / "params.yaml").read_text()))
+    row = next(line for line in page.splitlines() if line.startswith("| `lambda_cycle`"))
+    assert "[0.0, inf]" in row and "`10.0`" in row and "| yes | train |" in row
+    row = next(line for line in page.splitlines() if line.startswith("| `train.num_threads`"))
+    assert "| no |" in row  # execution only: it does not change what the training computes
+
+
+def test_the_metric_reference_names_the_weights_of_the_committed_run():
+    protocol = json.loads((REPO / "reports" / "eval" / "protocol.json").read_text())
+    page = metrics_markdown(protocol)
+    section = page[page.index("### `fid_kid`"):page.index("### `lpips`")]
+    assert "| `fid_AtoB` | lower ↓ | score | yes | yes |" in section
+    assert re.search(r"\*\*weights\*\*: `.*sha1 [0-9a-f]{12}", section)
+    lpips = page[page.index("### `lpips`"):]
+    assert re.search(r"sha256 [0-9a-f]{12}", lpips)
