@@ -12,7 +12,7 @@ of resampling twice. The authors' test.py (--preprocess none) resizes to a multi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,8 +23,7 @@ from pipeline.artifacts import model as model_file
 from pipeline.domains import TWO_DOMAIN_NAMES, TWO_DOMAIN_ROUTES, AtoB, Route, target_label
 from pipeline.errors import StageError
 from pipeline.models.registry import MODELS
-
-FITS = ("pad", "resize")
+from pipeline.onnx_translator import FITS  # noqa: F401  (the translate tool's --fit; its home is torch-free)
 
 
 def generator_of(model: str, domains: dict[str, str], pair: list[str] | None = None) -> dict[Route, str]:
@@ -45,6 +44,10 @@ def target_direction(domains: dict[str, str], target: str) -> Route:
             return Route(None, letter)
     raise StageError(f"target domain {target!r} is not one of this model's domains: "
                      f"{', '.join(f'{k} ({v})' for k, v in domains.items())}")
+class NeedsTarget(StageError):
+    """A multi-domain model (StarGAN) was asked for without its target domain."""
+
+
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 MODEL_FILE = "model.pt"  # the name of the model file inside an MLflow model's artifacts
 
@@ -62,6 +65,9 @@ class Translator:
     style_size: int = 0       # the image size E reads (0 = train_size)
     target: int | None = None  # a multi-domain G(x, c) (StarGAN): the index of the target domain c
     n_domains: int = 0
+    model: str = ""           # the model's kind (cyclegan, ...; "authors" for an authors' .pth)
+    domains: dict[str, str] = field(default_factory=lambda: dict(TWO_DOMAIN_NAMES))  # {letter: name}
+    fingerprint: str = ""     # the training's identity (training.fingerprint), when the model file has it
 
     def condition(self, n: int, device: torch.device) -> torch.Tensor:
         """StarGAN's target label c, one-hot, for a batch of n images."""
@@ -90,7 +96,7 @@ def from_model_file(path: str | Path, direction: Route | str | None, device: tor
                              f"multi-domain model (stargan): pass --direction instead")
         direction = target_direction(domains, target)
     if direction is None and multi:
-        raise StageError(f"{path}: a {ckpt['model']} model translates into any of its domains: pass --target, one of "
+        raise NeedsTarget(f"{path}: a {ckpt['model']} model translates into any of its domains: pass --target, one of "
                          f"{', '.join(domains.values())}")
     direction = direction or next(iter(routes))
     if direction not in routes:
@@ -101,7 +107,8 @@ def from_model_file(path: str | Path, direction: Route | str | None, device: tor
                          f"pass --direction {next(iter(routes))}")
     config = ckpt["config"]
     nz = config[ckpt["model"]]["nz"] if MODELS[ckpt["model"]].multimodal else 0
-    tr = Translator(nets[routes[direction]], direction, config["train"]["crop_size"], str(path), nz, nets.get("E"))
+    tr = Translator(nets[routes[direction]], direction, config["train"]["crop_size"], str(path), nz, nets.get("E"),
+                    model=ckpt["model"], domains=dict(domains), fingerprint=ckpt.get("fingerprint", ""))
     if multi:
         tr.target, tr.n_domains = list(domains).index(direction.target), len(domains)
     return tr
@@ -164,7 +171,8 @@ def load(source: str, direction: str | None = None, device: torch.device | str =
                              f"generators translate one direction: leave it out")
         net, info = authors.load_generator(path, device=device, **(authors_arch or {}))
         encoder, style_size = authors.load_encoder(authors_encoder, device=device) if authors_encoder else (None, 0)
-        return Translator(net, direction or AtoB, info["train_size"], str(path), info["nz"], encoder, style_size)
+        return Translator(net, direction or AtoB, info["train_size"], str(path), info["nz"], encoder, style_size,
+                          model="authors")
     return from_model_file(path, direction, device, generator_mode, target)
 
 

@@ -242,3 +242,40 @@ def test_cyclegan_translates_in_eval_mode_under_either_setting(trained):
     for mode in ("paper", "eval"):
         _, nets = model_file.load(p.paths.model, generator_mode=mode)
         assert not any(net.training for net in nets.values())
+
+
+def test_a_served_mlflow_model_answers_a_posted_image_as_the_translate_tool(trained, tmp_path):
+    """`mlflow models serve` on loopback: POST /invocations with a PNG of odd size, the reply is the translate
+    tool's translation of the same file (docs/using-models.md shows the request)."""
+    import socket
+    import time
+    import urllib.request
+
+    p, run_id = trained
+    src = photo(tmp_path / "odd.png", size=(37, 29))
+    tool.main([str(src), "--model", p.paths.model, "--out", str(tmp_path / "tool"), "--no-progress"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run_id}/generator_AtoB",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              env={**env(), "MLFLOW_TRACKING_URI": p.mlflow.tracking_uri},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()[-2000:]
+                time.sleep(0.5)
+        body = json.dumps({"dataframe_split": {"columns": ["image"],
+                                               "data": [[base64.b64encode(src.read_bytes()).decode()]]}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        reply = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"][0]["image"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    got = np.asarray(Image.open(io.BytesIO(base64.b64decode(reply))))
+    assert got.shape == (29, 37, 3) and np.array_equal(got, translated(tmp_path / "tool", "odd.png"))
