@@ -73,7 +73,7 @@ def after_exp_show(repo: Path, out: str) -> None:
 
 
 def after_plots_diff(repo: Path, out: str) -> None:
-    # the pictures of every revision compared, side by side in one page: the workspace's and the experiment's
+    # the pictures of every revision compared, side by side in one page: the committed run's and the experiment's
     page = (repo / "plots_diff" / "index.html").read_text()
     for picture in ("grid.png", "samples.png"):
         shown = [x for x in (repo / "plots_diff" / "static").iterdir() if x.name.endswith(picture.replace("/", "_"))]

@@ -160,3 +160,24 @@ def test_a_file_that_is_not_a_model_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and str(bad) in err[0], err
     assert not (tmp_path / "g.onnx").exists()
     assert Path(tmp_path).exists()
+
+
+@pytest.mark.parametrize("source", ["runs", "authors"])
+def test_an_mlflow_model_and_an_authors_generator_export_too(chain, tmp_path, source):
+    """The export reads every source the translate tool reads: an MLflow model (runs:/) and the authors' .pth."""
+    authors = Path(__file__).parent / "fixtures" / "authors" / "latest_net_G_A.pth"
+    if source == "runs":
+        p, results = chain("train")
+        model, env_uri = f"runs:/{results['train']['mlflow_run_id']}/generator_BtoA", p.mlflow.tracking_uri
+    else:
+        model, env_uri = str(authors), None
+    out = tmp_path / "g.onnx"
+    with pytest.MonkeyPatch.context() as mp:
+        if env_uri:
+            mp.setenv("MLFLOW_TRACKING_URI", env_uri)
+        export_tool.main(["--model", model, "--out", str(out)])
+        tr = translator.load(model, generator_mode="eval")
+    ort = onnx_translator.load(out)
+    assert (ort.model, ort.direction) == (("cyclegan", "BtoA") if source == "runs" else ("authors", "AtoB"))
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 37, 53)).astype(np.float32)
+    assert np.abs(onnx_translator.translate(ort, x) - eager(tr, x, None)).max() <= 1e-4
