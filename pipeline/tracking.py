@@ -90,6 +90,9 @@ def committed_params() -> dict | None:
     return flatten(yaml.safe_load(text))
 
 
+LABEL_KNOBS = 4  # changed knobs a config label names; the rest are counted (a row name stays readable)
+
+
 def config_label(logged: dict[str, object], committed: dict[str, object] | None) -> str:
     """A run's `config` tag when no study names it: the logged params that differ from the committed
     params.yaml, as `key=value` (`lambda_cycle=5.0`), or `defaults`; so that the saved view, which groups
@@ -98,7 +101,8 @@ def config_label(logged: dict[str, object], committed: dict[str, object] | None)
         return "defaults"
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in logged.items()}
     changed = [f"{k}={v}" for k, v in plain.items() if k in committed and committed[k] != v]
-    return " ".join(changed) or "defaults"
+    shown = changed[:LABEL_KNOBS] + ([f"(+{len(changed) - LABEL_KNOBS} more)"] if len(changed) > LABEL_KNOBS else [])
+    return " ".join(shown) or "defaults"
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

@@ -106,3 +106,5 @@ def test_a_run_outside_a_study_is_named_by_what_its_params_change():
     assert tracking.config_label({"lambda_cycle": 5.0, "seed": 1, "data.domains": ("day", "fog")}, committed) == \
         "lambda_cycle=5.0 seed=1"
     assert tracking.config_label({"lambda_cycle": 5.0}, None) == "defaults"  # outside a git repository
+    many = {f"k{i}": i + 1 for i in range(6)}
+    assert tracking.config_label(many, dict.fromkeys(many, 0)) == "k0=1 k1=2 k2=3 k3=4 (+2 more)"
