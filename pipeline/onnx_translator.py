@@ -110,12 +110,18 @@ def target_onehot(tr: OnnxTranslator, target: str | None, n: int) -> np.ndarray:
                      f"{', '.join(tr.domains.values())}")
 
 
-def pad_to_stride(x: np.ndarray, stride: int) -> np.ndarray:
-    """Reflection-pad (N, C, H, W) on the right and bottom to multiples of `stride`."""
-    h, w = x.shape[-2:]
+def padding(h: int, w: int, stride: int) -> tuple[int, int]:
+    """The rows (bottom) and columns (right) that bring an h x w image to multiples of `stride`: the padding
+    rule of both translators. Reflection cannot pad by as much as the image's own size."""
     ph, pw = -h % stride, -w % stride
     if ph >= h or pw >= w:
         raise ValueError(f"{w}x{h} is too small to pad to the network's stride {stride} by reflection")
+    return ph, pw
+
+
+def pad_to_stride(x: np.ndarray, stride: int) -> np.ndarray:
+    """Reflection-pad (N, C, H, W) on the right and bottom to multiples of `stride`."""
+    ph, pw = padding(*x.shape[-2:], stride)
     return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect") if ph or pw else x
 
 

@@ -23,7 +23,9 @@ from pipeline.artifacts import model as model_file
 from pipeline.domains import TWO_DOMAIN_NAMES, TWO_DOMAIN_ROUTES, AtoB, Route, target_label
 from pipeline.errors import StageError
 from pipeline.models.registry import MODELS
-from pipeline.onnx_translator import FITS  # noqa: F401  (the translate tool's --fit; its home is torch-free)
+
+# the translate tool's --fit and the padding rule, shared with the ONNX path: their home is torch-free
+from pipeline.onnx_translator import FITS, padding  # noqa: F401
 
 
 def generator_of(model: str, domains: dict[str, str], pair: list[str] | None = None) -> dict[Route, str]:
@@ -44,6 +46,8 @@ def target_direction(domains: dict[str, str], target: str) -> Route:
             return Route(None, letter)
     raise StageError(f"target domain {target!r} is not one of this model's domains: "
                      f"{', '.join(f'{k} ({v})' for k, v in domains.items())}")
+
+
 class NeedsTarget(StageError):
     """A multi-domain model (StarGAN) was asked for without its target domain."""
 
@@ -190,13 +194,8 @@ def parse_direction(text: str | None) -> Route | None:
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     """Reflection-pad (N, C, H, W) on the right and bottom to multiples of `stride`."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % stride, -w % stride
-    if ph == 0 and pw == 0:
-        return x
-    if ph >= h or pw >= w:
-        raise ValueError(f"{w}x{h} is too small to pad to the network's stride {stride} by reflection")
-    return F.pad(x, (0, pw, 0, ph), mode="reflect")
+    ph, pw = padding(*x.shape[-2:], stride)
+    return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

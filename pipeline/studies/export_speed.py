@@ -33,8 +33,8 @@ from pipeline.translator import Translator
 SIZES = {64: 8, 256: 1}  # px -> batch size
 
 
-def generator(params_file: Path) -> torch.nn.Module:
-    c = load_params(params_file).cyclegan
+def generator(c) -> torch.nn.Module:
+    """The generator of params.yaml's `cyclegan` section `c`, in eval mode."""
     return build_generator(c.generator, in_channels=3, out_channels=3, ngf=c.ngf, norm=c.norm, dropout=c.dropout).eval()
 
 
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    net = generator(args.params).to(device)
     c = load_params(args.params).cyclegan
+    net = generator(c).to(device)
     with tempfile.TemporaryDirectory() as folder:
         rows = [measure(net, size, batch, device, args.repeats, Path(folder)) for size, batch in SIZES.items()]
     report = {"device": device_name(device), "command": "python -m pipeline.studies.export_speed"
