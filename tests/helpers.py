@@ -193,12 +193,12 @@ def documented_blocks() -> list[Block]:
     return out
 
 
-def documented_commands() -> list[str]:
-    """What the suite runs of the marked blocks, in order: set-up commands without their install part, and
-    without the suite itself."""
+def documented_commands(page: str | None = None) -> list[str]:
+    """What the suite runs of the marked blocks (of one page, e.g. README.md, or of every page), in order:
+    set-up commands without their install part, and without the suite itself."""
     out = []
     for block in documented_blocks():
-        if block.kind.startswith("needs"):
+        if block.kind.startswith("needs") or page not in (None, block.page):
             continue
         for command in block.commands:
             command = INSTALL.sub("", command) if block.kind == "runnable: setup" else command

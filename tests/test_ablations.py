@@ -141,6 +141,7 @@ def test_a_study_refuses_a_workspace_whose_params_differ_from_the_committed_ones
                                           text=True).stdout
 
 
+@pytest.mark.slow  # two queued experiments on two workers, each every stage in its own processes (about 2 min)
 def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
     repo = make_repo(tmp_path / "repo")
     run(["dvc", "repro"], repo)

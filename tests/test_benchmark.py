@@ -2,8 +2,10 @@
 against baselines measured in the same run (the figures themselves are not asserted: not a timed test)."""
 
 import json
+import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -11,6 +13,8 @@ from pipeline.metrics.registry import METRICS
 from pipeline.studies import benchmark, benchmark_tables, throughput
 
 
+# every path in fresh processes over two rounds (about 2.5 min); the threads, evaluate, FLOP and peak parts are tested below
+@pytest.mark.slow
 def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))  # nothing translated there yet
     benchmark.main(["--params", str(tmp_path / "params.yaml"), "--configs", "tiny", "--paths", "fused_adam",
@@ -93,3 +97,50 @@ def test_the_flop_count_is_the_convolutions_forward_and_backward():
 def test_the_matmul_peak_counts_two_flops_per_multiply_add():
     peak = throughput.matmul_peak(torch.device("cpu"), repeats=2, n=64)
     assert peak["n"] == 64 and peak["threads"] == torch.get_num_threads() and peak["gflops"] > 0
+
+
+def test_the_stage_benchmark_copies_the_working_tree_and_not_what_git_ignores(tmp_path):
+    from pipeline.studies import stage_speed
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / ".gitignore").write_text("data/\n")
+    (root / "kept.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    (root / "new.yaml").write_text("untracked: 1\n")  # untracked, not ignored: part of the working tree
+    (root / "data").mkdir()
+    (root / "data" / "big.pt").write_text("an output")
+    copy = stage_speed.fresh_copy(root, tmp_path / "copy")
+    assert sorted(p.name for p in copy.iterdir() if p.name != ".git") == [".gitignore", "kept.py", "new.yaml"]
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True, text=True).stdout == ""
+
+
+def test_the_stage_table_gives_each_stage_its_fraction_of_peak_and_the_peers_ratios(tmp_path):
+    from pipeline.studies import stage_speed
+
+    timed = {s: {"seconds": 10.0} for s in stage_speed.STAGES}
+    flops = {s: None if s in ("download", "prepare") else 500e9 for s in stage_speed.STAGES}
+    rows = stage_speed.stage_rows(timed, flops, peak=100.0)
+    assert rows[0] == {"stage": "download", "seconds": 10.0, "gflop": None, "fraction_of_peak": None}
+    assert rows[2]["stage"] == "train" and rows[2]["fraction_of_peak"] == 0.5  # 500 GFLOP in 10 s of 100 GFLOP/s
+    peers = {"ours": {"seconds": [4.0, 6.0], "median": 5.0, "values": {"fid": 1.0, "kid": 0.01,
+                                                                        "fid_interval": [0.9, 1.1],
+                                                                        "kid_interval": [0.0, 0.02]}},
+             "torch-fidelity": {"seconds": [10.0, 10.0], "median": 10.0, "values": {"fid": 1.0, "kid": 0.01}},
+             "clean-fid": {"seconds": [20.0, 20.0], "median": 20.0, "values": {"fid": 1.1}},
+             "n": {"translations": 5, "real": 5}}
+    md = stage_speed.markdown({"device": "cpu", "torch": "x", "command": "c", "peaks": [90.0, 100.0],
+                               "peak_gflops": 100.0, "stages": rows, "peers": peers})
+    assert "| train | 10.0 | 500 | 50.0 | 50% |" in md and "| download | 10.0 | - | - | - |" in md
+    assert "| ours | 5.0 (4.0, 6.0) | 0.50 | 1.000 [0.900, 1.100] | 0.01000 [0.00000, 0.02000] |" in md
+    assert "| clean-fid | 20.0 (20.0, 20.0) | 2.00 | 1.100 | - |" in md
+
+
+def test_the_translate_stages_generator_passes_count_a_cycles_two(tmp_path):
+    from pipeline.artifacts import translations
+    from pipeline.studies import stage_speed
+
+    translations.write_info(tmp_path, {"counts": {"AtoB": 5, "AtoBtoA": 5},
+                                       "routes": {"AtoB": {"generators": ["G_A"]}, "AtoBtoA": {"generators": ["G_A", "G_B"]}}})
+    assert stage_speed.generator_passes(tmp_path) == 15

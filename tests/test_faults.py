@@ -70,8 +70,12 @@ CASES = {
     "before the loss curve reached MLflow": ("mlflow:3", 9),
     "after the final model, before the reports": ("export:1", None),  # None: at the end
 }
-RUNS = [("cyclegan", case) for case in CASES] + \
-       [(model, case) for model in ("pix2pix", "bicyclegan")
+# the default run kills CycleGAN at three points (mid-run, mid-write, after the model); the other points and
+# models (the same resume code, 7-9 s each) run with the slow tests
+DEFAULT_CASES = ("between checkpoints", "while writing a checkpoint", "after the final model, before the reports")
+SLOW = pytest.mark.slow
+RUNS = [pytest.param("cyclegan", case, marks=() if case in DEFAULT_CASES else SLOW) for case in CASES] + \
+       [pytest.param(model, case, marks=SLOW) for model in ("pix2pix", "bicyclegan")
         for case in ("between checkpoints", "after the final model, before the reports")]
 
 

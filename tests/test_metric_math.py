@@ -1,5 +1,7 @@
 """Metric math against hand-computed cases and independent reference implementations."""
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -120,27 +122,28 @@ def test_closed_form_fid_equals_torch_fidelity(n1, n2, d):
 
 
 def interval(stat, sizes, n_boot, seed, point=None):
-    """The evaluation's bootstrap interval of `stat(*indices)` over `n_boot` resamples of samples of `sizes`."""
+    """The evaluation's bootstrap interval of `stat(*indices)` (vectorised: one (n_boot, size) index array
+    per sample) over `n_boot` resamples of samples of `sizes`."""
     return Bootstrap(n_boot, seed).resample(Resamplable(stat, sizes, point))[0]
 
 
 def test_bootstrap_interval_of_a_mean_covers_it_and_narrows_with_more_images():
     rng = np.random.default_rng(0)
     v = rng.normal(2.0, 1.0, 400)
-    lo, hi = interval(lambda i: v[i].mean(), (len(v),), 1000, seed=0)
+    lo, hi = interval(lambda i: v[i].mean(1), (len(v),), 1000, seed=0)
     assert lo < v.mean() < hi
     # the textbook standard error: the 95% interval is about +-1.96 sd / sqrt(n) around the mean
     assert hi - lo == pytest.approx(2 * 1.96 * v.std() / np.sqrt(len(v)), rel=0.15)
-    lo4, hi4 = interval(lambda i: v[:100][i].mean(), (100,), 1000, seed=0)
+    lo4, hi4 = interval(lambda i: v[:100][i].mean(1), (100,), 1000, seed=0)
     assert (hi4 - lo4) > 1.6 * (hi - lo)  # a quarter of the images: about twice as wide
-    assert interval(lambda i: v[i].mean(), (len(v),), 200, seed=3) == \
-        interval(lambda i: v[i].mean(), (len(v),), 200, seed=3)  # a seed gives one interval
+    assert interval(lambda i: v[i].mean(1), (len(v),), 200, seed=3) == \
+        interval(lambda i: v[i].mean(1), (len(v),), 200, seed=3)  # a seed gives one interval
 
 
 def test_bootstrap_resamples_each_sample_independently():
     seen = []
-    interval(lambda i, j: seen.append((len(i), len(j), i.max(), j.max())) or 0.0, (5, 9), 50, seed=1)
-    assert {s[:2] for s in seen} == {(5, 9)} and max(s[2] for s in seen) <= 4 and max(s[3] for s in seen) == 8
+    interval(lambda i, j: seen.append((i.shape, j.shape, i.max(), j.max())) or np.zeros(len(i)), (5, 9), 50, seed=1)
+    assert seen == [((50, 5), (50, 9), 4, 8)]
 
 
 def test_seed_interval_is_students_t():
@@ -153,7 +156,7 @@ def test_seed_interval_is_students_t():
 def test_bias_corrected_interval_is_the_percentile_one_moved_to_the_point():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(60, 32)), rng.normal(size=(60, 32)) + 0.3
-    stat = lambda i, j: math.frechet_distance_features(a[i], b[j])  # noqa: E731
+    stat = functools.partial(math.frechet_distance_resampled, a, b)
     point = math.frechet_distance_features(a, b)
     plo, phi = interval(stat, (60, 60), 200, seed=0)
     lo, hi = interval(stat, (60, 60), 200, seed=0, point=point)
@@ -173,7 +176,7 @@ def test_full_set_mmd2_is_torch_fidelitys_kid_on_one_subset_of_every_image():
     assert ours == pytest.approx(theirs, rel=1e-9)
     k = math.polynomial_kernel
     every = np.arange(40)  # a "resample" that holds every image once is the full sample
-    assert math.mmd2_resampled(k(a, a), k(b, b), k(a, b), every, every) == pytest.approx(ours, rel=1e-12)
+    assert math.mmd2_resampled(k(a, a), k(b, b), k(a, b), every[None], every[None]) == pytest.approx([ours], rel=1e-12)
     c = rng.normal(size=(40, 64))  # another sample of a's distribution: near 0 (unbiased, so either sign)
     assert abs(math.mmd2_unbiased(k(a, a), k(c, c), k(a, c))) < ours / 5
 
@@ -195,7 +198,8 @@ def test_paired_difference_interval_cancels_what_both_share():
 def test_same_seed_and_sizes_draw_the_same_resamples():
     """What makes two evaluations' bootstrap values pair up: the indices depend on seed and sizes only."""
     first, second = math.resample_indices((7, 5), 20, seed=4), math.resample_indices((7, 5), 20, seed=4)
-    assert all((x == y).all() and (u == v).all() for (x, u), (y, v) in zip(first, second, strict=True))
+    assert [x.shape for x in first] == [(20, 7), (20, 5)]
+    assert all(np.array_equal(x, y) for x, y in zip(first, second, strict=True))
 
 
 def test_the_evaluations_bootstrap_of_a_per_image_mean_resamples_every_image_and_averages_the_finite_ones():
@@ -210,11 +214,51 @@ def test_the_evaluations_bootstrap_of_a_per_image_mean_resamples_every_image_and
         by_hand.append(w[np.isfinite(w)].mean())
     boot = Bootstrap(200, 5)
     r = boot.apply(Result("psnr_AtoB", 1.0, {"n": 30}, resamplable=Resamplable.mean(v)))
-    assert np.array_equal(r.replicates, np.array(by_hand))
-    assert r.interval == tuple(float(x) for x in np.percentile(by_hand, [2.5, 97.5]))
+    np.testing.assert_allclose(r.replicates, by_hand, rtol=1e-13)
+    assert r.interval == pytest.approx(tuple(np.percentile(by_hand, [2.5, 97.5])), rel=1e-13)
     assert r.protocol == {"n": 30, "interval": "95% percentile bootstrap over test images, 200 resamples, seed 5"}
     # drawn once per evaluation: every statistic of 30 images resamples the same indices
     assert boot.indices((30,)) is boot.indices((30,))
     # no interval where the bootstrap is off, or where no value is finite
     assert Bootstrap(0, 5).apply(Result("k", 1.0, {}, resamplable=Resamplable.mean(v))).interval is None
     assert Resamplable.mean([np.inf, np.nan]) is None
+
+
+def by_hand_resamples(sizes, n_boot, seed):
+    """The resamples as a loop draws them: per resample, per sample, rng.integers(0, n, n)."""
+    rng = np.random.default_rng(seed)
+    return [[rng.integers(0, n, n) for n in sizes] for _ in range(n_boot)]
+
+
+def test_vectorised_resamples_are_the_loops_draws():
+    rows = math.resample_indices((9, 4), 30, seed=7)
+    for b, (i, j) in enumerate(by_hand_resamples((9, 4), 30, seed=7)):
+        assert np.array_equal(rows[0][b], i) and np.array_equal(rows[1][b], j)
+    assert math.draw_counts(np.array([[0, 2, 2], [1, 1, 1]]), 4).tolist() == [[1, 0, 2, 0], [0, 3, 0, 0]]
+
+
+@pytest.mark.parametrize("n1,n2,d", [(50, 40, 64), (30, 70, 8)])
+def test_vectorised_fid_and_kid_bootstraps_equal_recomputing_each_resample(n1, n2, d):
+    """The evaluation's FID and KID replicates (every resample at once, from Gram and kernel matrices and
+    draw counts) equal computing each resample from its gathered features: FID with the closed form on
+    f1[i], f2[j], KID with the unbiased MMD^2 of the gathered kernel blocks; so the intervals are those of
+    the per-resample computation, for the same seed."""
+    rng = np.random.default_rng(d)
+    a = rng.normal(size=(n1, d)) + 1.0
+    b = rng.normal(size=(n2, d)) * rng.uniform(0.5, 1.5, d) + 1.2
+    i, j = math.resample_indices((n1, n2), 40, seed=3)
+    fid = [math.frechet_distance_features(a[r], b[s]) for r, s in zip(i, j, strict=True)]
+    np.testing.assert_allclose(math.frechet_distance_resampled(a, b, i, j), fid, rtol=1e-9)
+    k = math.polynomial_kernel
+    kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
+    kid = [math.mmd2_unbiased(kxx[np.ix_(r, r)], kyy[np.ix_(s, s)], kxy[np.ix_(r, s)]) for r, s in zip(i, j, strict=True)]
+    np.testing.assert_allclose(math.mmd2_resampled(kxx, kyy, kxy, i, j), kid, rtol=1e-9, atol=1e-12)
+
+
+def test_vectorised_fcn_score_bootstrap_sums_each_resamples_confusion_matrices():
+    rng = np.random.default_rng(4)
+    cms = rng.integers(0, 20, size=(12, 3, 3))
+    (i,) = math.resample_indices((12,), 25, seed=1)
+    for name in ("pixel_acc", "class_acc", "class_iou"):
+        by_hand = [math.fcn_scores(cms[r].sum(0))[name] for r in i]
+        np.testing.assert_allclose(math.resampled_fcn_score(cms, name, i), by_hand, rtol=1e-12)

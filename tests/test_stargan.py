@@ -279,6 +279,7 @@ def test_the_classification_accuracy_counts_translations_landing_in_their_target
 
 # --- learning -------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a 30 s training; CycleGAN's learning test and the StarGAN chain stay in the default run
 def test_a_short_training_learns_the_multi_domain_task(make_params, tmp_path):
     """Photos translated between day, dusk and fog get closer to the same scene's real photo in the target
     domain (the paired test set) than the inputs are: L1 to the ground truth falls below the identity's."""

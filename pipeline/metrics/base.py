@@ -76,7 +76,8 @@ class Resamplable:
     """A Result's value as a statistic of the test images, which the evaluation recomputes on each of its
     bootstrap resamples (metrics/evaluation.py, Bootstrap) for the interval and the replicates.
 
-    fn: the statistic of the samples at the given indices, fn(*indices), one index array per sample.
+    fn: the statistic on every resample at once, fn(*indices) -> (B,) values, one (B, size) index array
+        per sample, row b being resample b (math.resample_indices): vectorised over the resamples.
     sizes: the samples' sizes: the translations; FID and KID also the real images (resampled independently).
     point: the value on the full samples, given for a statistic that resampling itself shifts (FID, KID):
         the interval is then moved by the bootstrap's bias estimate (math.percentile_interval).
@@ -91,10 +92,9 @@ class Resamplable:
     @classmethod
     def mean(cls, values) -> Resamplable | None:
         """The mean of per-image values, non-finite ones (an infinite PSNR) left out of each resample's
-        mean (math.finite_mean); None when no value is finite."""
+        mean (math.resampled_finite_means); None when no value is finite."""
         v = np.asarray(values, dtype=np.float64)
-        finite = np.isfinite(v)
-        return cls(partial(math.finite_mean, v, finite), (len(v),)) if finite.any() else None
+        return cls(partial(math.resampled_finite_means, v), (len(v),)) if np.isfinite(v).any() else None
 
 
 def unavailable(keys: list[MetricKey], reason: str, protocol: dict | None = None) -> list[Result]:

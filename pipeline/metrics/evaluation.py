@@ -32,7 +32,7 @@ from pipeline.io import atomic_dir, save_png, write_json
 from pipeline.metrics.base import Resamplable, Result
 from pipeline.metrics.context import Context, source_domain, target_domain
 from pipeline.metrics.keys import MEAN, MetricKey
-from pipeline.metrics.math import bootstrap_values, percentile_interval, resample_indices
+from pipeline.metrics.math import percentile_interval, resample_indices
 from pipeline.metrics.registry import METRICS, SUMMARY, key
 
 log = logging.getLogger("pipeline")
@@ -63,13 +63,13 @@ class Bootstrap:
 
     def __init__(self, n: int, seed: int):
         self.n, self.seed = n, seed
-        self._indices: dict[tuple[int, ...], list[tuple[np.ndarray, ...]]] = {}
+        self._indices: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
 
     @classmethod
     def of(cls, params: Params) -> Bootstrap:
         return cls(params.evaluate.bootstrap, params.evaluate.bootstrap_seed)
 
-    def indices(self, sizes: tuple[int, ...]) -> list[tuple[np.ndarray, ...]]:
+    def indices(self, sizes: tuple[int, ...]) -> tuple[np.ndarray, ...]:
         if sizes not in self._indices:
             self._indices[sizes] = resample_indices(sizes, self.n, self.seed)
         return self._indices[sizes]
@@ -77,7 +77,7 @@ class Bootstrap:
     def resample(self, stat: Resamplable) -> tuple[tuple[float, float], np.ndarray]:
         """The statistic on each resample (the replicates) and their 95% percentile interval, moved by the
         bias estimate where the statistic gives its point."""
-        values = bootstrap_values(stat.fn, self.indices(stat.sizes))
+        values = np.asarray(stat.fn(*self.indices(stat.sizes)), dtype=np.float64)
         return percentile_interval(values, point=stat.point), values
 
     def method(self, stat: Resamplable) -> str:

@@ -5,6 +5,8 @@ upper bound (pooled over the photo domains, and per domain in a multi-domain set
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -66,7 +68,7 @@ def fcn_score(ctx: Context) -> list[Result]:
         for n in SCORES:
             out.append(Result(MetricKey("fcn", r, n), scores[n], protocol,
                               per_image=dict(zip(ctx.names(r), per_image, strict=True)) if n == "pixel_acc" else {},
-                              resamplable=Resamplable(lambda i, n=n, cms=cms: math.fcn_scores(cms[i].sum(0))[n], (len(cms),))))
+                              resamplable=Resamplable(partial(math.resampled_fcn_score, cms, n), (len(cms),))))
     upper = {**seg_protocol, "method": "segment REAL test photos (upper bound)", "n": state["upper_bound_n"]}
     out += [Result(MetricKey("fcn_real", None, n), state["upper_bound"][n], upper) for n in SCORES]
     for d, (scores, n_images) in by_domain.items():

@@ -5,6 +5,8 @@ fid_legacy_pytorch_<route>; likewise kid_*)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from pipeline.artifacts import features as reference_features
@@ -57,19 +59,20 @@ def fid_kid_under(ctx: Context, protocol: str) -> list[Result]:
 
 
 def resamplables(fake: np.ndarray, real: np.ndarray) -> tuple[Resamplable, Resamplable]:
-    """FID and KID as statistics of resampled translations and real images (evaluation.Bootstrap): FID by
-    the closed form, KID as the unbiased MMD^2 of all the images (what KID's subset mean estimates) on each
-    resample, from kernel matrices computed once."""
+    """FID and KID as statistics of resampled translations and real images (evaluation.Bootstrap), every
+    resample at once from matrices computed once: FID by the closed form on the features' Gram matrices,
+    KID as the unbiased MMD^2 of all the images (what KID's subset mean estimates) from the kernel
+    matrices."""
     resampled = (" of the translations and of the real images, independently; the percentile interval moved "
                  "by the bootstrap's bias estimate (duplicated images raise a resample's value); ")
-    fid = Resamplable(lambda i, j, f=fake, g=real: math.frechet_distance_features(f[i], g[j]),
-                      (len(fake), len(real)), point=math.frechet_distance_features(fake, real),
+    fid = Resamplable(partial(math.frechet_distance_resampled, fake, real), (len(fake), len(real)),
+                      point=math.frechet_distance_features(fake, real),
                       method=resampled + "FID by the closed form of pipeline/metrics/math.py "
                                          "(torch-fidelity's value to 1e-6)")
-    kxx, kyy, kxy = math.polynomial_kernel(fake, fake), math.polynomial_kernel(real, real), \
-        math.polynomial_kernel(fake, real)
-    kid = Resamplable(lambda i, j, k=(kxx, kyy, kxy): math.mmd2_resampled(*k, i, j),
-                      (len(fake), len(real)), point=math.mmd2_unbiased(kxx, kyy, kxy),
+    kernels = (math.polynomial_kernel(fake, fake), math.polynomial_kernel(real, real),
+               math.polynomial_kernel(fake, real))
+    kid = Resamplable(partial(math.mmd2_resampled, *kernels), (len(fake), len(real)),
+                      point=math.mmd2_unbiased(*kernels),
                       method=resampled + "each resample's value is the unbiased MMD^2 of all its images "
                                          "(math.mmd2_unbiased), whose mean over subsets KID is")
     return fid, kid

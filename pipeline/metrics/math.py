@@ -75,6 +75,14 @@ def fcn_scores(cm: np.ndarray) -> dict[str, float]:
             "class_iou": float(iou.mean()) if present.any() else float("nan")}
 
 
+def resampled_fcn_score(cms: np.ndarray, name: str, indices: np.ndarray) -> np.ndarray:
+    """fcn_scores(...)[name] of every resample (a row of `indices`) of the test images whose confusion
+    matrices are `cms` (N, k, k): a resample's matrix is the count-weighted sum of its images'."""
+    n, k = len(cms), cms.shape[-1]
+    summed = (draw_counts(indices, n) @ cms.reshape(n, k * k)).reshape(-1, k, k)
+    return np.array([fcn_scores(cm)[name] for cm in summed])
+
+
 def sample_pairs(k: int) -> list[tuple[int, int]]:
     """Every unordered pair (i, j), i < j, of k samples: the pairs a diversity score averages over."""
     return [(i, j) for i in range(k) for j in range(i + 1, k)]
@@ -98,25 +106,34 @@ def other_inputs(codes: torch.Tensor) -> torch.Tensor:
 
 # --- uncertainty: bootstrap over test images ------------------------------------------------------
 
-def resample_indices(sizes: tuple[int, ...], n_boot: int, seed: int) -> list[tuple[np.ndarray, ...]]:
-    """`n_boot` resamples of samples of `sizes` (test images, or a set of features), one index array per
-    sample: each sample resampled with replacement, independently, with generator `seed`. The same sizes
+def resample_indices(sizes: tuple[int, ...], n_boot: int, seed: int) -> tuple[np.ndarray, ...]:
+    """`n_boot` resamples of samples of `sizes` (test images, or a set of features): per sample an
+    (n_boot, size) array whose row b holds resample b's indices, each sample resampled with replacement,
+    independently, with generator `seed` (drawn resample by resample, sample by sample). The same sizes
     and seed give the same indices, so the bootstrap values of two evaluations of the same test images pair
     up resample by resample (paired_difference_interval)."""
     rng = np.random.default_rng(seed)
-    return [tuple(rng.integers(0, n, n) for n in sizes) for _ in range(n_boot)]
+    draws = [[rng.integers(0, n, n) for n in sizes] for _ in range(n_boot)]
+    return tuple(np.stack([d[k] for d in draws]) if n_boot else np.zeros((0, n), np.int64)
+                 for k, n in enumerate(sizes))
 
 
-def bootstrap_values(stat, indices: list[tuple[np.ndarray, ...]]) -> np.ndarray:
-    """`stat(*i)` on every resample `i` of `indices` (resample_indices): the bootstrap values."""
-    return np.array([stat(*i) for i in indices], dtype=np.float64)
+def draw_counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """(B, m) resample indices into a sample of n -> (B, n) float: how often each item is drawn. A
+    statistic that is a sum over the drawn items (with repeats) is a product with these counts."""
+    b = len(indices)
+    flat = (indices + n * np.arange(b)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def finite_mean(values: np.ndarray, finite: np.ndarray, i: np.ndarray) -> float:
-    """The mean of the finite ones of values[i] (`finite`: np.isfinite(values)), NaN when none is: a
-    resample's mean of per-image values, whose non-finite values (an infinite PSNR) are resampled like the
+def resampled_finite_means(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Per resample (a row of `indices`), the mean of the finite ones of values[row], NaN when none is:
+    a resample's mean of per-image values, whose non-finite values (an infinite PSNR) are drawn like the
     others, so that every evaluation of the same test images draws the same indices."""
-    return values[i][finite[i]].mean() if finite[i].any() else np.nan
+    finite = np.isfinite(values)
+    drawn, kept = np.where(finite, values, 0.0)[indices], finite[indices].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(kept > 0, drawn.sum(1) / kept, np.nan)
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95, point: float | None = None) -> tuple[float, float]:
@@ -181,10 +198,47 @@ def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
                  - 2 * kxy.mean())
 
 
-def mmd2_resampled(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
-    """mmd2_unbiased of the x-samples at indices i and the y-samples at j (a bootstrap resample), read from
-    the kernel matrices of all the samples."""
-    return mmd2_unbiased(kxx[np.ix_(i, i)], kyy[np.ix_(j, j)], kxy[np.ix_(i, j)])
+def quadratic_forms(counts: np.ndarray, matrix: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """counts[b] @ matrix @ other[b] for every row b (other defaults to counts): the sum of matrix[p, q]
+    over the pairs of drawn items of one resample, repeats included."""
+    return ((counts @ matrix) * (counts if other is None else other)).sum(1)
+
+
+def mmd2_resampled(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """mmd2_unbiased of the x-samples at each row of indices i (B, m) and the y-samples at the row of j
+    (B, n): every bootstrap resample at once, from the kernel matrices of all the samples. The sums over
+    a resample's pairs are quadratic forms of its draw counts; its "diagonal" (a pair of one drawn image
+    with itself) is the counts times the kernel's diagonal, as np.trace of the gathered block counts it."""
+    m, n = i.shape[1], j.shape[1]
+    cx, cy = draw_counts(i, len(kxx)), draw_counts(j, len(kyy))
+    xx = quadratic_forms(cx, kxx) - cx @ np.diag(kxx)
+    yy = quadratic_forms(cy, kyy) - cy @ np.diag(kyy)
+    return xx / (m * (m - 1)) + yy / (n * (n - 1)) - 2 * quadratic_forms(cx, kxy, cy) / (m * n)
+
+
+def frechet_distance_resampled(f1: np.ndarray, f2: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """frechet_distance_features(f1[i[b]], f2[j[b]]) for every resample b (rows of i (B, m), j (B, n)),
+    from the Gram matrices of the features, computed once. A resample's means and covariance traces are
+    quadratic forms of its draw counts c1, c2; its cross term tr sqrt(S1 S2) is the nuclear norm of the
+    doubly centred cross-Gram block of the distinct images it draws, each row and column scaled by the
+    square root of its count (a row repeated c times has the singular values of one row scaled by sqrt c).
+    So a resample costs an SVD of about 0.63 n x 0.63 n (its distinct images) and no product with the
+    2048-d features."""
+    m, n = i.shape[1], j.shape[1]
+    c1, c2 = draw_counts(i, len(f1)), draw_counts(j, len(f2))
+    g11, g22, g12 = f1 @ f1.T, f2 @ f2.T, f1 @ f2.T
+    sq1, sq2 = quadratic_forms(c1, g11) / m**2, quadratic_forms(c2, g22) / n**2  # |mu1|^2, |mu2|^2
+    dot = quadratic_forms(c1, g12, c2) / (m * n)  # mu1 . mu2
+    tr1 = (c1 @ np.diag(g11) - m * sq1) / (m - 1)
+    tr2 = (c2 @ np.diag(g22) - n * sq2) / (n - 1)
+    row_dot, col_dot = c2 @ g12.T / n, c1 @ g12 / m  # f1[p] . mu2 and mu1 . f2[q]
+    cross = np.empty(len(i))
+    for b in range(len(i)):
+        p, q = np.flatnonzero(c1[b]), np.flatnonzero(c2[b])
+        centred = g12[np.ix_(p, q)] - row_dot[b][p][:, None] - col_dot[b][q][None, :] + dot[b]
+        weighted = np.sqrt(c1[b, p])[:, None] * centred * np.sqrt(c2[b, q])[None, :]
+        cross[b] = np.linalg.svd(weighted, compute_uv=False).sum() / np.sqrt((m - 1) * (n - 1))
+    return sq1 + sq2 - 2 * dot + tr1 + tr2 - 2 * cross
 
 
 def mean_confidence_interval(values, level: float = 0.95) -> tuple[float, float]:

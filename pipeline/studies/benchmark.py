@@ -3,6 +3,7 @@
     python -m pipeline.studies.benchmark                          # CPU or CUDA, whichever is present
     python -m pipeline.studies.benchmark --configs paper --paths baseline fp32 bf16 all --repeats 7
     python -m pipeline.studies.benchmark --threads-only --threads 1 2      # the step on 1 and 2 threads
+    python -m pipeline.studies.benchmark --stages    # stage by stage, FID/KID beside peers (stage_speed.py)
 
 For each configuration (CONFIGS: the paper's 256px resnet_9blocks, ngf=ndf=64, batch 1; and the
 embedded 64px one) and each path (PATHS), a fresh process builds CycleGAN from a fixed seed, runs
@@ -13,21 +14,18 @@ peak memory and the generator loss of the first `--steps` steps (first round). E
 in the same run, with `baseline`: a step written the way the authors' code does it (fp32, contiguous,
 torch's default Adam, D_A and D_B each with its own backward pass). Parity: the loss trajectory of each
 fast path against plain fp32 (`fp32`), within TOLERANCE (the largest relative deviation over the steps).
-Also measured: the translate stage's
-generator forward (images/s at translate.batch_size), Inception feature extraction for FID/KID
-(images/s), our plain step against the authors' alternating in one process (`--pairs`: the tightest
-"no slower" check), each metric of the evaluate stage on the outputs `dvc repro` left (seconds), and the
-training data loader (images/s with 0 and 2 workers, on generated PNGs stored at each configuration's
-load size, set beside the fastest training path: does loading starve the step?).
+Also measured: the translate stage's generator forward (images/s at translate.batch_size), Inception
+features for FID/KID (images/s), our plain step against the authors' alternating in one process (`--pairs`:
+the tightest "no slower" check), each metric of the evaluate stage on the outputs `dvc repro` left
+(seconds), and the training data loader (images/s with 0 and 2 workers, on generated PNGs stored at each
+configuration's load size, beside the fastest training path: does loading starve the step?).
 
-How close a step comes to the machine: every training row gives GFLOP/s (the FLOPs of one step counted
-by torch.utils.flop_counter, times steps/s) beside an fp32 matrix product timed in the same process on
-the same threads, and the fraction. `--threads 1 2` also times the plain fp32 step on each number of
-threads (default on the CPU: 1 and all cores); `--threads-only` measures just that and writes
-<device>-<configs>-threads.md.
+How close a step comes to the machine: every training row gives GFLOP/s (the FLOPs of one step counted by
+torch.utils.flop_counter, times steps/s) beside an fp32 matrix product timed in the same process on the same
+threads, and the fraction. `--threads 1 2` also times the plain fp32 step on each number of threads (default
+on the CPU: 1 and all cores); `--threads-only` measures just that and writes <device>-<configs>-threads.md.
 
-Writes reports/benchmark/<device>-<configs>.json and .md (device, versions, every figure), e.g.
-cpu-embedded.md, cuda-embedded-paper.md: a GPU run never overwrites the CPU figures.
+Writes reports/benchmark/<device>-<configs>.{json,md} (versions, every figure): a GPU run never overwrites cpu-*.
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ from pipeline.io import write_json, write_text
 from pipeline.knobs import DEVICES
 from pipeline.runtime import configure_threads, cpu_cores
 from pipeline.studies import benchmark_tables as tables
-from pipeline.studies import throughput
+from pipeline.studies import stage_speed, throughput
 from pipeline.studies.throughput import device_name, matmul_peak, rates, step_flops
 
 CONFIGS = {
@@ -266,8 +264,7 @@ def measure_concurrency(configs: list[str], layouts: list[tuple[int, int]], args
             continue
         totals = [r["images_per_s"] for r in rs]
         rows.append({"config": c, "processes": procs, "threads": threads, "images_per_s": statistics.median(totals),
-                     "round_totals": totals,
-                     "matmul_peak_gflops": statistics.median(r["matmul_peak_gflops"] for r in rs)})
+                     "round_totals": totals, "matmul_peak_gflops": statistics.median(r["matmul_peak_gflops"] for r in rs)})
     for r in rows:
         base = next((b for b in rows if b["config"] == r["config"] and "error" not in b), None)
         if "error" not in r and base:
@@ -308,6 +305,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="measure only the thread counts (with GFLOP/s and peak); writes <device>-<configs>-threads.*")
     ap.add_argument("--evaluate-only", action="store_true",
                     help="time only the evaluate stage's metrics on the workspace's outputs; writes <device>-evaluate.*")
+    ap.add_argument("--stages", action="store_true", help="every stage's seconds, FLOPs and fraction of peak, and "
+                    "FID/KID beside torch-fidelity and clean-fid: pipeline/studies/stage_speed.py")
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "PATH"), help=argparse.SUPPRESS)
     ap.add_argument("--one-threads", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-trajectory", action="store_true", help=argparse.SUPPRESS)
@@ -369,6 +368,8 @@ def full_report(args: argparse.Namespace, device: torch.device, threads: list[in
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.stages:
+        return stage_speed.main(["--out", str(args.out)])
     if args.one:
         if args.one_threads:
             configure_threads(args.one_threads, "--one-threads")

@@ -15,7 +15,18 @@ import torch
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_model()} CPU, {torch.get_num_threads()} threads"
+
+
+def cpu_model() -> str:
+    """The processor's name: /proc/cpuinfo's on Linux (platform.processor() is empty there on many machines)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:
