@@ -33,6 +33,7 @@ clean-fid would otherwise download. Median seconds over --repeats, in turn, and 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -237,6 +238,53 @@ def measure_peers(copy: Path, repeats: int) -> dict[str, dict]:
     return out
 
 
+# --- the cost of torch.compile, its compilation included ------------------------------------------
+
+def compiled_or_eager(path: str, steps: int) -> dict:
+    """Run in a fresh process: wall seconds from building the embedded CycleGAN (eager or compiled) to each
+    of `steps` training steps on fixed random batches, and the steady rate after the first 20 steps."""
+    from pipeline.studies.benchmark import CONFIGS, batches, build
+
+    cfg = CONFIGS["embedded"]
+    data = batches(cfg, 20, torch.device("cpu"))
+    t0 = time.perf_counter()
+    model = build(cfg, torch.device("cpu"), {"compile": path == "compile", "fused_adam": True})
+    at = []
+    for i in range(steps):
+        model.train_step(data[i % len(data)])
+        at.append(time.perf_counter() - t0)
+    return {"path": path, "first_step_s": at[0], "seconds": at[-1], "steps": steps,
+            "steady_steps_per_s": (steps - 20) / (at[-1] - at[19])}
+
+
+def default_steps(params) -> int:
+    """The default run's training steps: the epochs times the larger training domain of the embedded world
+    (an unaligned epoch is as long as its larger domain) over the batch size."""
+    s, t = params.data.synthetic, params.train
+    return (t.n_epochs + t.n_epochs_decay) * math.ceil(max(s.n_train_a, s.n_train_b) / t.batch_size)
+
+
+def compile_cost(steps: int, default_steps: int) -> str:
+    """Eager and compiled training, each in a fresh process, compiled once with the compiler's cache empty and
+    once with it warm; the projection to `default_steps` steps, compilation included."""
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:  # the compiler's on-disk cache: empty, then as the first run left it
+        for path, label in (("eager", "eager"), ("compile", "compile, empty cache (a machine's first run)"),
+                            ("compile", "compile, warm cache (every later run)")):
+            done = subprocess.run([sys.executable, "-m", "pipeline.studies.stage_speed", "--one", path, str(steps)],
+                                  capture_output=True, text=True, check=True,
+                                  env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
+            rows.append({**json.loads(done.stdout.strip().splitlines()[-1]), "path": label})
+    lines = [f"# torch.compile of the embedded training step: {device_name(torch.device('cpu'))}", "",
+             f"`python -m pipeline.studies.stage_speed --compile-cost {steps}`, torch {torch.__version__}; each path "
+             "in a fresh process from building the model; projected = first step + the rest at the steady rate.", "",
+             f"| path | first step s | steady steps/s | {default_steps} steps projected s |", "|---|---|---|---|"]
+    for r in rows:
+        projected = r["first_step_s"] + (default_steps - 1) / r["steady_steps_per_s"]
+        lines.append(f"| {r['path']} | {r['first_step_s']:.1f} | {r['steady_steps_per_s']:.2f} | {projected:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 def stage_rows(timed: dict, flops: dict, peak: float) -> list[dict]:
@@ -284,11 +332,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the peers' comparison")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     ap.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
+    ap.add_argument("--compile-cost", type=int, metavar="STEPS",
+                    help="only time eager against compiled training over STEPS steps, compilation included; "
+                         "writes compile-cost-cpu.md")
+    ap.add_argument("--one", nargs=2, metavar=("PATH", "STEPS"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.one:
+        print(json.dumps(compiled_or_eager(args.one[0], int(args.one[1]))))
+        return
+    if args.compile_cost:
+        text = compile_cost(args.compile_cost, default_steps(load_params("params.yaml")))
+        write_text(args.out / "compile-cost-cpu.md", text)
+        print(text)
+        return
     cpu = torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         if args.keep:
