@@ -126,7 +126,8 @@ def test_the_stage_table_gives_each_stage_its_fraction_of_peak_and_the_peers_rat
     assert rows[2]["stage"] == "train" and rows[2]["fraction_of_peak"] == 0.5  # 500 GFLOP in 10 s of 100 GFLOP/s
     peers = {"ours": {"seconds": [4.0, 6.0], "median": 5.0, "values": {"fid": 1.0, "kid": 0.01,
                                                                         "fid_interval": [0.9, 1.1],
-                                                                        "kid_interval": [0.0, 0.02]}},
+                                                                        "kid_interval": [0.0, 0.02],
+                                                                        "protocol": "P"}},
              "torch-fidelity": {"seconds": [10.0, 10.0], "median": 10.0, "values": {"fid": 1.0, "kid": 0.01}},
              "clean-fid": {"seconds": [20.0, 20.0], "median": 20.0, "values": {"fid": 1.1}},
              "n": {"translations": 5, "real": 5}}
@@ -135,6 +136,7 @@ def test_the_stage_table_gives_each_stage_its_fraction_of_peak_and_the_peers_rat
     assert "| train | 10.0 | 500 | 50.0 | 50% |" in md and "| download | 10.0 | - | - | - |" in md
     assert "| ours | 5.0 (4.0, 6.0) | 0.50 | 1.000 [0.900, 1.100] | 0.01000 [0.00000, 0.02000] |" in md
     assert "| clean-fid | 20.0 (20.0, 20.0) | 2.00 | 1.100 | - |" in md
+    assert "Protocol: P." in md  # the network, weights, resolution, counts and bootstrap of the peers' numbers
 
 
 def test_the_translate_stages_generator_passes_count_a_cycles_two(tmp_path):

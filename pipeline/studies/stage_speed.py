@@ -175,15 +175,20 @@ def ours(fake_dir: Path, real_dir: Path, params) -> dict:
     from pipeline.metrics.fidelity import kid_subset, resamplables
 
     e = params.evaluate
-    features, _ = inception.protocol_extractor("tf", e.inception_weights, torch.device("cpu"))
+    features, source = inception.protocol_extractor("tf", e.inception_weights, torch.device("cpu"))
     fake, real = (features(load_uint8(list_images(d)), e.batch_size) for d in (fake_dir, real_dir))
     fid = fid_statistics_to_metric(fid_features_to_statistics(fake), fid_features_to_statistics(real), False)
     kid = kid_features_to_metric(fake, real, kid_subset_size=kid_subset(len(fake), len(real)),
                                  kid_subsets=e.kid_subsets, verbose=False, rng_seed=2020)
     boot = Bootstrap.of(params)
     fid_stat, kid_stat = resamplables(fake.double().numpy(), real.double().numpy())
+    protocol = (f"{inception.EXTRACTOR} (TF Inception 2015-12-05, pool3; weights: {source}), {fake.shape[0]} + "
+                f"{real.shape[0]} images at {params.prepare.load_size} px resized to 299 (ours and torch-fidelity: "
+                f"torch-fidelity's TF1 bilinear; clean-fid: its clean resize); KID subsets of "
+                f"{kid_subset(len(fake), len(real))} x {e.kid_subsets}; intervals: {boot.n} resamples, seed {boot.seed}")
     return {"fid": fid["frechet_inception_distance"], "kid": kid["kernel_inception_distance_mean"],
-            "fid_interval": boot.resample(fid_stat)[0], "kid_interval": boot.resample(kid_stat)[0]}
+            "fid_interval": boot.resample(fid_stat)[0], "kid_interval": boot.resample(kid_stat)[0],
+            "protocol": protocol}
 
 
 def torch_fidelity(fake_dir: Path, real_dir: Path, params) -> dict:
@@ -195,7 +200,7 @@ def torch_fidelity(fake_dir: Path, real_dir: Path, params) -> dict:
     n = min(count(fake_dir), count(real_dir))
     got = tf.calculate_metrics(input1=str(fake_dir), input2=str(real_dir), fid=True, kid=True, cuda=False, cache=False,
                                verbose=False, kid_subset_size=kid_subset(n, n),
-                               feature_extractor_weights_path=str(inception.resolve_weights(None).path))
+                               feature_extractor_weights_path=str(inception.resolve_weights(params.evaluate.inception_weights).path))
     return {"fid": got["frechet_inception_distance"], "kid": got["kernel_inception_distance_mean"]}
 
 
@@ -312,10 +317,12 @@ def markdown(report: dict) -> str:
     lines.append(f"| all | {sum(r['seconds'] for r in report['stages']):.1f} | | | |")
     peers, n = report["peers"], report["peers"]["n"]
     names = [k for k in peers if k != "n"]
+    protocol = peers[names[0]]["values"].get("protocol")
     base = peers[names[1]]["median"]
     lines += ["", f"Peers on the same work: AtoB's {n['translations']} translations against the {n['real']} real "
                   f"test images of B, the features of both computed in each call; median seconds over "
                   f"{len(peers[names[0]]['seconds'])} repeats; x = against torch-fidelity's FID + KID.", "",
+              *([f"Protocol: {protocol}.", ""] if protocol else []),
               "| what | seconds (repeats) | x torch-fidelity | FID | KID |", "|---|---|---|---|---|"]
     for name in names:
         v = peers[name]["values"]
