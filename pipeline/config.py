@@ -196,6 +196,10 @@ class EvaluateParams:
 class MlflowParams:
     experiment: str = knob(doc="the MLflow experiment the runs go to")
     tracking_uri: Optional[str] = knob(doc="null = sqlite:///<repo root>/mlflow.db; env MLFLOW_TRACKING_URI wins")
+    server_wait_minutes: float = knob(min=0, doc="how long a training that has finished waits for an unreachable "
+                                      "tracking server to come back before it fails (its model and checkpoint saved, "
+                                      "a rerun sends the rest); during training nothing waits: what cannot be sent "
+                                      "is kept and sent when the server answers")
     log_model: bool = knob(doc="log each generator as an MLflow Model (pyfunc: images in, images out) and the final "
                                "checkpoint as a run artifact")
     register_as: Optional[str] = knob(pattern=r"[A-Za-z0-9_.-]+", doc="register the generators in the Model Registry "

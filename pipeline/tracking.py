@@ -1,10 +1,11 @@
-"""MLflow tracking: one run per training, the same run reopened by later stages and resumes.
+"""MLflow tracking: the store (its URI, reachability, the experiment with its saved view in the UI); one
+run's handle is pipeline/tracker.py.
 
 The store defaults to `sqlite:///<repo root>/mlflow.db`, an absolute path: queued DVC experiments
 run in a temporary copy under <repo root>/.dvc/tmp/exps/, and their runs must still land in the
 project's store. MLFLOW_TRACKING_URI (a shared server, say) overrides params' `mlflow.tracking_uri`.
-mlflow is imported lazily (it costs seconds), here and by the model logging and loading (mlflow_model.py,
-translator.py) only.
+mlflow is imported lazily (it costs seconds), here and by the run's handle (tracker.py), the model logging and
+loading (mlflow_model.py, translator.py) only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import subprocess
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import yaml
 
@@ -105,6 +106,10 @@ def config_label(logged: dict[str, object], committed: dict[str, object] | None)
     return " ".join(shown) or "defaults"
 
 
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail in seconds, not after MLflow's minutes of retries, when the store cannot be used: a server
     that does not answer, or a sqlite file whose folder is missing or read-only."""
@@ -112,7 +117,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     import urllib.request
 
     fix = "start the server, fix MLFLOW_TRACKING_URI / mlflow.tracking_uri, or unset both for the local store"
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
         except urllib.error.HTTPError:
@@ -194,7 +199,14 @@ def open_experiment(client, uri: str, name: str) -> str:
     from pipeline.metrics.registry import SUMMARY  # the same keys `dvc metrics show` prints
 
     exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(uri))
+    if exp is None:
+        try:
+            exp_id = client.create_experiment(name, artifact_location=artifact_location(uri))
+        except Exception:  # another machine of the team created it first: use theirs
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    exp_id = exp.experiment_id if exp else exp_id
     held = exp.tags if exp else {}
     view = saved_view_tag(VIEW_NAME, runs_view_state([str(k) for k in SUMMARY]), int(time.time() * 1000))
     wanted = {**EXPERIMENT_KIND, "mlflow.note.content": experiment_note(exp_id), f"mlflow.sharedViewState.{VIEW_KEY}": view}
@@ -252,105 +264,3 @@ def training_runs(client, experiment_id: str, fingerprint: str) -> list:
     """The runs of the training `fingerprint`, newest first."""
     return client.search_runs([experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'",
                               order_by=["attributes.start_time DESC"])
-
-
-class Tracker:
-    """A thin handle on one MLflow run: a training's run (started, or reopened to resume it), or the
-    run of the training that made a model (found by the model file's fingerprint)."""
-
-    def __init__(self, client, uri: str, experiment_id: str, run_id: str):
-        self.client, self.uri, self.experiment_id, self.run_id = client, uri, experiment_id, run_id
-
-    @classmethod
-    def for_training(cls, uri: str, experiment: str, fingerprint: str, *, resume: bool, run_name: str,
-                     tags: dict[str, str]) -> Tracker:
-        """With `resume`, the newest run of this training that did not finish (a resumed training goes on
-        logging into it, under the labels of the params it resumes under); else, or when there is none, a
-        new run tagged with the fingerprint."""
-        client, exp_id = connect(uri, experiment)
-        unfinished = [r for r in training_runs(client, exp_id, fingerprint) if r.info.status != "FINISHED"]
-        if resume and unfinished:
-            tracker = cls(client, uri, exp_id, unfinished[0].info.run_id)
-            client.update_run(tracker.run_id, status="RUNNING")
-            tracker.set_tags(tags)
-            return tracker
-        run = client.create_run(exp_id, run_name=run_name, tags={**tags, FINGERPRINT_TAG: fingerprint})
-        return cls(client, uri, exp_id, run.info.run_id)
-
-    @classmethod
-    def of_model(cls, uri: str, experiment: str, fingerprint: str) -> Tracker | None:
-        """The newest run of the training that made a model (the later stages log into it); None when the
-        store holds none (e.g. the model came from a DVC remote, its run from another store)."""
-        client, exp_id = connect(uri, experiment)
-        runs = training_runs(client, exp_id, fingerprint)
-        return cls(client, uri, exp_id, runs[0].info.run_id) if runs else None
-
-    def last_value(self, key: str) -> float | None:
-        """The value of metric `key` at its last step (None when never logged)."""
-        history = self.client.get_metric_history(self.run_id, key)
-        return max(history, key=lambda m: m.step).value if history else None
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        """Log the params the run does not hold yet (a resumed run may have been cut off mid-way)."""
-        from mlflow.entities import Param
-
-        held = self.client.get_run(self.run_id).data.params
-        items = [Param(k, str(v)) for k, v in params.items() if k not in held]
-        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.log_rows([{"step": step or 0, **metrics}], "")
-
-    def log_rows(self, rows: list[dict[str, float]], prefix: str, skip: tuple[str, ...] = ("step",)) -> None:
-        """Rows of a loss curve ({"step": s, "G": ...}) in one batch per 1000 points, each at its step."""
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        items = [Metric(prefix + k, float(v), ts, int(row["step"])) for row in rows for k, v in row.items() if k not in skip]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
-
-    def last_step(self, key: str) -> int:
-        """The last step at which metric `key` was logged (-1 when never)."""
-        return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=-1)
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, v)
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
-
-    def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
-
-
-class NoTracker:
-    """What ranks other than 0 of a distributed training use in place of a Tracker: the same calls,
-    and nothing is logged."""
-
-    def __init__(self):
-        self.run_id: str | None = None
-        self.uri: str | None = None
-
-    def last_step(self, key: str) -> int:
-        return -1
-
-    def last_value(self, key: str) -> float | None:
-        return None
-
-    def log_params(self, params: dict) -> None:
-        pass
-
-    def log_rows(self, rows: list[dict], prefix: str, skip: tuple[str, ...] = ("step",)) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        pass
-
-    def finish(self, status: str = "FINISHED") -> None:
-        pass

@@ -23,7 +23,8 @@ from pipeline.metrics import evaluation
 from pipeline.metrics.base import Result
 from pipeline.metrics.context import Context
 from pipeline.runtime import configure_threads
-from pipeline.tracking import FINGERPRINT_TAG, Tracker, check_reachable, tracking_uri
+from pipeline.tracker import Tracker
+from pipeline.tracking import FINGERPRINT_TAG, check_reachable, tracking_uri
 
 log = logging.getLogger("pipeline")
 

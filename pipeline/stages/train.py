@@ -46,11 +46,13 @@ from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
 from pipeline.models.registry import MODELS, model_domains, model_pair
 from pipeline.runtime import configure_threads, loader_workers, resolve_device, set_determinism
-from pipeline.tracking import NoTracker, Tracker, committed_params, config_label, git_rev, tracking_uri, ui_hint
+from pipeline.tracker import NoTracker, Tracker
+from pipeline.tracking import committed_params, config_label, git_rev, tracking_uri, ui_hint
 from pipeline.training import RunBook, check_finite, fingerprint, history_csv, lr_factor
 
 log = logging.getLogger("pipeline")
 SAMPLES = 4  # test images per direction in the sample grids
+OUTBOX = "mlflow-outbox"  # in paths.checkpoints: per run, the files a tracking server was down for (tracker.Tracker)
 
 def run_tags(params: Params, exp_name: str | None) -> dict[str, str]:
     """Tags that find and group runs: `config` and `study` (from params mlflow.config / mlflow.study,
@@ -188,14 +190,27 @@ def resume(tr: Training) -> RunBook | None:
     return RunBook.from_checkpoint(state)
 
 
+def check_same_start(tr: Training, book: RunBook | None) -> None:
+    """Every process resumes from the same step, or none does: nodes that each read a resume state of
+    their own (paths.checkpoints not shared) would otherwise train different schedules and hang."""
+    starts = distributed.gather(book.step if book else 0, tr.d)
+    if len(set(starts)) > 1:
+        raise StageError(f"the {tr.d.world} processes would start from different steps ({starts}, by rank): each node "
+                         f"reads its own {tr.params.paths.checkpoints}; put it on storage every node shares, or delete it "
+                         f"on every node to start over")
+
+
 def open_run(tr: Training, book: RunBook, resumed: bool) -> Tracker | NoTracker:
     """Rank 0's MLflow run: a resumed training reopens its own; the book learns what the run already holds
-    (after a crash between a checkpoint and its curve reaching MLflow, the rows it lacks are re-sent)."""
+    (after a crash between a checkpoint and its curve reaching MLflow, or while a tracking server was down,
+    the rows it lacks are re-sent). A server that stops answering mid-training does not stop it: the tracker
+    keeps what it cannot deliver and sends it when the server is back (tracker.Tracker)."""
     if not tr.d.main:
         return NoTracker()
     p, exp_name = tr.params, os.environ.get("DVC_EXP_NAME")
     tracker = Tracker.for_training(tracking_uri(p.mlflow.tracking_uri), p.mlflow.experiment, tr.fp, resume=resumed,
-                                   run_name=exp_name or f"{p.model}-{p.data.dataset}", tags=run_tags(p, exp_name))
+                                   run_name=exp_name or f"{p.model}-{p.data.dataset}", tags=run_tags(p, exp_name),
+                                   outboxes=Path(p.paths.checkpoints) / OUTBOX, wait_s=60 * p.mlflow.server_wait_minutes)
     if resumed:
         book.sent = tracker.last_step("train/lr")
         book.seconds = tracker.last_value("train/seconds") or 0.0
@@ -231,6 +246,7 @@ def train(params: Params, *, progress: bool = True) -> dict:
     """Run (or resume) one training: set up, resume, the epochs, then the model file and reports."""
     tr = set_up(params)
     book = resume(tr)
+    check_same_start(tr, book)
     resumed = book is not None
     book = book or RunBook()
     t, d = params.train, tr.d
@@ -306,6 +322,7 @@ def export(tr: Training, book: RunBook, tracker: Tracker, sync: dict | None) -> 
     tracker.log_artifact(reports / "samples.png")
     if params.mlflow.log_model:
         tracker.log_artifact(paths.model, "checkpoint")
+        tracker.deliver_all()  # the models go straight to the server: it must answer
         from pipeline import mlflow_model  # lazy: it imports mlflow
 
         source = test_dir((pair or TWO_DOMAINS)[0])

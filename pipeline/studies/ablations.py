@@ -3,6 +3,7 @@
     python -m pipeline.studies.ablations --jobs 2                           # seeds 0 1 2: queue, run, report
     python -m pipeline.studies.ablations --only full gan_alone --queue-only  # just queue them
     python -m pipeline.studies.ablations --study multimodal                 # pix2pix vs pix2pix+noise vs BicycleGAN
+    python -m pipeline.studies.ablations --shard 2/3 --push origin          # this machine's third of the study
 
 Each ablation is a plain set of `-S` overrides (ABLATIONS, printed as it is queued): nothing is
 hidden in code, and any of them can be run by hand with `dvc exp run -S ...`. A row sets every knob
@@ -86,6 +87,21 @@ MULTI_DOMAIN: dict[str, dict[str, object]] = {
 STUDIES: dict[str, dict[str, dict[str, object]]] = {"ablation": ABLATIONS, "multimodal": MULTIMODAL,
                                                     "multidomain": MULTI_DOMAIN}
 DEFAULT_SEEDS = [0, 1, 2]  # three seeds: the fewest with which a 95% interval of the mean means something
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/n` (1 <= i <= n) -> (i, n); anything else: one line naming --shard."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
+        fail(f"--shard {text}: expected i/n with 1 <= i <= n, e.g. --shard 1/2 on one machine and --shard 2/2 on another")
+    return int(parts[0]), int(parts[1])
+
+
+def share(cmds: list[list[str]], shard: tuple[int, int]) -> list[list[str]]:
+    """Machine i of n runs every n-th experiment from the i-th: the shares are disjoint, cover the study,
+    and differ in size by one at most, whichever order the configurations and seeds come in."""
+    i, n = shard
+    return cmds[i - 1::n]
 
 
 def yaml_value(v: object) -> str:
@@ -176,6 +192,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="extra overrides for every experiment, e.g. train.n_epochs=2")
     ap.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers (dvc queue start -j)")
     ap.add_argument("--queue-only", action="store_true", help="queue the experiments and stop")
+    ap.add_argument("--shard", default="1/1", metavar="I/N",
+                    help="run the I-th of N shares of the experiments (one per machine, against a shared MLflow server; "
+                         "docs/team.md); the report gathers every share from the server")
+    ap.add_argument("--push", metavar="GIT_REMOTE",
+                    help="after the queue: `dvc exp push GIT_REMOTE` each experiment of this share (its data to the "
+                         "default DVC remote), so that the team can pull, apply and use it")
     args = ap.parse_args(argv)
     names = args.only or list(STUDIES[args.study])
     unknown = [n for n in names if n not in STUDIES[args.study]]
@@ -189,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
              f"or pass the change to every row explicitly with --set KEY=VALUE")
     uri = run_stage(init_tracking)
     print(f"MLflow store: {uri}")
-    cmds = exp_commands(names, args.seeds, args.set, args.study)
+    cmds = share(exp_commands(names, args.seeds, args.set, args.study), parse_shard(args.shard))
     for cmd in cmds:
         print("$", " ".join(cmd), flush=True)
         run_checked(cmd)
@@ -204,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     while queue_busy():
         time.sleep(10)
     subprocess.run(["dvc", "queue", "status"])
+    if args.push:
+        run_checked(["dvc", "exp", "push", args.push, *[c[c.index("-n") + 1] for c in cmds]])
     from pipeline.studies import report
 
     report.main(["--study", args.study])

@@ -1,7 +1,8 @@
 """Fault injection for the robustness tests: kill the training process with SIGKILL (no cleanup code,
 no `finally`, no atexit runs: what an OOM killer or a pulled plug does) at a chosen point.
 
-PIPELINE_FAULT="<point>:<n>" picks the point and which occurrence of it; see FAULTS.
+PIPELINE_FAULT="<point>:<n>" picks the point and which occurrence of it; see FAULTS. The point `pause`
+holds the training at given steps instead, for tests that act on the world around it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -75,7 +78,7 @@ def between_renames(n: int) -> None:
 
 def before_mlflow_batch(n: int) -> None:
     """Killed just before the n-th batch of the loss curve is sent to MLflow (checkpoint already on disk)."""
-    from pipeline.tracking import Tracker
+    from pipeline.tracker import Tracker
 
     hit, real = counter(n), Tracker.log_rows
 
@@ -100,10 +103,28 @@ def after_final_model(n: int) -> None:
     checkpoint.save = save
 
 
+def pause_at_steps(*steps: int) -> None:
+    """Not a fault: before each of these training steps the process writes <PIPELINE_PAUSE_DIR>/at-<step> and
+    waits for go-<step> there, so that a test acts (stops a server, starts it again) at a known step."""
+    from pipeline.models.cyclegan.model import CycleGAN
+
+    folder, done, real = Path(os.environ["PIPELINE_PAUSE_DIR"]), [0], CycleGAN.train_step
+
+    def step(self, batch):
+        done[0] += 1
+        if done[0] in steps:
+            (folder / f"at-{done[0]}").touch()
+            while not (folder / f"go-{done[0]}").exists():
+                time.sleep(0.1)
+        return real(self, batch)
+    CycleGAN.train_step = step
+
+
 FAULTS = {"step": at_step, "checkpoint-write": mid_checkpoint_write, "checkpoint-rename": between_renames,
-          "mlflow": before_mlflow_batch, "export": after_final_model}
+          "mlflow": before_mlflow_batch, "export": after_final_model, "pause": pause_at_steps}
 
 
 def install(spec: str) -> None:
-    point, n = spec.split(":")
-    FAULTS[point](int(n))
+    """`<point>:<n>[,<n>...]`."""
+    point, ns = spec.split(":")
+    FAULTS[point](*map(int, ns.split(",")))
