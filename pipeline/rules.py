@@ -84,20 +84,21 @@ def check_model_data(params: Params) -> None:
 def check_networks(params: Params) -> None:
     """The crop against the load size and what the model's networks need of its side."""
     net, crop = params.net, params.train.crop_size
-    if net.discriminator == "basic_multi" and crop < 64:
+    generator = getattr(net, "generator", "resnet")  # a section without the choice (cut) has a ResNet G
+    if getattr(net, "discriminator", None) == "basic_multi" and crop < 64:
         raise ConfigError(f"{params.model}.discriminator=basic_multi judges the image also at half size, where a 70x70 "
                           f"PatchGAN needs 32px: train.crop_size must be >= 64, got {crop}; "
                           f"use {params.model}.discriminator=basic")
     if crop > params.prepare.load_size:
         raise ConfigError(f"train.crop_size={crop} is larger than prepare.load_size="
                           f"{params.prepare.load_size}; crop_size must be <= load_size")
-    if net.generator.startswith("unet_"):
-        side = 2 ** UNET_LEVELS[net.generator]
+    if generator.startswith("unet_"):
+        side = 2 ** UNET_LEVELS[generator]
         if crop % side:
-            raise ConfigError(f"{params.model}.generator={net.generator} needs train.crop_size divisible by "
+            raise ConfigError(f"{params.model}.generator={generator} needs train.crop_size divisible by "
                               f"{side}, got {crop}")
     elif crop % 4:
-        raise ConfigError(f"train.crop_size={crop} must be divisible by 4 for {net.generator}")
+        raise ConfigError(f"train.crop_size={crop} must be divisible by 4 for {params.model}'s {generator} generator")
 
 
 def check_execution(params: Params) -> None:

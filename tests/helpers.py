@@ -41,7 +41,7 @@ TINY: dict[str, object] = {
     "bicyclegan.ngf": 4, "bicyclegan.ndf": 4, "bicyclegan.nef": 4, "bicyclegan.generator": "unet_32",
     # the authors' batch split needs train.batch_size 2; tests/test_bicyclegan.py trains with it
     "bicyclegan.batch_split": False, "bicyclegan.discriminator": "basic",  # basic_multi needs 64px
-    "stargan.ngf": 4, "stargan.ndf": 4,
+    "stargan.ngf": 4, "stargan.ndf": 4, "cut.ngf": 4, "cut.ndf": 4, "cut.num_patches": 16,
     "train.crop_size": 32, "train.n_epochs": 1, "train.n_epochs_decay": 1, "train.checkpoint_every": 3,
     "train.log_every": 2, "train.device": "cpu", "translate.device": "cpu",
     "segmenter.width": 4, "segmenter.epochs": 2, "segmenter.device": "cpu",

@@ -22,25 +22,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.models.layers import norm_layer, tile, use_bias
+from pipeline.models.cut.networks import CUTDiscriminator, CUTGenerator, PatchSampleF
+from pipeline.models.layers import ResnetBlock, norm_layer, tile, use_bias
 from pipeline.models.names import INIT_TYPES, UNET_LEVELS, WHERE_ADD
 from pipeline.models.stargan.networks import StarGANDiscriminator, StarGANGenerator
-
-
-class ResnetBlock(nn.Module):
-    """Two 3x3 convs with reflection padding and a residual connection (R256 in the paper)."""
-
-    def __init__(self, dim: int, norm: str, dropout: bool):
-        super().__init__()
-        bias = use_bias(norm)
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim), nn.ReLU(True)]
-        if dropout:
-            layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim)]
-        self.block = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
 
 
 class ResnetGenerator(nn.Module):
@@ -327,6 +312,9 @@ ROLES: dict[str, tuple[str, dict[str, Callable[..., nn.Module]]]] = {
     "encoder": ("encoder", ENCODERS),
     "conditional_generator": ("conditional generator", CONDITIONAL_GENERATORS),
     "classifying_discriminator": ("classifying discriminator", CLASSIFYING_DISCRIMINATORS),
+    "cut_generator": ("CUT generator", {"resnet_antialiased": CUTGenerator}),
+    "cut_discriminator": ("CUT discriminator", {"basic_antialiased": CUTDiscriminator}),
+    "patch_sampler": ("patch sampler", {"mlp_sample": PatchSampleF}),
 }
 
 

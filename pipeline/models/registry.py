@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.models import bicyclegan, cyclegan, pix2pix, stargan
+from pipeline.models import bicyclegan, cut, cyclegan, pix2pix, stargan
 from pipeline.models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ MODELS: dict[str, ModelSpec] = {
     "pix2pix": pix2pix.SPEC,        # Isola et al. 2017, the paired baseline
     "bicyclegan": bicyclegan.SPEC,  # Zhu et al. 2017b, multimodal
     "stargan": stargan.SPEC,        # Choi et al. 2018, k domains
+    "cut": cut.SPEC,                # Park et al. 2020, contrastive, one generator
 }
 
 

@@ -1,0 +1,126 @@
+"""CUT and FastCUT (pipeline/models/cut): PatchNCE on known tensors, the authors' steps reproduced from their
+recorded random draws (tests/fixtures/cut), the modes' settings, the sampler's stream, training end to end."""
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.artifacts import model as model_file
+from pipeline.data.datasets import list_images, load_tensor
+from pipeline.models.cut import MODES, setting
+from pipeline.models.cut.model import CUT
+from pipeline.models.cut.networks import patch_ids, patch_nce
+from pipeline.models.registry import MODELS
+from pipeline.stages import download, prepare, train
+from tests.helpers import elsewhere, interrupt_at_step, same_weights
+
+FIXTURE = Path(__file__).parent / "fixtures" / "cut" / "parity.pt"
+
+
+def test_patch_nce_is_low_when_each_query_matches_its_own_key_and_scales_with_temperature():
+    k = F.normalize(torch.randn(2 * 8, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    same = patch_nce(k.clone(), k, batch=2, tau=0.07)
+    shuffled = patch_nce(k.roll(1, 0), k, batch=2, tau=0.07)
+    assert same.shape == (16,) and same.max() < 0.01 < 1 < shuffled.min()
+    # one image, two patches at right angles: logits [1, -10 (self), 0] / tau for the first query
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    for tau in (0.07, 1.0):
+        want = -torch.log_softmax(torch.tensor([1.0, -10.0, 0.0]) / tau, 0)[0]
+        assert torch.allclose(patch_nce(q, q, batch=1, tau=tau)[0], want)
+
+
+def test_the_modes_are_the_authors_and_a_knob_of_its_own_wins(make_params):
+    cut, fast = make_params(model="cut").cut, make_params(model="cut", cut__mode="fastcut").cut
+    assert {k: setting(cut, k) for k in MODES["cut"]} == {"lambda_nce": 1.0, "nce_idt": True, "flip_equivariance": False}
+    assert {k: setting(fast, k) for k in MODES["cut"]} == {"lambda_nce": 10.0, "nce_idt": False, "flip_equivariance": True}
+    assert setting(make_params(model="cut", cut__mode="fastcut", cut__lambda_nce=3.0).cut, "lambda_nce") == 3.0
+
+
+def test_the_patch_positions_follow_the_runs_seed():
+    feats = [torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 4, 4)]
+    draw = lambda seed: patch_ids(feats, 6, torch.Generator().manual_seed(seed))  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in zip(draw(1), draw(1), strict=True))
+    assert not torch.equal(draw(1)[0], draw(2)[0]) and [len(i) for i in draw(1)] == [6, 6]
+
+
+def authors_layout_to_ours(net: str, state: dict) -> dict:
+    """Their key names: G's residual blocks are conv_block (ours block), F's heads mlp_<l> (ours mlps.<l>)."""
+    if net == "G":
+        return {k.replace("conv_block", "block"): v for k, v in state.items()}
+    if net == "F":
+        return {"mlps." + k[len("mlp_"):]: v for k, v in state.items()}
+    return state
+
+
+@pytest.mark.parametrize("mode", ["cut", "fastcut"])
+def test_three_steps_equal_the_authors_from_the_same_weights_inputs_and_draws(make_params, mode):
+    fixture = torch.load(FIXTURE, weights_only=False)[mode]
+    # plain Adam, as the authors' (fused Adam rounds otherwise: the weights then differ in their last bits, and the
+    # biases before instance norm, whose gradient is zero but for rounding, by up to lr per step)
+    p = make_params(model="cut", cut__mode=mode, cut__ngf=4, cut__ndf=4, cut__n_blocks=6, cut__netf_nc=16,
+                    cut__num_patches=16, train__fused_adam=False)
+    model = MODELS["cut"].build(p, torch.device("cpu"))
+    for name, state in fixture["initial"].items():
+        model.raw(name).load_state_dict(authors_layout_to_ours(name, state))
+    model.train()
+    for step in fixture["steps"]:
+        draws = list(step["draws"])
+
+        def take(kind, draws=draws):
+            got, value = draws.pop(0)
+            assert got == kind, f"our step draws {kind} where the authors' drew {got}"
+            return value
+        model.draw_flip = lambda: model.flip_equivariance and bool(take("flip"))
+        model.sample_ids = lambda feats: [torch.as_tensor(take("ids"), dtype=torch.long) for _ in feats]
+        losses = model.train_step({"A": step["A"], "B": step["B"]})
+        assert not draws
+        for k, v in step["losses"].items():
+            assert losses[k] == v, k  # bit for bit
+    for name, state in fixture["final"].items():
+        ours = model.raw(name).state_dict()
+        for k, v in authors_layout_to_ours(name, state).items():
+            assert torch.equal(ours[k], v), (name, k, (ours[k] - v).abs().max())
+
+
+@pytest.mark.parametrize("mode", ["cut", "fastcut"])
+def test_an_interrupted_training_resumes_to_the_same_weights(prepared, tmp_path, caplog, mode):
+    """The patch positions and FastCUT's flips come from the model's own stream, saved with the resume state."""
+    full = prepared(model="cut", cut__mode=mode, **elsewhere(tmp_path, "full"))
+    train.train(full, progress=False)
+    cut = prepared(model="cut", cut__mode=mode, **elsewhere(tmp_path, "cut"))
+    with interrupt_at_step(CUT, 5), pytest.raises(KeyboardInterrupt):
+        train.train(cut, progress=False)
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        train.train(cut, progress=False)
+    assert "resuming from step 3" in caplog.text
+    assert same_weights(full.paths.model, cut.paths.model)
+
+
+@pytest.mark.parametrize("mode", ["cut", "fastcut"])
+def test_cut_measurably_learns_the_embedded_task(make_params, tmp_path, mode):
+    """After 240 steps at 32px, G: labels -> photo lands far closer to the ground-truth photo than the untrained
+    G, and closer to its own scene's photo than to another scene's (PatchNCE keeps the input's content)."""
+    def l1_to_truth(p):
+        _, nets = model_file.load(p.paths.model, "cpu")
+        a = torch.stack([load_tensor(f) for f in list_images(Path(p.paths.prepared) / "testA")])
+        b = torch.stack([load_tensor(f) for f in list_images(Path(p.paths.prepared) / "testB")])
+        with torch.no_grad():
+            fake = nets["G"](a)
+        return float((fake - b).abs().mean()), float((fake - b.roll(1, 0)).abs().mean())
+
+    common = dict(model="cut", cut__mode=mode, data__synthetic__n_train_a=40, data__synthetic__n_train_b=40,
+                  data__synthetic__n_test=8, cut__ngf=8, cut__ndf=8, cut__num_patches=64, train__checkpoint_every=1000,
+                  train__log_every=40)
+    untrained = make_params(train__n_epochs=0, train__n_epochs_decay=0, **common, **elsewhere(tmp_path, "u"))
+    trained = make_params(train__n_epochs=3, train__n_epochs_decay=3, **common, **elsewhere(tmp_path, "t"))
+    download.run(trained.data, Path(trained.paths.raw), progress=False)
+    prepare.run(trained, progress=False)
+    train.train(untrained, progress=False)
+    train.train(trained, progress=False)
+    before, _ = l1_to_truth(untrained)
+    after, after_other_scene = l1_to_truth(trained)
+    assert after < 0.75 * before
+    assert after < after_other_scene
