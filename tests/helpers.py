@@ -106,6 +106,47 @@ def same_weights(a, b) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def learning(make_params, tmp_path: Path, generator: str, **overrides) -> tuple[float, float, float]:
+    """Mean L1 of the model's G(test A) to the paired test B photos untrained and after 240 steps at 32px (40
+    images a domain, 3 + 3 epochs), and, after them, to another scene's photo (does G follow its input?)."""
+    from pipeline.artifacts import model as model_file
+    from pipeline.data.datasets import list_images, load_tensor
+    from pipeline.stages import download, prepare, train
+
+    def l1_to_truth(p):
+        _, nets = model_file.load(p.paths.model, "cpu")
+        a = torch.stack([load_tensor(f) for f in list_images(Path(p.paths.prepared) / "testA")])
+        b = torch.stack([load_tensor(f) for f in list_images(Path(p.paths.prepared) / "testB")])
+        with torch.no_grad():
+            fake = nets[generator](a)
+        return float((fake - b).abs().mean()), float((fake - b.roll(1, 0)).abs().mean())
+
+    common = dict(data__synthetic__n_train_a=40, data__synthetic__n_train_b=40, data__synthetic__n_test=8,
+                  train__checkpoint_every=1000, train__log_every=40, **overrides)
+    untrained = make_params(train__n_epochs=0, train__n_epochs_decay=0, **common, **elsewhere(tmp_path, "u"))
+    trained = make_params(train__n_epochs=3, train__n_epochs_decay=3, **common, **elsewhere(tmp_path, "t"))
+    download.run(trained.data, Path(trained.paths.raw), progress=False)
+    prepare.run(trained, progress=False)
+    train.train(untrained, progress=False)
+    train.train(trained, progress=False)
+    return l1_to_truth(untrained)[0], *l1_to_truth(trained)
+
+
+def train_on_two_gloo_processes(d: dict, tmp_path: Path) -> dict:
+    """Params `d` (train.nproc_per_node 2) prepared and trained by the train stage under torchrun; the
+    model file's record of the processes' weights."""
+    from pipeline.config import parse_params
+    from pipeline.stages import download, prepare
+
+    download.run(parse_params(d).data, Path(d["paths"]["raw"]), progress=False)
+    prepare.run(parse_params(d), progress=False)
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(d))
+    r = subprocess.run([sys.executable, "-m", "pipeline.stages.train", "--params", str(tmp_path / "ddp.yaml")],
+                       cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return checkpoint.load(d["paths"]["model"])["distributed"]
+
+
 # --- throwaway git + DVC repositories -------------------------------------------------------------
 
 COPY = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore", "pyproject.toml",

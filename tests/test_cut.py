@@ -3,25 +3,18 @@ recorded random draws (tests/fixtures/cut), the modes' settings, the sampler's s
 
 import copy
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
-from pipeline import checkpoint
-from pipeline.artifacts import model as model_file
-from pipeline.config import parse_params
-from pipeline.data.datasets import list_images, load_tensor
 from pipeline.models.cut import MODES, setting
 from pipeline.models.cut.model import CUT
 from pipeline.models.cut.networks import patch_ids, patch_nce
 from pipeline.models.registry import MODELS
-from pipeline.stages import download, prepare, train
-from tests.helpers import REPO, elsewhere, env, interrupt_at_step, same_weights
+from pipeline.stages import train
+from tests.helpers import elsewhere, interrupt_at_step, learning, same_weights, train_on_two_gloo_processes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cut" / "parity.pt"
 
@@ -110,25 +103,8 @@ def test_cut_measurably_learns_the_embedded_task(make_params, tmp_path, mode):
     """After 240 steps at 32px, G: labels -> photo lands measurably closer to the ground-truth photo than the
     untrained G (measured: L1 0.44 -> 0.34 for both modes, where CycleGAN's test asks for 25% in as many steps),
     and closer to its own scene's photo than to another scene's (PatchNCE keeps the input's content)."""
-    def l1_to_truth(p):
-        _, nets = model_file.load(p.paths.model, "cpu")
-        a = torch.stack([load_tensor(f) for f in list_images(Path(p.paths.prepared) / "testA")])
-        b = torch.stack([load_tensor(f) for f in list_images(Path(p.paths.prepared) / "testB")])
-        with torch.no_grad():
-            fake = nets["G"](a)
-        return float((fake - b).abs().mean()), float((fake - b.roll(1, 0)).abs().mean())
-
-    common = dict(model="cut", cut__mode=mode, data__synthetic__n_train_a=40, data__synthetic__n_train_b=40,
-                  data__synthetic__n_test=8, cut__ngf=8, cut__ndf=8, cut__num_patches=64, train__checkpoint_every=1000,
-                  train__log_every=40)
-    untrained = make_params(train__n_epochs=0, train__n_epochs_decay=0, **common, **elsewhere(tmp_path, "u"))
-    trained = make_params(train__n_epochs=3, train__n_epochs_decay=3, **common, **elsewhere(tmp_path, "t"))
-    download.run(trained.data, Path(trained.paths.raw), progress=False)
-    prepare.run(trained, progress=False)
-    train.train(untrained, progress=False)
-    train.train(trained, progress=False)
-    before, _ = l1_to_truth(untrained)
-    after, after_other_scene = l1_to_truth(trained)
+    before, after, after_other_scene = learning(make_params, tmp_path, "G", model="cut", cut__mode=mode, cut__ngf=8,
+                                                cut__ndf=8, cut__num_patches=64)
     assert after < 0.85 * before
     assert after < after_other_scene
 
@@ -138,11 +114,5 @@ def test_fastcut_trains_under_two_gloo_processes_in_sync(params_dict, tmp_path):
     gradients DDP still averages (one accumulation per parameter and backward)."""
     d = copy.deepcopy(params_dict)
     d["model"], d["cut"]["mode"], d["train"]["nproc_per_node"] = "cut", "fastcut", 2
-    download.run(parse_params(d).data, Path(d["paths"]["raw"]), progress=False)
-    prepare.run(parse_params(d), progress=False)
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(d))
-    r = subprocess.run([sys.executable, "-m", "pipeline.stages.train", "--params", str(tmp_path / "ddp.yaml")],
-                       cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-    sync = checkpoint.load(d["paths"]["model"])["distributed"]
+    sync = train_on_two_gloo_processes(d, tmp_path)
     assert sync["world_size"] == 2 and len(set(sync["weights_sha256"])) == 1

@@ -14,7 +14,7 @@ import yaml
 from pipeline import checkpoint, distributed
 from pipeline.config import parse_params
 from pipeline.stages import download, prepare, train
-from tests.helpers import REPO, env, weights
+from tests.helpers import REPO, env, train_on_two_gloo_processes, weights
 
 
 def test_shards_are_disjoint_equal_and_cover_what_can_be_shared():
@@ -74,11 +74,5 @@ def test_stargan_trains_under_two_gloo_processes_in_sync(params_dict, tmp_path):
     d = copy.deepcopy(params_dict)
     d["model"], d["data"]["dataset"], d["train"]["nproc_per_node"] = "stargan", "synthetic_multi", 2
     d["stargan"]["n_critic"] = 2
-    download.run(parse_params(d).data, Path(d["paths"]["raw"]), progress=False)
-    prepare.run(parse_params(d), progress=False)
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(d))
-    r = subprocess.run([sys.executable, "-m", "pipeline.stages.train", "--params", str(tmp_path / "ddp.yaml")],
-                       cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-    sync = checkpoint.load(d["paths"]["model"])["distributed"]
+    sync = train_on_two_gloo_processes(d, tmp_path)
     assert sync["world_size"] == 2 and len(set(sync["weights_sha256"])) == 1

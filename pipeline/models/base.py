@@ -70,12 +70,14 @@ class GANModel:
     test_mode = "eval"
 
     def __init__(self, nets: dict[str, Net], optimizers: dict[str, torch.optim.Optimizer], *,
-                 generators: tuple[str, ...], device: torch.device, pools: dict[str, ImagePool] | None = None):
+                 generators: tuple[str, ...], device: torch.device, pools: dict[str, ImagePool] | None = None,
+                 rng: torch.Generator | None = None):
         self.nets = nets
         self.optimizers = optimizers
         self.generators = generators  # the nets later stages need (kept in the final checkpoint)
         self.device = device
         self.pools = pools or {}      # per rank: histories of generated images
+        self.rng = rng                # per rank: a model's own random stream (StarGAN's labels, CUT's patches)
         self.amp_dtype: torch.dtype | None = None
         self.memory_format = torch.contiguous_format
         self.scaler: torch.amp.GradScaler | None = None
@@ -164,9 +166,12 @@ class GANModel:
             self.scaler.load_state_dict(state["scaler"])
 
     def local_state(self) -> dict:
-        """What differs per rank: the image pools (a model with a random stream of its own adds it)."""
-        return {"pools": {k: p.state_dict() for k, p in self.pools.items()}}
+        """What differs per rank: the image pools and the model's own random stream."""
+        return {"pools": {k: p.state_dict() for k, p in self.pools.items()},
+                **({"rng": self.rng.get_state()} if self.rng is not None else {})}
 
     def load_local_state(self, state: dict) -> None:
         for k, p in self.pools.items():
             p.load_state_dict(state["pools"][k], self.device)
+        if self.rng is not None:
+            self.rng.set_state(state["rng"])

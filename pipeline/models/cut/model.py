@@ -31,12 +31,12 @@ class CUT(GANModel):
                  fused_adam: bool = False):
         optimizers = {"G": adam([G.module], lr, betas, fused_adam), "D": adam([D.module], lr, betas, fused_adam),
                       "F": adam([F.module], lr, betas, fused_adam)}
-        super().__init__({"G": G, "F": F, "D": D}, optimizers, generators=("G",), device=device)
+        # the patch positions and FastCUT's flips: a stream of this model's (per rank), saved for resuming
+        super().__init__({"G": G, "F": F, "D": D}, optimizers, generators=("G",), device=device,
+                         rng=torch.Generator().manual_seed(stream_seed(seed, 3, rank)))
         self.lambda_gan, self.lambda_nce, self.nce_idt = lambda_gan, lambda_nce, nce_idt
         self.flip_equivariance, self.nce_layers, self.num_patches, self.tau = flip_equivariance, nce_layers, num_patches, tau
         self.gan_mode = gan_mode
-        # the patch positions and FastCUT's flips: a stream of this model's (per rank), saved for resuming
-        self.rng = torch.Generator().manual_seed(stream_seed(seed, 3, rank))
 
     def nce(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool) -> torch.Tensor:
         """L_PatchNCE (Eq. 4) averaged over the tapped layers: queries from G_enc(tgt), keys from G_enc(src) at
@@ -103,13 +103,6 @@ class CUT(GANModel):
         """input | translation, one row per test image of A (the model translates one way)."""
         fake_B = self.raw("G")(real_A)
         return ["input", "translation"], [torch.stack([a, b]) for a, b in zip(real_A, fake_B, strict=True)]
-
-    def local_state(self) -> dict:
-        return {**super().local_state(), "rng": self.rng.get_state()}
-
-    def load_local_state(self, state: dict) -> None:
-        super().load_local_state(state)
-        self.rng.set_state(state["rng"])
 
 
 def build_cut(params: Params, device: torch.device, rank: int = 0) -> CUT:

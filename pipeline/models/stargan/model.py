@@ -54,11 +54,11 @@ class StarGAN(GANModel):
                  n_critic: int, g_lr: float, d_lr: float, betas: tuple[float, float], seed: int,
                  device: torch.device, rank: int = 0, fused_adam: bool = False):
         optimizers = {"G": adam([G.module], g_lr, betas, fused_adam), "D": adam([D.module], d_lr, betas, fused_adam)}
-        super().__init__({"G": G, "D": D}, optimizers, generators=("G",), device=device)
+        super().__init__({"G": G, "D": D}, optimizers, generators=("G",), device=device,
+                         rng=torch.Generator().manual_seed(stream_seed(seed, 4, rank)))  # target labels, GP mixing
         self.k, self.lambda_cls, self.lambda_rec, self.lambda_gp = n_domains, lambda_cls, lambda_rec, lambda_gp
         self.n_critic = n_critic
         self.iteration = 0
-        self.rng = torch.Generator().manual_seed(stream_seed(seed, 4, rank))
 
     def target_domains(self, n: int) -> torch.Tensor:
         return torch.randint(self.k, (n,), generator=self.rng).to(self.device)
@@ -123,13 +123,6 @@ class StarGAN(GANModel):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.iteration = state["iteration"]
-
-    def local_state(self) -> dict:
-        return {**super().local_state(), "rng": self.rng.get_state()}
-
-    def load_local_state(self, state: dict) -> None:
-        super().load_local_state(state)
-        self.rng.set_state(state["rng"])
 
 
 def build_stargan(params: Params, device: torch.device, rank: int = 0) -> StarGAN:
