@@ -119,6 +119,11 @@ def exp_commands(names: list[str], seeds: list[int], extra: list[str], study: st
     return cmds
 
 
+def exp_name(cmd: list[str]) -> str:
+    """The experiment name (`-n`) of a queued `dvc exp run` command of exp_commands."""
+    return cmd[cmd.index("-n") + 1]
+
+
 def committed_params(cwd: str | None = None) -> dict | None:
     """params.yaml as committed (HEAD), flattened; None outside a git repository or before a commit."""
     import yaml
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         time.sleep(10)
     subprocess.run(["dvc", "queue", "status"])
     if args.push:
-        run_checked(["dvc", "exp", "push", args.push, *[c[c.index("-n") + 1] for c in cmds]])
+        run_checked(["dvc", "exp", "push", args.push, *map(exp_name, cmds)])
     from pipeline.studies import report
 
     report.main(["--study", args.study])

@@ -42,7 +42,7 @@ import torch
 
 from pipeline.io import write_json, write_text
 from pipeline.runtime import cpu_cores
-from pipeline.studies.ablations import ABLATIONS, exp_commands, queue_busy, start_queue
+from pipeline.studies.ablations import ABLATIONS, exp_commands, exp_name, queue_busy, start_queue
 from pipeline.studies.benchmark import measure_concurrency
 
 THREADED_SECTIONS = ("train", "translate", "evaluate")  # the stages a queued ablation reruns
@@ -105,7 +105,7 @@ def timed_queue(repo: Path, configs: list[str], seed: int, extra: list[str], job
     wall = time.perf_counter() - start
     status = sh(["dvc", "queue", "status"], repo)
     failed = [line for line in status.splitlines() if "Failed" in line]
-    names = [c[c.index("-n") + 1] for c in cmds]
+    names = [exp_name(c) for c in cmds]
     return {"wall_s": wall, "failed": failed, "threads": {n: threads_used(repo, n) for n in names}}
 
 
