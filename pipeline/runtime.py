@@ -25,6 +25,20 @@ def resolve_device(name: str, key: str) -> torch.device:
     return torch.device(name)
 
 
+PEAK_KINDS = {"cuda_allocated": "CUDA max allocated", "rss": "process max RSS"}  # what peak_memory measured
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    """The most memory this process has held, in bytes, and what that measures: on CUDA the tensors torch
+    allocated on the device (since the start or the last reset_peak_memory_stats); on the CPU the process's
+    peak resident set (getrusage; Linux counts KiB), which includes the interpreter and torch's libraries."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda_allocated"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rss"
+
+
 def set_determinism(seed: int, deterministic: bool) -> None:
     """Seed torch's global generator; with `deterministic`, ask for deterministic kernels."""
     torch.manual_seed(seed)

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from pipeline.config import flatten, to_dict
+from pipeline.models.cut import setting as cut_setting
 from pipeline.models.registry import MODELS
 from pipeline.runtime import cpu_cores
 from pipeline.studies import ablations, report
@@ -25,8 +26,8 @@ def test_every_ablation_is_a_plain_override_set_that_pins_the_papers_protocol():
                        "-S", "cyclegan.cycle_backward=true",
                        "-S", "seed=0", "-S", "mlflow.study=ablation", "-S", "mlflow.config=cycle_alone",
                        "-S", "train.n_epochs=2"]
-    assert [c[5] for c in cmds] == ["cycle_alone-s0", "cycle_alone-s1", "gan_alone-s0", "gan_alone-s1"]
-    assert "lambda_cycle=0.0" in cmds[2] and "lambda_cycle=10.0" not in cmds[2]  # a row's change wins over the protocol
+    assert [c[5] for c in cmds] == ["cycle_alone-s0", "gan_alone-s0", "cycle_alone-s1", "gan_alone-s1"]  # seed by seed
+    assert "lambda_cycle=0.0" in cmds[1] and "lambda_cycle=10.0" not in cmds[1]  # a row's change wins over the protocol
     # every row sets the same knobs: none inherits one from the workspace
     assert {frozenset(row) for row in ablations.ABLATIONS.values()} == {frozenset(ablations.PAPER_PROTOCOL)}
 
@@ -53,7 +54,8 @@ SWITCHED_OFF = {
 
 
 def overrides_of(config: dict) -> dict:
-    return {k.replace(".", "__"): v for k, v in config.items()}
+    """A row's `-S` values as DVC reads them (YAML: "null" is None) -> make_params keywords."""
+    return {k.replace(".", "__"): yaml.safe_load(v) if isinstance(v, str) else v for k, v in config.items()}
 
 
 @pytest.mark.parametrize("name", list(ablations.ABLATIONS))
@@ -80,6 +82,21 @@ def test_each_multimodal_configuration_trains_its_model(make_params, name):
     model = MODELS[p.model].build(p, torch.device("cpu"), 0)
     expected = {"pix2pix": {"G", "D"}, "pix2pix_noise": {"G", "D"}, "bicyclegan": {"G", "E", "D", "D2"}}[name]
     assert set(model.nets) == expected
+
+
+@pytest.mark.parametrize("name", list(ablations.CUT_STUDY))
+def test_each_cut_study_configuration_is_its_papers_setting(make_params, name):
+    """CycleGAN as in the ablations; CUT and FastCUT as the authors' modes (the row sets the knobs a mode
+    decides back to null); every row at batch 1 and scored under every FID resize protocol."""
+    p = make_params(**overrides_of(ablations.CUT_STUDY[name]))
+    assert p.train.batch_size == 1 and p.evaluate.fid_protocols == "all"
+    model = MODELS[p.model].build(p, torch.device("cpu"), 0)
+    if name == "cyclegan":
+        assert set(model.nets) == {"G_A", "G_B", "D_A", "D_B"} and p.lambda_identity == 0.0 and p.pool_size == 50
+        return
+    assert set(model.nets) == {"G", "D", "F"} and p.cut.mode == name
+    assert tuple(cut_setting(p.cut, k) for k in ("lambda_nce", "nce_idt", "flip_equivariance")) == {"cut": (1.0, True, False),
+                                                                       "fastcut": (10.0, False, True)}[name]
 
 
 def _runs(values_by_config: dict[str, list[float]]) -> pd.DataFrame:

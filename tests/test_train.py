@@ -111,6 +111,10 @@ def test_mlflow_run_holds_params_curves_and_artifacts(prepared, monkeypatch):
     # no copies of the curves' last points; the run's size and training time beside them
     assert not [k for k in run.data.metrics if not k.startswith(("train/", "model/"))]
     assert run.data.metrics["train/seconds"] > 0 and run.data.metrics["model/generator_parameters"] > 0
+    # the costs a comparison of models reads (the cut study): per step, and this process's peak memory
+    m = run.data.metrics
+    assert m["train/seconds"] / 12 <= m["train/seconds_per_step"] < 1.5 * m["train/seconds"] / 12  # + the last grid
+    assert m["train/peak_rss_mb"] > 100  # the interpreter and torch alone hold more
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"samples.png", "losses.csv", "checkpoint", "samples"} <= artifacts
     samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}

@@ -45,7 +45,7 @@ from pipeline.errors import StageError
 from pipeline.io import atomic_dir, save_png
 from pipeline.models.base import GANModel
 from pipeline.models.registry import MODELS, model_domains, model_pair
-from pipeline.runtime import configure_threads, loader_workers, resolve_device, set_determinism
+from pipeline.runtime import configure_threads, loader_workers, peak_memory, resolve_device, set_determinism
 from pipeline.tracker import NoTracker, Tracker
 from pipeline.tracking import committed_params, config_label, git_rev, tracking_uri, ui_hint
 from pipeline.training import RunBook, check_finite, fingerprint, history_csv, lr_factor
@@ -300,10 +300,15 @@ def log_picture(tracker: Tracker, image: np.ndarray, artifact: str) -> None:
         tracker.log_artifact(Path(tmp) / name, folder)
 
 
-def model_sizes(model: GANModel) -> dict[str, int]:
-    """What a comparison of models across studies needs beside the metrics: their parameter counts."""
+def costs(tr: Training, book: RunBook) -> dict[str, float]:
+    """What a comparison of models needs beside the metrics: parameter counts, wall-clock seconds per step
+    (checkpoints and sample grids included) and this process's peak memory (runtime.peak_memory: its kind
+    is in the key). MLflow only: the seconds and the memory depend on the machine."""
+    model = tr.model
     count = lambda names: sum(p.numel() for k in names for p in model.nets[k].module.parameters())  # noqa: E731
-    return {"model/parameters": count(model.nets), "model/generator_parameters": count(model.generators)}
+    peak, kind = peak_memory(tr.device)
+    return {"model/parameters": count(model.nets), "model/generator_parameters": count(model.generators),
+            "train/seconds_per_step": book.seconds / max(book.step, 1), f"train/peak_{kind}_mb": peak / 2**20}
 
 
 def export(tr: Training, book: RunBook, tracker: Tracker, sync: dict | None) -> dict:
@@ -317,7 +322,7 @@ def export(tr: Training, book: RunBook, tracker: Tracker, sync: dict | None) -> 
         (tmp / "losses.csv").write_text(history_csv(book.history))
         save_png(tmp / "samples.png", samples_picture(model, tr.samples, tr.device))
     reports = Path(paths.train_reports)
-    tracker.log_metrics(model_sizes(model))
+    tracker.log_metrics(costs(tr, book))
     tracker.log_artifact(reports / "losses.csv")
     tracker.log_artifact(reports / "samples.png")
     if params.mlflow.log_model:

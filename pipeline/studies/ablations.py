@@ -4,6 +4,7 @@
     python -m pipeline.studies.ablations --only full gan_alone --queue-only  # just queue them
     python -m pipeline.studies.ablations --study multimodal                 # pix2pix vs pix2pix+noise vs BicycleGAN
     python -m pipeline.studies.ablations --shard 2/3 --push origin          # this machine's third of the study
+    python -m pipeline.studies.ablations --study cut --seeds 0 1 2 3 4      # CycleGAN vs CUT vs FastCUT
 
 Each ablation is a plain set of `-S` overrides (ABLATIONS, printed as it is queued): nothing is
 hidden in code, and any of them can be run by hand with `dvc exp run -S ...`. A row sets every knob
@@ -23,6 +24,10 @@ distance between samples) and the paired metrics.
 The `multidomain` study (Choi et al. 2018, Sec. 4): one StarGAN for the day, dusk and fog photos of the
 multi-domain world against a CycleGAN for each pair of them, the same steps per model, compared per
 directed pair and on average, with parameter counts and training time.
+
+The `cut` study (Park et al. 2020, Table 1): CycleGAN under its paper's protocol, CUT and FastCUT on the
+same data and steps, scored under CUT's FID protocol (legacy_pytorch) and torch-fidelity's, with
+parameter counts, seconds per step and peak memory (run it with --seeds 0 1 2 3 4).
 """
 
 from __future__ import annotations
@@ -84,8 +89,20 @@ MULTI_DOMAIN: dict[str, dict[str, object]] = {
        for a, b in (("day", "dusk"), ("day", "fog"), ("dusk", "fog"))},
 }
 
+# Park et al. 2020 (CUT), Table 1: CycleGAN under its paper's protocol, CUT and FastCUT on the embedded
+# labels -> photo world, the same steps and batch size (1, both papers'), every FID/KID resize protocol
+# computed: CUT's paper reports pytorch-fid's (legacy_pytorch). A cut row pins the mode's null knobs, so
+# that a workspace that sets one cannot change what the row means.
+CUT_PROTOCOL: dict[str, object] = {"train.batch_size": 1, "evaluate.fid_protocols": "all"}
+CUT_MODE_KNOBS = {"cut.lambda_nce": "null", "cut.nce_idt": "null", "cut.flip_equivariance": "null"}
+CUT_STUDY: dict[str, dict[str, object]] = {
+    "cyclegan": {**CUT_PROTOCOL, **PAPER_PROTOCOL},
+    "cut": {**CUT_PROTOCOL, "model": "cut", "cut.mode": "cut", **CUT_MODE_KNOBS},
+    "fastcut": {**CUT_PROTOCOL, "model": "cut", "cut.mode": "fastcut", **CUT_MODE_KNOBS},
+}
+
 STUDIES: dict[str, dict[str, dict[str, object]]] = {"ablation": ABLATIONS, "multimodal": MULTIMODAL,
-                                                    "multidomain": MULTI_DOMAIN}
+                                                    "multidomain": MULTI_DOMAIN, "cut": CUT_STUDY}
 DEFAULT_SEEDS = [0, 1, 2]  # three seeds: the fewest with which a 95% interval of the mean means something
 
 
@@ -109,10 +126,12 @@ def yaml_value(v: object) -> str:
 
 
 def exp_commands(names: list[str], seeds: list[int], extra: list[str], study: str = "ablation") -> list[list[str]]:
-    """The `dvc exp run --queue` command of every (configuration of the study, seed)."""
+    """The `dvc exp run --queue` command of every (configuration of the study, seed), seed by seed: a queue
+    run in order times every configuration across the whole run (a machine that slows down later slows
+    them all alike), and a study cut short holds every configuration at its first seeds."""
     cmds = []
-    for name in names:
-        for seed in seeds:
+    for seed in seeds:
+        for name in names:
             labels = [f"mlflow.study={study}", f"mlflow.config={name}"]  # the run's tags: Group by config in MLflow
             sets = [f"{k}={yaml_value(v)}" for k, v in STUDIES[study][name].items()] + [f"seed={seed}"] + labels + extra
             cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{name}-s{seed}", *[a for s in sets for a in ("-S", s)]])

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ import yaml
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
 from pipeline.knobs import DEVICES
-from pipeline.runtime import configure_threads, cpu_cores
+from pipeline.runtime import PEAK_KINDS, configure_threads, cpu_cores, peak_memory
 from pipeline.studies import benchmark_tables as tables
 from pipeline.studies import stage_speed, throughput
 from pipeline.studies.throughput import device_name, matmul_peak, rates, step_flops
@@ -164,11 +163,10 @@ def measure_training(config: str, path: str, device: torch.device, warmup: int, 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     per_repeat = rates(lambda: [step(b) for b in data], steps * cfg["batch"], repeats, device)
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak, kind = peak_memory(device)
     flops = None if opts.get("compile") else step_flops(step, data[0])
     return {"config": config, "path": path, "images_per_s": statistics.median(per_repeat), "repeats": per_repeat,
-            "peak_memory_bytes": peak, "peak_memory_kind": "CUDA max allocated" if device.type == "cuda" else "process max RSS",
+            "peak_memory_bytes": peak, "peak_memory_kind": PEAK_KINDS[kind],
             "loss_G": losses, "threads": torch.get_num_threads(), "flops_per_step": flops, "batch": cfg["batch"],
             "tolerance": tolerance(path),
             "matmul_peak_gflops": matmul_peak(device, repeats)["gflops"]}

@@ -32,7 +32,7 @@ class CUTParams:
     """CUT / FastCUT (Park et al. 2020): one generator, a PatchGAN, PatchNCE on G's encoder features."""
 
     mode: str = knob(choices=tuple(MODES), doc="cut (lambda_NCE 1 + identity NCE) or fastcut (lambda_NCE 10, flip "
-                                               "equivariance, no identity NCE), as the authors define them")
+                                               "equivariance, no identity NCE), as the authors define them", study=2)
     ngf: int = knob(min=1, max=1024, doc="generator filters in the first conv layer")
     ndf: int = knob(min=1, max=1024, doc="discriminator filters in the first conv layer")
     n_blocks: int = knob(min=1, max=64, doc="residual blocks of G (the authors: 9)")
