@@ -181,8 +181,9 @@ class EvaluateParams:
                                           "halved sets below 2000 so that subsets differ and KID has a spread; "
                                           "a number above the test-set size is an error")
     kid_subsets: int = knob(min=1, doc="random subsets KID averages over (its std is their spread)")
-    fid_protocols: str = knob(choices=("all", "tf"), doc="FID/KID resize protocols computed (metrics/inception.py): "
-                              "all = tf, clean and legacy_pytorch; tf = torch-fidelity's alone, a third of the cost",
+    fid_protocols: str = knob(choices=("all", "tf", "tf+legacy_pytorch"), doc="FID/KID resize protocols computed "
+                              "(metrics/inception.py): all = tf, clean and legacy_pytorch; tf = torch-fidelity's alone, a "
+                              "third of the cost; tf+legacy_pytorch = it and pytorch-fid's (the CUT paper's)",
                               stages=("ref_stats", "evaluate"))
     bootstrap: int = knob(min=0, max=100_000, doc="bootstrap resamples of the test images for each metric's 95% "
                                                   "interval (FID, KID, FCN-score, per-image metrics); 0 = no intervals")

@@ -84,8 +84,8 @@ def check_model_data(params: Params) -> None:
 def check_networks(params: Params) -> None:
     """The crop against the load size and what the model's networks need of its side."""
     net, crop = params.net, params.train.crop_size
-    generator = getattr(net, "generator", "resnet")  # a section without the choice (cut) has a ResNet G
-    if getattr(net, "discriminator", None) == "basic_multi" and crop < 64:
+    generator = net.generator
+    if net.discriminator == "basic_multi" and crop < 64:
         raise ConfigError(f"{params.model}.discriminator=basic_multi judges the image also at half size, where a 70x70 "
                           f"PatchGAN needs 32px: train.crop_size must be >= 64, got {crop}; "
                           f"use {params.model}.discriminator=basic")

@@ -87,9 +87,9 @@ def test_each_multimodal_configuration_trains_its_model(make_params, name):
 @pytest.mark.parametrize("name", list(ablations.CUT_STUDY))
 def test_each_cut_study_configuration_is_its_papers_setting(make_params, name):
     """CycleGAN as in the ablations; CUT and FastCUT as the authors' modes (the row sets the knobs a mode
-    decides back to null); every row at batch 1 and scored under every FID resize protocol."""
+    decides back to null); every row at batch 1, scored under CUT's FID protocol and torch-fidelity's."""
     p = make_params(**overrides_of(ablations.CUT_STUDY[name]))
-    assert p.train.batch_size == 1 and p.evaluate.fid_protocols == "all"
+    assert p.train.batch_size == 1 and p.evaluate.fid_protocols == "tf+legacy_pytorch"
     model = MODELS[p.model].build(p, torch.device("cpu"), 0)
     if name == "cyclegan":
         assert set(model.nets) == {"G_A", "G_B", "D_A", "D_B"} and p.lambda_identity == 0.0 and p.pool_size == 50
@@ -205,3 +205,50 @@ def test_the_multimodal_study_compares_models_on_realism_and_diversity():
     md = report.markdown(report.aggregate(pd.DataFrame(rows)), "multimodal")
     assert md.splitlines()[0] == "| config | model | variant | n | fid_AtoB | diversity_l1_AtoB |"
     assert "200.000 ± 0.000 |" in md and "0.050 ± 0.000 |" in md and "**" not in md.split("\n\n")[0]  # one seed: no call
+
+
+def _cut_runs() -> pd.DataFrame:
+    """A hand-made cut study: five seeds of each model. CUT's FID is clearly the best; the FCN-scores of
+    CycleGAN and CUT overlap; CUT has no B -> A columns; the costs as a training logs them."""
+    fid = {"cyclegan": 90.0, "cut": 60.0, "fastcut": 75.0}
+    iou = {"cyclegan": 0.30, "cut": 0.31, "fastcut": 0.20}
+    sizes = {"cyclegan": (2 * 100, 2 * 100 + 2 * 50), "cut": (100, 100 + 50 + 20), "fastcut": (100, 100 + 50 + 20)}
+    rows = []
+    for config, model in (("cyclegan", "cyclegan"), ("cut", "cut"), ("fastcut", "cut")):
+        for seed, noise in enumerate([-0.02, -0.01, 0.0, 0.01, 0.02]):
+            row = {"run": f"{config}-s{seed}", "run_id": "x", "seed": str(seed), "config": config,
+                   **{k: None for k in report.KNOBS}, "model": model, "cut.mode": None if model == "cyclegan" else config,
+                   "fid_legacy_pytorch_AtoB": fid[config] * (1 + noise), "fid_AtoB": fid[config] * (1 + noise) - 5,
+                   "fcn_AtoB_class_iou": iou[config] + 2 * noise, "lpips_AtoB_truth": 0.4,
+                   "model/generator_parameters": sizes[config][0], "model/parameters": sizes[config][1],
+                   "train/seconds_per_step": {"cyclegan": 0.2, "cut": 0.15, "fastcut": 0.1}[config] + noise / 10,
+                   "train/peak_rss_mb": 600.0}
+            if model == "cyclegan":
+                row.update({"fid_legacy_pytorch_BtoA": 50.0 + seed, "fcn_BtoA_class_iou": 0.5})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_cut_study_table_reads_scores_costs_and_the_papers_order_from_the_runs():
+    from pipeline.studies import cut
+
+    runs = _cut_runs()
+    agg = report.aggregate(runs, cut.QUALITY_COLUMNS)
+    md = report.markdown(agg, "cut")
+    header, _, *rows = md.split("\n\n")[0].splitlines()
+    assert header.startswith("| config | model | mode | n | fid_legacy_pytorch_AtoB | fid_AtoB | fcn_AtoB_class_iou |")
+    row = {r.split(" | ")[0][2:]: r.split(" | ") for r in rows}
+    assert row["cyclegan"][2] == "-" and row["fastcut"][2] == "fastcut"  # CycleGAN has no CUT mode
+    assert row["cut"][3] == "5" and row["cut"][-1] == "- |" and row["cut"][-2] == "-"  # CUT translates A -> B only
+    assert "**60.000 ± 0.949" in row["cut"][4]  # the intervals separate CUT's FID: marked best
+    assert "**" not in row["cut"][6] and "**" not in row["cyclegan"][6]  # the class IoUs overlap: no best
+    costs = cut.costs_table(report.aggregate(runs, list(cut.COSTS)))
+    assert "| cut | 5 | 100 | 170 | 0.150 ± 0.002 | 600 |" in costs and "peak memory, MiB (process max RSS)" in costs
+    assert "CUDA" not in costs  # a CPU study: no column for the kind of memory it did not measure
+    compared = cut.paper_comparison(agg, report.aggregate(runs, list(cut.COSTS)))
+    lines = {line.split(" | ")[0][2:]: line for line in compared.splitlines() if line.startswith("| ")}
+    # FID: ours CUT 60 < FastCUT 75 < CycleGAN 90, the paper's 56.4 < 68.8 < 76.3: the same order
+    assert "60.000 / 56.4 (1 / 1)" in lines["CUT"] and "90.000 / 76.3 (3 / 3)" in lines["CycleGAN"]
+    # class IoU: ours CUT 0.31 > CycleGAN 0.30 > FastCUT 0.20; the paper's mAP 24.7 > 20.4 > 19.1
+    assert "0.310 / 24.7 (1 / 1)" in lines["CUT"] and "0.200 / 19.1 (3 / 3)" in lines["FastCUT"]
+    assert "0.100 / 0.15 (1 / 1)" in lines["FastCUT"]  # seconds per step: FastCUT the fastest in both

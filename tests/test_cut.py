@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.errors import ConfigError
 from pipeline.models.cut import MODES, setting
 from pipeline.models.cut.model import CUT
 from pipeline.models.cut.networks import patch_ids, patch_nce
@@ -36,6 +37,14 @@ def test_the_modes_are_the_authors_and_a_knob_of_its_own_wins(make_params):
     assert {k: setting(cut, k) for k in MODES["cut"]} == {"lambda_nce": 1.0, "nce_idt": True, "flip_equivariance": False}
     assert {k: setting(fast, k) for k in MODES["cut"]} == {"lambda_nce": 10.0, "nce_idt": False, "flip_equivariance": True}
     assert setting(make_params(model="cut", cut__mode="fastcut", cut__lambda_nce=3.0).cut, "lambda_nce") == 3.0
+
+
+def test_the_shared_network_rules_read_cuts_generator_and_discriminator(make_params):
+    """CUT's G is a ResNet with two stride-2 layers and D a PatchGAN: the shared crop rule applies as to CycleGAN."""
+    section = make_params(model="cut", cut__n_blocks=9).cut
+    assert (section.generator, section.discriminator) == ("resnet_9blocks", "basic")
+    with pytest.raises(ConfigError, match="train.crop_size=30 must be divisible by 4 for cut's resnet_6blocks generator"):
+        make_params(model="cut", train__crop_size=30)
 
 
 def test_the_patch_positions_follow_the_runs_seed():

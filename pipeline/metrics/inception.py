@@ -197,7 +197,8 @@ PROTOCOLS: dict[str, tuple[str, str]] = {
 
 
 # params evaluate.fid_protocols -> the protocols computed
-PROTOCOL_SETS: dict[str, tuple[str, ...]] = {"all": tuple(PROTOCOLS), "tf": ("tf",)}
+PROTOCOL_SETS: dict[str, tuple[str, ...]] = {"all": tuple(PROTOCOLS), "tf": ("tf",),
+                                              "tf+legacy_pytorch": ("tf", "legacy_pytorch")}  # the CUT paper's beside ours
 
 
 def clean_fid_resizer(protocol: str):

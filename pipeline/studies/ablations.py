@@ -90,10 +90,10 @@ MULTI_DOMAIN: dict[str, dict[str, object]] = {
 }
 
 # Park et al. 2020 (CUT), Table 1: CycleGAN under its paper's protocol, CUT and FastCUT on the embedded
-# labels -> photo world, the same steps and batch size (1, both papers'), every FID/KID resize protocol
-# computed: CUT's paper reports pytorch-fid's (legacy_pytorch). A cut row pins the mode's null knobs, so
+# labels -> photo world, the same steps and batch size (1, both papers'), FID/KID under pytorch-fid's resize
+# (legacy_pytorch, which CUT's paper reports) and torch-fidelity's. A cut row pins the mode's null knobs, so
 # that a workspace that sets one cannot change what the row means.
-CUT_PROTOCOL: dict[str, object] = {"train.batch_size": 1, "evaluate.fid_protocols": "all"}
+CUT_PROTOCOL: dict[str, object] = {"train.batch_size": 1, "evaluate.fid_protocols": "tf+legacy_pytorch"}
 CUT_MODE_KNOBS = {"cut.lambda_nce": "null", "cut.nce_idt": "null", "cut.flip_equivariance": "null"}
 CUT_STUDY: dict[str, dict[str, object]] = {
     "cyclegan": {**CUT_PROTOCOL, **PAPER_PROTOCOL},

@@ -3,6 +3,7 @@
     python -m pipeline.studies.report                     # CycleGAN ablations (reads params.yaml's MLflow store)
     python -m pipeline.studies.report --study multimodal  # pix2pix vs pix2pix+noise vs BicycleGAN
     python -m pipeline.studies.report --study multidomain # StarGAN vs CycleGAN per pair of domains
+    python -m pipeline.studies.report --study cut         # CycleGAN vs CUT vs FastCUT, with their costs
 
 Writes under reports/: ablation_runs.csv (one row per run), ablation.csv and ablation.md (one row
 per configuration: mean +- standard deviation over its seeds and the 95% Student-t interval of the
@@ -26,7 +27,7 @@ from pipeline.metrics import math, registry
 from pipeline.metrics.base import HIGHER, Key
 from pipeline.metrics.keys import MetricKey
 from pipeline.models.registry import MODELS
-from pipeline.studies import multidomain
+from pipeline.studies import cut, multidomain
 from pipeline.tracking import tracking_uri
 
 # Zhu et al. 2017 (arXiv 1703.10593v7), FCN-scores on Cityscapes: (per-pixel acc, per-class acc, class IoU)
@@ -48,9 +49,11 @@ STUDY_COLUMNS = {
                  "cyclegan.adversarial": "adversarial", "cyclegan.cycle_forward": "fwd", "cyclegan.cycle_backward": "bwd"},
     "multimodal": {"model": "model", "bicyclegan.variant": "variant"},
     "multidomain": {"model": "model", "train.pair": "pair"},
+    "cut": {"model": "model", "cut.mode": "mode"},
 }
-# What a multidomain run contributes besides its metrics (pipeline/studies/multidomain.py).
-COSTS = ["model/parameters", "model/generator_parameters", "train/seconds"]
+# What a multidomain or cut run contributes besides its metrics (pipeline/studies/multidomain.py, cut.py).
+COSTS = ["model/parameters", "model/generator_parameters", "train/seconds", *cut.COSTS]
+BESIDES_HEADLINE = ("multidomain", "cut")  # the studies whose tables read every eval/ metric and the costs
 
 
 def applies(key: str, model: str) -> bool:
@@ -61,8 +64,8 @@ def applies(key: str, model: str) -> bool:
 
 def collect(uri: str, experiment: str, study: str):
     """One row per finished, evaluated training run of `study` (its `study` tag, set by the study
-    command), labelled by its `config` tag; and the MLflow client. The multidomain study keeps every
-    metric of a run (its per-pair keys) and its parameter counts and training time."""
+    command), labelled by its `config` tag; and the MLflow client. The multidomain and cut studies keep
+    every metric of a run (per-pair keys, every FID protocol) and its costs (parameters, time, memory)."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -80,7 +83,7 @@ def collect(uri: str, experiment: str, study: str):
                      "config": r.data.tags["config"],
                      **{k: r.data.params.get(k) for k in KNOBS},
                      **{m: r.data.metrics.get(f"eval/{m}") for m in METRIC_COLUMNS}})
-        if study == "multidomain":
+        if study in BESIDES_HEADLINE:
             rows[-1].update({k[5:]: v for k, v in r.data.metrics.items() if k.startswith("eval/")})
             rows[-1].update({k: r.data.metrics.get(k) for k in COSTS})
     runs = pd.DataFrame(rows)
@@ -89,10 +92,10 @@ def collect(uri: str, experiment: str, study: str):
     return runs, client
 
 
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+def aggregate(runs: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """Mean, standard deviation (ddof 1; 0 for one seed), the 95% Student-t interval of the mean
-    (_lo, _hi; NaN for one seed) and n (seeds) of each configuration."""
-    metrics = [m for m in METRIC_COLUMNS if m in runs and runs[m].notna().any()]
+    (_lo, _hi; NaN for one seed) and n (seeds) of each configuration, for `columns` (the headline metrics)."""
+    metrics = [m for m in (columns or METRIC_COLUMNS) if m in runs and runs[m].notna().any()]
     grouped = runs.groupby(["config", *KNOBS], dropna=False)
     mean, std = grouped[metrics].mean(), grouped[metrics].std(ddof=1).fillna(0.0)
     ci = grouped[metrics].agg(lambda v: math.mean_confidence_interval(v.astype(float)))
@@ -261,13 +264,18 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
         write_text(folder / f"{study}.md", "# StarGAN against CycleGAN per pair of domains\n\nMade by "
                    f"`python -m pipeline.studies.report --study {study}` from {uri}.\n\n{text}")
         return aggregate(runs)
-    agg = aggregate(runs)
+    agg = aggregate(runs, cut.QUALITY_COLUMNS if study == "cut" else None)
     write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
     write_text(folder / f"{study}.csv", agg.to_csv(index=False))
-    title = {"ablation": "Ablations", "multimodal": "Multimodal translation: realism and diversity"}[study]
+    title = {"ablation": "Ablations", "multimodal": "Multimodal translation: realism and diversity",
+             "cut": "CycleGAN, CUT and FastCUT under one protocol"}[study]
     text = f"# {title}\n\nMade by `python -m pipeline.studies.report --study {study}` from {uri}.\n\n" + markdown(agg, study)
     if study == "ablation":
         text += "\n## Against the paper (Tables 4-5)\n\n" + paper_comparison(agg)
+    if study == "cut":
+        costs = aggregate(runs, list(cut.COSTS))
+        text += ("\n## Costs, measured by each training\n\n" + cut.costs_table(costs)
+                 + "\n## Against the paper (Table 1)\n\n" + cut.paper_comparison(agg, costs))
     write_text(folder / f"{study}.md", text)
     if study == "ablation":
         plot_knob(runs, folder)

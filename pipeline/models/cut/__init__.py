@@ -51,6 +51,13 @@ class CUTParams:
     nce_t: float = knob(min=1e-6, doc="temperature tau of Eq. 3 (the authors: 0.07)")
     netf_nc: int = knob(min=1, doc="channels of the projection heads H_l (the authors: 256)")
 
+    # G and D in the vocabulary of the shared rules (rules.check_networks): fixed, not knobs
+    @property
+    def generator(self) -> str:
+        return f"resnet_{self.n_blocks}blocks"  # two stride-2 layers: a crop divisible by 4
+
+    discriminator = "basic"  # the 70x70 PatchGAN, anti-aliased
+
 
 def setting(section: CUTParams, name: str):
     """A mode-dependent knob: its own value, or the mode's when null."""
