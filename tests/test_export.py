@@ -24,6 +24,7 @@ MODELS = {  # model -> (overrides of the tiny configuration, the directions expo
     "pix2pix": ({}, ["AtoB"]),
     "bicyclegan": ({}, ["AtoB"]),
     "stargan": ({"data__dataset": "synthetic_multi"}, [None]),
+    "cut": ({}, ["AtoB"]),  # FastCUT has the same generator
 }
 SIZES = [(32, 32), (37, 53)]  # a multiple of every tiny network's stride, and an odd size the tool pads
 
