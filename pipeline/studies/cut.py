@@ -38,7 +38,7 @@ LABELS = {"cyclegan": "CycleGAN", "cut": "CUT", "fastcut": "FastCUT"}  # our con
 
 # Park et al. 2020 (arXiv 2007.15651), Table 1: Cityscapes labels -> photo (DRN segmentation of the outputs:
 # mAP, pixel accuracy, class accuracy; FID), Horse -> Zebra FID, training seconds per iteration and GPU
-# memory (GB). FID with pytorch-fid, the final or best epoch (the authors' tracker, issue #65).
+# memory (GB). FID with pytorch-fid; users of the authors' code find these at the best epoch (their tracker's issue #65).
 PAPER: dict[str, dict[str, float]] = {
     "CycleGAN": {"mAP": 20.4, "pixAcc": 55.9, "classAcc": 25.4, "FID": 76.3, "h2z FID": 77.2, "sec/iter": 0.40, "Mem GB": 4.81},
     "CUT": {"mAP": 24.7, "pixAcc": 68.8, "classAcc": 30.7, "FID": 56.4, "h2z FID": 45.5, "sec/iter": 0.24, "Mem GB": 3.33},

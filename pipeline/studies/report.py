@@ -52,7 +52,7 @@ STUDY_COLUMNS = {
     "cut": {"model": "model", "cut.mode": "mode"},
 }
 # What a multidomain or cut run contributes besides its metrics (pipeline/studies/multidomain.py, cut.py).
-COSTS = ["model/parameters", "model/generator_parameters", "train/seconds", *cut.COSTS]
+COSTS = [*cut.COSTS, "train/seconds"]  # cut.COSTS holds the parameter counts too
 BESIDES_HEADLINE = ("multidomain", "cut")  # the studies whose tables read every eval/ metric and the costs
 
 
