@@ -108,7 +108,8 @@ class TrainParams:
                           "LR_POLICIES): paper = constant for n_epochs, then n_epochs_decay decaying epochs (the "
                           "authors' code until 2020); authors_current = one epoch earlier, last epoch at lr 0")
     lr: float = knob(min=0.0, doc="Adam learning rate (paper: 2e-4)")
-    beta1: float = knob(min=0.0, max=1.0, doc="Adam beta1 (paper: 0.5)")
+    beta1: float = knob(min=0.0, max=1.0, doc="Adam beta1 (0.5: the authors' code and the pix2pix paper; the CycleGAN "
+                        "paper gives none)")
     beta2: float = knob(min=0.0, max=1.0, doc="Adam beta2")
     # execution only (results=False): a checkpoint made under other values of these is resumed
     checkpoint_every: int = knob(min=1, doc="steps between checkpoints (resume point)", results=False)

@@ -1,7 +1,6 @@
 """The generated reference of the docs: every params.yaml key from its knob() declaration (config.declared)
-and every metric key from the metric registry, as Markdown. docs/hooks.py writes them into the pages
-docs/parameters.md and docs/evaluation.md when mkdocs builds the site, so the docs never restate by hand
-what the code declares."""
+and every metric key from the metric registry, as Markdown. `python -m pipeline.tools.docs` writes them into
+the pages docs/parameters.md and docs/evaluation.md, so the docs never restate by hand what the code declares."""
 
 from __future__ import annotations
 

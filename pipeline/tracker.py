@@ -1,5 +1,5 @@
-"""One MLflow run's handle: a training's run (started, or reopened when the training resumes) and the run a
-later stage adds to (found by the model file's fingerprint); what a training logs reaches a tracking server
+"""One MLflow run's handle: a training's run (started, or reopened when the training resumes) and the runs the
+record stage brings up to date (found by the model's fingerprint); what a training logs reaches a tracking server
 even through its outages. The store itself (its URI, reachability, the experiment) is pipeline/tracking.py.
 """
 
@@ -20,8 +20,8 @@ log = logging.getLogger("pipeline")
 
 
 class Tracker:
-    """A thin handle on one MLflow run: a training's run (started, or reopened to resume it), or the
-    run of the training that made a model (found by the model file's fingerprint).
+    """A thin handle on one MLflow run: a training's run (started, or reopened to resume it), or a run of
+    the training that made a model (found by its fingerprint: stages/record.py).
 
     A training's tracker (`outbox` set) outlives outages of a tracking server: before each delivery it asks
     the server's /health (milliseconds; MLflow's own retries would hold the training for minutes), and what
@@ -56,14 +56,6 @@ class Tracker:
         shutil.rmtree(outboxes, ignore_errors=True)
         run = client.create_run(exp_id, run_name=run_name, tags={**tags, FINGERPRINT_TAG: fingerprint})
         return cls(client, uri, exp_id, run.info.run_id, outbox=outboxes / run.info.run_id, wait_s=wait_s)
-
-    @classmethod
-    def of_model(cls, uri: str, experiment: str, fingerprint: str) -> Tracker | None:
-        """The newest run of the training that made a model (the later stages log into it); None when the
-        store holds none (e.g. the model came from a DVC remote, its run from another store)."""
-        client, exp_id = connect(uri, experiment)
-        runs = training_runs(client, exp_id, fingerprint)
-        return cls(client, uri, exp_id, runs[0].info.run_id) if runs else None
 
     def last_value(self, key: str) -> float | None:
         """The value of metric `key` at its last step (None when never logged)."""

@@ -23,7 +23,7 @@ from typing import Iterator
 
 import yaml
 
-from pipeline.config import flatten, knob_columns
+from pipeline.config import Params, flatten, knob_columns, logged_params
 from pipeline.errors import TrackingError
 
 log = logging.getLogger("pipeline")
@@ -104,6 +104,17 @@ def config_label(logged: dict[str, object], committed: dict[str, object] | None)
     changed = [f"{k}={v}" for k, v in plain.items() if k in committed and committed[k] != v]
     shown = changed[:LABEL_KNOBS] + ([f"(+{len(changed) - LABEL_KNOBS} more)"] if len(changed) > LABEL_KNOBS else [])
     return " ".join(shown) or "defaults"
+
+
+def run_tags(params: Params, exp_name: str | None) -> dict[str, str]:
+    """Tags that find and group runs: `config` and `study` (from params mlflow.config / mlflow.study,
+    set by the study commands; without a study, `config` names what differs from the committed
+    params.yaml), `seed`, the model and dataset, the git commit, and the DVC experiment."""
+    tags = {"seed": str(params.seed), "pipeline.model": params.model, "pipeline.dataset": params.data.dataset,
+            "pipeline.stage": "train", "git.rev": git_rev()}
+    config = params.mlflow.config or config_label(logged_params(params), committed_params())
+    labels = {"study": params.mlflow.study, "config": config, "dvc.exp_name": exp_name}
+    return {**tags, **{k: v for k, v in labels.items() if v}}
 
 
 def is_server(uri: str) -> bool:

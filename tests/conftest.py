@@ -43,7 +43,7 @@ def make_params(params_dict):
 @pytest.fixture
 def chain(make_params):
     """A factory: params with overrides, after running the stages from download up to `last`."""
-    def make(last: str = "evaluate", **overrides) -> tuple[Params, dict]:
+    def make(last: str = "record", **overrides) -> tuple[Params, dict]:
         p = make_params(**overrides)
         return p, run_stages(p, "download", last)
     return make

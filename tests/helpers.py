@@ -27,6 +27,7 @@ from PIL import Image
 
 from pipeline import checkpoint
 from pipeline.config import Params
+from pipeline.tools.docs import BLOCK
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,12 +71,12 @@ def tiny_params_dict() -> dict:
 
 # --- the stage chain, in process ------------------------------------------------------------------
 
-STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate")
+STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate", "record")
 
 
-def run_stages(p: Params, first: str = "download", last: str = "evaluate") -> dict:
+def run_stages(p: Params, first: str = "download", last: str = "record") -> dict:
     """Run the stages from `first` to `last` in dvc.yaml's order; {stage: what it returned}."""
-    from pipeline.stages import classifier, download, evaluate, prepare, ref_stats, segmenter, train, translate
+    from pipeline.stages import classifier, download, evaluate, prepare, record, ref_stats, segmenter, train, translate
 
     calls = {
         "download": lambda: download.run(p.data, Path(p.paths.raw), progress=False),
@@ -86,6 +87,7 @@ def run_stages(p: Params, first: str = "download", last: str = "evaluate") -> di
         "segmenter": lambda: segmenter.run(p, progress=False),
         "classifier": lambda: classifier.run(p, progress=False),
         "evaluate": lambda: evaluate.run(p),
+        "record": lambda: record.run(p),
     }
     return {s: calls[s]() for s in STAGES[STAGES.index(first): STAGES.index(last) + 1]}
 
@@ -203,7 +205,6 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
 # marks a set-up command: its install part is what .ci/run does, the rest is run (the suite's own `pytest`
 # is the suite). `<!-- needs: gpu, <why> -->` and `<!-- needs: network, <why> -->` mark blocks not run here.
 
-BLOCK = re.compile(r"<!-- (runnable|runnable: setup|needs: (?:gpu|network), [^>]+) -->\n```\w*\n(.*?)```", re.S)
 MARKER = re.compile(r"<!-- (runnable|needs)")
 INSTALL = re.compile(r"^python3 -m venv \.venv && \. \.venv/bin/activate && pip install -q -e \S+ && ")
 

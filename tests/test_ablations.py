@@ -15,7 +15,7 @@ from pipeline.models.cut import setting as cut_setting
 from pipeline.models.registry import MODELS
 from pipeline.runtime import cpu_cores
 from pipeline.studies import ablations, report
-from tests.helpers import env, make_repo, run
+from tests.helpers import TINY, env, make_repo, run
 
 
 def test_every_ablation_is_a_plain_override_set_that_pins_the_papers_protocol():
@@ -24,20 +24,25 @@ def test_every_ablation_is_a_plain_override_set_that_pins_the_papers_protocol():
     assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "cycle_alone-s0", *protocol,
                        "-S", "cyclegan.adversarial=false", "-S", "cyclegan.cycle_forward=true",
                        "-S", "cyclegan.cycle_backward=true",
+                       "-S", "train.n_epochs=2", "-S", "train.n_epochs_decay=2", "-S", "data.synthetic.n_test=200",
+                       "-S", "evaluate.fid_protocols=tf",
                        "-S", "seed=0", "-S", "mlflow.study=ablation", "-S", "mlflow.config=cycle_alone",
                        "-S", "train.n_epochs=2"]
     assert [c[5] for c in cmds] == ["cycle_alone-s0", "gan_alone-s0", "cycle_alone-s1", "gan_alone-s1"]  # seed by seed
     assert "lambda_cycle=0.0" in cmds[1] and "lambda_cycle=10.0" not in cmds[1]  # a row's change wins over the protocol
     # every row sets the same knobs: none inherits one from the workspace
-    assert {frozenset(row) for row in ablations.ABLATIONS.values()} == {frozenset(ablations.PAPER_PROTOCOL)}
+    pinned = {**ablations.PAPER_PROTOCOL, **ablations.ABLATION_PROTOCOL}  # the paper's and the measurement's protocol
+    assert {frozenset(row) for row in ablations.ABLATIONS.values()} == {frozenset(pinned)}
 
 
 def test_the_full_model_of_the_study_is_params_yaml_without_the_identity_loss(make_params):
     """The paper's Tables 4-5 ran without the identity loss; params.yaml keeps the authors' code default
-    (0.5, for painting -> photo). That is the only knob in which the study's full row differs from it."""
+    (0.5, for painting -> photo). That is the only model knob in which the study's full row differs from it; the
+    rest is the study's measurement protocol (steps, test images, FID protocol)."""
     full, base = make_params(**overrides_of(ablations.ABLATIONS["full"])), make_params()
     flat, flat_base = flatten(to_dict(full)), flatten(to_dict(base))
-    assert {k for k in flat if flat[k] != flat_base[k]} == {"lambda_identity"} and flat["lambda_identity"] == 0.0
+    changed = {k for k in flat if flat[k] != flat_base[k]} - set(ablations.ABLATION_PROTOCOL)
+    assert changed == {"lambda_identity"} and flat["lambda_identity"] == 0.0
 
 
 # What each ablation of the registry switches off in the CycleGAN step: losses that must be exactly zero,
@@ -146,14 +151,14 @@ def test_a_study_refuses_a_workspace_whose_params_differ_from_the_committed_ones
     assert ablations.workspace_drift("ablation", [], cwd=str(repo)) == []
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["lambda_cycle"] = 5.0              # pinned by every row: harmless
-    params["train"]["n_epochs"] = 7           # inherited by every row: refused, named
+    params["train"]["lr"] = 0.0007            # inherited by every row: refused, named
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     drift = ablations.workspace_drift("ablation", [], cwd=str(repo))
-    assert len(drift) == 1 and drift[0].startswith("train.n_epochs (7 vs ")
-    assert ablations.workspace_drift("ablation", ["train.n_epochs=7"], cwd=str(repo)) == []  # explicit: allowed
+    assert len(drift) == 1 and drift[0].startswith("train.lr (0.0007 vs ")
+    assert ablations.workspace_drift("ablation", ["train.lr=0.0007"], cwd=str(repo)) == []  # explicit: allowed
     r = subprocess.run([sys.executable, "-m", "pipeline.studies.ablations", "--queue-only"], cwd=repo, env=env(),
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "train.n_epochs (7 vs" in r.stderr and "git checkout params.yaml" in r.stderr
+    assert r.returncode != 0 and "train.lr (0.0007 vs" in r.stderr and "git checkout params.yaml" in r.stderr
     assert "Queued" not in subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env(), capture_output=True,
                                           text=True).stdout
 
@@ -164,8 +169,9 @@ def test_a_two_experiment_queue_lands_in_one_store_and_one_table(tmp_path):
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)
+    tiny = [f"{k}={TINY[k]}" for k in ablations.ABLATION_PROTOCOL if k in TINY]  # the tiny run's steps and test images
     r = subprocess.run([sys.executable, "-m", "pipeline.studies.ablations", "--only", "full", "gan_alone", "--seeds", "0",
-                        "-j", "2"], cwd=repo, env=env(), capture_output=True, text=True, timeout=1200)
+                        "-j", "2", "--set", *tiny], cwd=repo, env=env(), capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("cyclegan-pipeline")

@@ -1,4 +1,5 @@
-"""The docs: a README a newcomer reads on one screen, the mkdocs site built strictly (no warning, no broken
+"""The docs: a README a newcomer reads on one screen, every page complete as plain Markdown (its generated parts
+written in, every link and image resolving from its folder), the mkdocs site built strictly (no warning, no broken
 link) with its generated reference pages, and the marks on the code blocks that the suite runs."""
 
 import json
@@ -12,6 +13,7 @@ import yaml
 from pipeline.config import declared
 from pipeline.metrics.registry import KEYS
 from pipeline.reference import metrics_markdown, parameters_markdown
+from pipeline.tools import docs
 from tests.helpers import BLOCK, MARKER, REPO, doc_pages, documented_blocks
 
 
@@ -70,3 +72,40 @@ def test_the_metric_reference_names_the_weights_of_the_committed_run():
     assert re.search(r"\*\*weights\*\*: `.*sha1 [0-9a-f]{12}", section)
     lpips = page[page.index("### `lpips`"):]
     assert re.search(r"sha256 [0-9a-f]{12}", lpips)
+
+
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+HTML_SRC = re.compile(r'src="([^"]+)"')
+
+
+def test_every_page_holds_its_generated_parts_as_they_are_generated_now():
+    """A page read on a code host is the page: no include syntax, and regenerating gives the same bytes."""
+    assert docs.stale() == [], "run python -m pipeline.tools.docs and commit the pages"
+    for page in docs.pages():
+        assert "--8<--" not in page.read_text(), page
+
+
+def test_every_link_and_image_resolves_from_its_pages_folder():
+    broken = []
+    for page in docs.pages():
+        text = FENCE.sub("", page.read_text())
+        targets = [m.group(2) for m in docs.LINK.finditer(text)] + HTML_SRC.findall(text)
+        for target in targets:
+            path = target.partition("#")[0]
+            if path and not docs.EXTERNAL.match(target) and not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert not broken, broken
+
+
+def test_an_included_report_is_relinked_and_a_stale_page_is_found(tmp_path, monkeypatch):
+    report = "# R\n\n## Against the paper\n\n| a |\n|---|\n| 1 |\n\n![fig](fig.png) [docs](../docs/x.md#top)\n\n## Next\n\nno\n"
+    body = docs.section(report, "against-the-paper", "r.md")
+    assert body == "| a |\n|---|\n| 1 |\n\n![fig](fig.png) [docs](../docs/x.md#top)\n"
+    moved = docs.relinked("![fig](fig.png) [x](https://a.b/c.png) [y](#here)", REPO / "reports" / "r.md", REPO / "docs" / "p.md")
+    assert moved == "![fig](../reports/fig.png) [x](https://a.b/c.png) [y](#here)"
+    page = REPO / "docs" / "p.md"
+    marked = "intro\n<!-- generated: parameters -->\nold\n<!-- end generated -->\nrest\n"
+    fresh = docs.render(page, marked)
+    assert fresh != marked and fresh.startswith("intro\n<!-- generated: parameters -->\n\n### Top level") and fresh.endswith(
+        "\n<!-- end generated -->\nrest\n")
+    assert docs.render(page, fresh) == fresh  # idempotent: a regenerated page is not stale

@@ -10,7 +10,19 @@ import pytest
 
 from tests.helpers import documented_commands, make_repo, run
 
-STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate")
+STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate", "record")
+ALWAYS = {"record": ["always changed"]}  # the stage that keeps MLflow a record of the outputs runs every time
+
+
+def runs_of(repo: Path, db: str = "mlflow.db") -> list:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / db}")
+    return client.search_runs([client.get_experiment_by_name("cyclegan-pipeline").experiment_id])
+
+
+def assert_holds(run, metrics: dict[str, float]) -> None:
+    """The run holds every number of an evaluation's metrics.json, with the file's value."""
+    held = {k[len("eval/"):]: v for k, v in run.data.metrics.items() if k.startswith("eval/")}
+    assert held == metrics, (run.info.run_name, set(metrics) ^ set(held))
 
 
 def after_repro(repo: Path, out: str) -> None:
@@ -26,24 +38,37 @@ def after_repro(repo: Path, out: str) -> None:
     shown = run(["dvc", "metrics", "show"], repo).stdout
     assert "fcn_AtoB_class_iou" in shown and "unavailable" not in shown
     assert max(map(len, shown.splitlines())) <= 160, shown
-    # a second repro is a no-op: every stage is up to date
-    assert "Running stage" not in run(["dvc", "repro"], repo).stdout
+    (default,) = runs_of(repo)
+    assert_holds(default, metrics)
+    # a second repro computes nothing: every stage is up to date, and the record finds the run holding the reports
+    again = run(["dvc", "repro"], repo).stdout
+    assert [s for s in STAGES if f"Running stage '{s}'" in again] == ["record"] and "0 run(s) brought up to date" in again
     # an edit of the FCN-score math makes exactly the stages that compute FCN-scores stale
     math_py = repo / "pipeline" / "metrics" / "math.py"
     original = math_py.read_text()
     math_py.write_text(original + "# an edit\n")
-    assert set(json.loads(run(["dvc", "status", "--json"], repo).stdout)) == {"segmenter", "evaluate"}
+    assert set(json.loads(run(["dvc", "status", "--json"], repo).stdout)) == {"segmenter", "evaluate", *ALWAYS}
     math_py.write_text(original)
-    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == ALWAYS
     # outputs are a function of their inputs: a fresh clone in another directory reproduces the committed
     # dvc.lock (the md5 of every output, so byte-identical outputs) and leaves git status clean
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)
     clone = repo.parent / "clone"
     run(["git", "clone", "-q", str(repo), str(clone)], repo.parent)
-    run(["dvc", "repro"], clone)
+    out = run(["dvc", "repro"], clone).stdout
     assert run(["git", "status", "--porcelain"], clone).stdout == ""
     assert (clone / "dvc.lock").read_text() == (repo / "dvc.lock").read_text()
+    # the clone's evaluation is the committed one, so DVC skips evaluate; its MLflow run holds it all the same
+    assert "Running stage 'train'" in out and "Running stage 'evaluate'" not in out
+    (cloned,) = runs_of(clone)
+    assert_holds(cloned, metrics)
+    # results pulled from elsewhere, no training against this store: the record opens a run that says so
+    run(["dvc", "repro"], clone, {"MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'elsewhere.db'}"})
+    (pulled,) = runs_of(clone, "elsewhere.db")
+    assert_holds(pulled, metrics)
+    assert pulled.data.tags["pipeline.source"].startswith("trained elsewhere")
+    assert pulled.data.params["lambda_cycle"] == default.data.params["lambda_cycle"] and "train/G" in pulled.data.metrics
 
 
 def after_ablation(repo: Path, out: str) -> None:
@@ -53,12 +78,11 @@ def after_ablation(repo: Path, out: str) -> None:
     for stage in ("download", "prepare", "ref_stats", "segmenter", "classifier"):
         assert f"Running stage '{stage}'" not in out
     assert "lambda_cycle: 5" in (repo / "params.yaml").read_text()
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("cyclegan-pipeline").experiment_id])
+    runs = runs_of(repo)
     assert len(runs) == 2
     exp_run = next(r for r in runs if r.data.tags.get("dvc.exp_name"))
     assert exp_run.data.params["lambda_cycle"] == "5.0" and exp_run.info.status == "FINISHED"
-    assert "eval/fid_AtoB" in exp_run.data.metrics
+    assert_holds(exp_run, json.loads((repo / "reports" / "eval" / "metrics.json").read_text()))
     # the saved view groups runs by config: a plain run and an experiment are rows of their own, named
     # by what differs from the committed params.yaml
     assert {r.data.tags["config"] for r in runs} == {"defaults", "lambda_cycle=5.0"}
@@ -117,8 +141,15 @@ def run_documented(repo: Path, page: str | None) -> set[str]:
 def test_the_readmes_commands_do_what_it_says(tmp_path):
     """The README's runnable blocks, in order, on the tiny configuration: the main job, an experiment, and
     the comparison of the two (the docs pages' commands: the slow test below)."""
-    seen = run_documented(make_repo(tmp_path / "repo"), "README.md")
+    repo = make_repo(tmp_path / "repo")
+    seen = run_documented(repo, "README.md")
     assert seen == set(CHECKS) - {"dvc exp run -S model=stargan"}, f"the README no longer shows {set(CHECKS) - seen}"
+    # after them every run in the store holds its evaluation: the committed run's is HEAD's, the experiment's the
+    # workspace's (dvc exp run applied it)
+    committed = json.loads(run(["git", "show", "HEAD:reports/eval/metrics.json"], repo).stdout)
+    applied = json.loads((repo / "reports" / "eval" / "metrics.json").read_text())
+    for r in runs_of(repo):
+        assert_holds(r, applied if r.data.tags.get("dvc.exp_name") else committed)
 
 
 @pytest.mark.slow  # every page's commands, which add two experiments that rerun every stage (about 2 min)

@@ -63,10 +63,9 @@ def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbon
 
     client = mlflow.MlflowClient(tracking_uri=p.mlflow.tracking_uri)
     run = client.get_run(result["mlflow_run_id"])
-    assert run.data.metrics["eval/fid_AtoB"] == pytest.approx(metrics["fid_AtoB"])
-    assert run.data.metrics["eval/lpips_AtoB_truth"] == pytest.approx(metrics["lpips_AtoB_truth"])
-    assert {k for k in run.data.metrics if k.startswith("eval/")} == {f"eval/{k}" for k in metrics}
-    assert run.data.metrics["eval_ci95/l1_AtoB/low"] == pytest.approx(intervals["l1_AtoB"][0])
+    # the record stage: every number of the reports, with the files' values, in the training's run
+    assert {k: v for k, v in run.data.metrics.items() if k.startswith("eval/")} == {f"eval/{k}": v for k, v in metrics.items()}
+    assert run.data.metrics["eval_ci95/l1_AtoB/low"] == intervals["l1_AtoB"][0]
     assert "FID/KID" not in run.data.tags.get("eval.unavailable", "")
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
         "eval/metrics.json", "eval/protocol.json", "eval/intervals.json", "eval/per_image.csv", "eval/grid.png"}

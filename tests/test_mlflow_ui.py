@@ -3,6 +3,9 @@ beside the summary metrics grouped by configuration, no leftover set-up run, and
 
 import base64
 import json
+import re
+import shutil
+import subprocess
 import zlib
 
 import mlflow
@@ -14,6 +17,8 @@ from pipeline import tracking
 from pipeline.data.datasets import grid
 from pipeline.metrics.registry import KEYS
 from pipeline.models.registry import MODELS
+from tests.helpers import make_repo, run
+from tests.servers import mlflow_server
 
 
 def decoded_view(tag_value: str) -> dict:
@@ -108,3 +113,29 @@ def test_a_run_outside_a_study_is_named_by_what_its_params_change():
     assert tracking.config_label({"lambda_cycle": 5.0}, None) == "defaults"  # outside a git repository
     many = {f"k{i}": i + 1 for i in range(6)}
     assert tracking.config_label(many, dict.fromkeys(many, 0)) == "k0=1 k1=2 k2=3 k3=4 (+2 more)"
+
+
+@pytest.mark.slow  # Debian's chromium (apt-get install chromium), and the README's two runs (about 2 min)
+def test_the_link_the_train_stage_prints_shows_every_run_with_its_evaluation_in_a_browser(tmp_path):
+    """As a person looks: the README's main command and its experiment, then the saved view that the train stage's
+    link opens, rendered by a real headless browser; each run's row holds each summary metric's value."""
+    chromium = shutil.which("chromium")
+    assert chromium, "this test needs Debian's chromium: apt-get install chromium"
+    repo = make_repo(tmp_path / "repo")
+    printed = run(["dvc", "repro"], repo).stdout
+    run(["dvc", "exp", "run", "-S", "lambda_cycle=5"], repo)
+    link = re.search(r"then (http://127\.0\.0\.1:5000/\S+)", printed).group(1)
+    with mlflow_server(tmp_path / "ui", f"sqlite:///{repo / 'mlflow.db'}") as ui:
+        page = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=3000,1200",
+                               "--virtual-time-budget=30000", "--dump-dom", link.replace("http://127.0.0.1:5000", ui.uri)],
+                              capture_output=True, text=True, timeout=120).stdout
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("cyclegan-pipeline").experiment_id])
+    assert {r.data.tags["config"] for r in runs} == {"defaults", "lambda_cycle=5.0"}
+    for r in runs:
+        assert f">{r.info.run_name}<" in page, r.info.run_name
+        summary = [str(k) for k, spec in KEYS.items() if spec.summary and f"eval/{k}" in r.data.metrics]
+        assert len(summary) == 6  # FID, KID and FCN class IoU per direction (diversity: multimodal models only)
+        for key in summary:
+            shown = re.findall(rf'id="cell-metrics\.`eval/{key}`-\d+" class="ag-cell-value">([^<]+)<', page)
+            assert repr(r.data.metrics[f"eval/{key}"]) in shown, (r.info.run_name, key, shown)

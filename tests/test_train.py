@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import torch
 
-from pipeline import checkpoint, training
+from pipeline import checkpoint, tracking, training
 from pipeline.config import logged_params
 from pipeline.errors import StageError
 from pipeline.models.cyclegan.model import CycleGAN, build_cyclegan
@@ -124,7 +124,7 @@ def test_mlflow_run_holds_params_curves_and_artifacts(prepared, monkeypatch):
 def test_a_plain_run_carries_no_empty_labels(prepared, monkeypatch):
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     p = prepared(seed=3)
-    tags = train.run_tags(p, None)
+    tags = tracking.run_tags(p, None)
     assert tags["seed"] == "3" and not {"study", "dvc.exp_name"} & set(tags)
     assert all(tags.values())
     # outside a study the config is named by what the params change from the committed params.yaml

@@ -1,26 +1,16 @@
-"""mkdocs hooks (mkdocs.yml `hooks:`): the generated reference and the repository's reports in the site.
+"""mkdocs hooks (mkdocs.yml `hooks:`): the repository's reports in the site.
 
-- docs/parameters.md and docs/evaluation.md hold a marker line that is replaced by the tables that
-  pipeline/reference.py writes from the knob declarations and the metric registry;
-- the pictures under reports/ are served at reports/..., so a page shows the committed figures where they
-  are made, never a copy (the reports' tables are included by pymdownx.snippets)."""
+The pages are complete as committed (their generated parts are written by `python -m pipeline.tools.docs`) and
+link the reports' pictures where they are made, `../reports/...` from docs/. The site serves those pictures at
+reports/... (never a copy), and this hook points the pages' links there."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import yaml
 from mkdocs.structure.files import File
 
-from pipeline.reference import metrics_markdown, parameters_markdown
-
 REPO = Path(__file__).resolve().parents[2]
-MARKERS = {
-    "<!-- generated: parameters -->": lambda: parameters_markdown(yaml.safe_load((REPO / "params.yaml").read_text())),
-    "<!-- generated: metrics -->": lambda: metrics_markdown(
-        json.loads((REPO / "reports" / "eval" / "protocol.json").read_text())),
-}
 
 
 def on_files(files, config):
@@ -30,7 +20,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-    for marker, make in MARKERS.items():
-        if marker in markdown:
-            markdown = markdown.replace(marker, make())
+    up = "../" * page.file.src_uri.count("/")  # from the page's folder to docs/
+    for before in ("](", 'src="'):
+        markdown = markdown.replace(f"{before}{up}../reports/", f"{before}{up}reports/")
     return markdown

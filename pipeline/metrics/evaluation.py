@@ -2,15 +2,11 @@
 
     paths.metrics   the summary for `dvc metrics show/diff` and `dvc exp show`: the keys marked `summary`
                     in the registry (FCN class IoU, FID, KID per direction), few enough to fit a terminal
-    metrics.json    every metric, flat {key: number}
-                    Both hold numbers only, as DVC and every tool reading metrics expect: a metric that
-                    could not be computed is absent
-    protocol.json   {key: its protocol (extractor or segmenter, weights, resolution, counts)}, and for
-                    an absent metric {"unavailable": why}
-    intervals.json  {key: [low, high]}: the 95% bootstrap interval over test images of every metric that
-                    has one (params evaluate.bootstrap; the method is in the key's protocol)
-    per_image.csv   per-image values of the metrics that have them
-    grid.png        input | translation | real target, per direction
+                    Numbers only, as DVC and every tool reading metrics expect: a metric that could not be
+                    computed is absent
+    paths.eval_reports  metrics.json, protocol.json, intervals.json (95% bootstrap intervals over test images:
+                    params evaluate.bootstrap), per_image.csv, grid.png: their format is
+                    pipeline/artifacts/eval_reports.py
 """
 
 from __future__ import annotations
@@ -25,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.artifacts import eval_reports
 from pipeline.config import Params
 from pipeline.data.datasets import grid, to_unit
 from pipeline.domains import Route
@@ -168,21 +165,8 @@ def evaluation_grid(ctx: Context, k: int = 6) -> np.ndarray:
     return grid(rows, ["input", "translation", "ground truth" if ctx.paired else "real target"])
 
 
-def unavailable_reasons(results: list[Result]) -> dict[MetricKey, str]:
-    """{key: why it has no number} of the metrics absent from metrics.json."""
-    return {r.key: why for r in results if (why := reason(r))}
-
-
-def unavailable_lines(results: list[Result]) -> list[str]:
-    """'<keys>: <reason>', one line per reason, for the log and the MLflow run."""
-    reasons: dict[str, list[str]] = {}
-    for k, why in unavailable_reasons(results).items():
-        reasons.setdefault(why, []).append(str(k))
-    return [f"{', '.join(keys)}: {why}" for why, keys in reasons.items()]
-
-
 def log_unavailable(results: list[Result]) -> None:
-    for line in unavailable_lines(results):
+    for line in eval_reports.unavailable_lines(protocols(results)):
         log.warning("unavailable: %s", line)
 
 
@@ -200,9 +184,9 @@ def write_reports(ctx: Context, results: list[Result], summary_path: str | Path,
     metrics = flat_metrics(results)
     write_json(summary_path, summary(metrics, ctx.multi_domain))
     with atomic_dir(reports) as tmp:
-        write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "protocol.json", protocols(results))
-        write_json(tmp / "intervals.json", intervals(results))
-        (tmp / "per_image.csv").write_text(per_image_csv(results))
-        save_png(tmp / "grid.png", evaluation_grid(ctx))
+        write_json(tmp / eval_reports.METRICS, metrics)
+        write_json(tmp / eval_reports.PROTOCOL, protocols(results))
+        write_json(tmp / eval_reports.INTERVALS, intervals(results))
+        (tmp / eval_reports.PER_IMAGE).write_text(per_image_csv(results))
+        save_png(tmp / eval_reports.GRID, evaluation_grid(ctx))
     return metrics

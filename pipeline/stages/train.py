@@ -47,23 +47,12 @@ from pipeline.models.base import GANModel
 from pipeline.models.registry import MODELS, model_domains, model_pair
 from pipeline.runtime import configure_threads, loader_workers, peak_memory, resolve_device, set_determinism
 from pipeline.tracker import NoTracker, Tracker
-from pipeline.tracking import committed_params, config_label, git_rev, tracking_uri, ui_hint
+from pipeline.tracking import run_tags, tracking_uri, ui_hint
 from pipeline.training import RunBook, check_finite, fingerprint, history_csv, lr_factor
 
 log = logging.getLogger("pipeline")
 SAMPLES = 4  # test images per direction in the sample grids
 OUTBOX = "mlflow-outbox"  # in paths.checkpoints: per run, the files a tracking server was down for (tracker.Tracker)
-
-def run_tags(params: Params, exp_name: str | None) -> dict[str, str]:
-    """Tags that find and group runs: `config` and `study` (from params mlflow.config / mlflow.study,
-    set by the study commands; without a study, `config` names what differs from the committed
-    params.yaml), `seed`, the model and dataset, the git commit, and the DVC experiment."""
-    tags = {"seed": str(params.seed), "pipeline.model": params.model, "pipeline.dataset": params.data.dataset,
-            "pipeline.stage": "train", "git.rev": git_rev()}
-    config = params.mlflow.config or config_label(logged_params(params), committed_params())
-    labels = {"study": params.mlflow.study, "config": config, "dvc.exp_name": exp_name}
-    return {**tags, **{k: v for k, v in labels.items() if v}}
-
 
 @dataclass
 class Training:

@@ -10,6 +10,8 @@ seconds per step, checkpoints and sample grids included, and the process's peak 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from pipeline.domains import AtoB, BtoA
@@ -39,10 +41,35 @@ LABELS = {"cyclegan": "CycleGAN", "cut": "CUT", "fastcut": "FastCUT"}  # our con
 # Park et al. 2020 (arXiv 2007.15651), Table 1: Cityscapes labels -> photo (DRN segmentation of the outputs:
 # mAP, pixel accuracy, class accuracy; FID), Horse -> Zebra FID, training seconds per iteration and GPU
 # memory (GB). FID with pytorch-fid; users of the authors' code find these at the best epoch (their tracker's issue #65).
-PAPER: dict[str, dict[str, float]] = {
-    "CycleGAN": {"mAP": 20.4, "pixAcc": 55.9, "classAcc": 25.4, "FID": 76.3, "h2z FID": 77.2, "sec/iter": 0.40, "Mem GB": 4.81},
-    "CUT": {"mAP": 24.7, "pixAcc": 68.8, "classAcc": 30.7, "FID": 56.4, "h2z FID": 45.5, "sec/iter": 0.24, "Mem GB": 3.33},
-    "FastCUT": {"mAP": 19.1, "pixAcc": 59.9, "classAcc": 24.3, "FID": 68.8, "h2z FID": 73.4, "sec/iter": 0.15, "Mem GB": 2.25},
+# Each value names the second copy that confirms it (a SOURCES key), or None: transcribed from Table 1 of
+# arXiv 2007.15651v3 with no second copy found (the authors' repository and every version of the clean-fid
+# README hold none), unverified, and the tables mark it with UNVERIFIED.
+SOURCES = {
+    "clean-fid": "the clean-fid README's Horse2Zebra leaderboard (GaParmar/clean-fid), which lists the FIDs that "
+                 "Park et al. report",
+}
+UNVERIFIED = "†"
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    """One number of the paper's table and the second copy that confirms it (a SOURCES key; None: unverified)."""
+    value: float
+    source: str | None = None
+
+    @property
+    def mark(self) -> str:
+        return "" if self.source else UNVERIFIED
+
+
+_V, _CF = PaperValue, "clean-fid"
+PAPER: dict[str, dict[str, PaperValue]] = {
+    "CycleGAN": {"mAP": _V(20.4), "pixAcc": _V(55.9), "classAcc": _V(25.4), "FID": _V(76.3), "h2z FID": _V(77.2, _CF),
+                 "sec/iter": _V(0.40), "Mem GB": _V(4.81)},
+    "CUT": {"mAP": _V(24.7), "pixAcc": _V(68.8), "classAcc": _V(30.7), "FID": _V(56.4), "h2z FID": _V(45.5, _CF),
+            "sec/iter": _V(0.24), "Mem GB": _V(3.33)},
+    "FastCUT": {"mAP": _V(19.1), "pixAcc": _V(59.9), "classAcc": _V(24.3), "FID": _V(68.8), "h2z FID": _V(73.4, _CF),
+                "sec/iter": _V(0.15), "Mem GB": _V(2.25)},
 }
 
 
@@ -86,14 +113,28 @@ def paper_comparison(quality: pd.DataFrame, costs: pd.DataFrame) -> str:
     rows = {k: [LABELS[k]] for k in have}
     for _, column, lower, paper_key in COMPARED:
         ours = {k: both.at[k, column] for k in have if column in both}
-        mine, theirs = ranks(ours, lower), ranks({k: PAPER[LABELS[k]][paper_key] for k in have}, lower)
+        paper = {k: PAPER[LABELS[k]][paper_key] for k in have}
+        mine, theirs = ranks(ours, lower), ranks({k: v.value for k, v in paper.items()}, lower)
         for k in have:
             value = ours.get(k)
             shown = "-" if value is None or pd.isna(value) else f"{value:.3f}"
-            rows[k].append(f"{shown} / {PAPER[LABELS[k]][paper_key]} ({mine.get(k, '-')} / {theirs[k]})")
+            p = paper[k]
+            rows[k].append(f"{shown} / {p.value} ({mine.get(k, '-')} / {theirs[k]}){p.mark}")
     lines += ["| " + " | ".join(cells) + " |" for cells in rows.values()]
     return "\n".join(lines) + (
         "\n\nOurs: the embedded labels -> photo world at 64px, FID under pytorch-fid's resize (legacy_pytorch) on 500 "
         "test images, class IoU and pixel accuracy of fcn8s-mini, seconds per step on this study's machine; means over "
         "seeds. The paper's: Cityscapes labels -> photo at 256px (500 val images, DRN segmentation: mAP, pixAcc), "
-        "one run each, seconds per iteration on a GPU. Rank 1 = best; only the orderings compare.\n")
+        "one run each, seconds per iteration on a GPU. Rank 1 = best; only the orderings compare.\n"
+        + sources_note([PAPER[LABELS[k]][key] for k in have for *_, key in COMPARED]))
+
+
+def sources_note(shown: list[PaperValue]) -> str:
+    """The footnote on the paper's values in a table: the mark of the unverified ones, the sources of the others."""
+    note = []
+    if any(not v.source for v in shown):
+        note.append(f"{UNVERIFIED} after a cell: the paper's value in it is transcribed from Table 1 of arXiv 2007.15651v3 "
+                    "and no second copy of it was found: unverified.")
+    for source in sorted({v.source for v in shown if v.source}):
+        note.append(f"The paper's values without {UNVERIFIED} match {SOURCES[source]}.")
+    return "\n" + " ".join(note) + "\n" if note else ""

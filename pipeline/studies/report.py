@@ -167,8 +167,8 @@ def fcn_column(route: Route, score: str) -> str:
 
 def paper_comparison(agg: pd.DataFrame) -> str:
     """Our FCN-scores beside Zhu et al. 2017's Tables 4 (labels -> photo) and 5 (photo -> labels), with
-    the rank of each row by class IoU in both. The paper's numbers are on real Cityscapes at 256px
-    with an FCN-8s; ours on the embedded world with a small segmenter: only the ordering compares."""
+    the rank of each row by class IoU in both. The paper's numbers are on real Cityscapes, trained at 128x128
+    (its Appendix 7.1), with an FCN-8s; ours on the embedded world with a small segmenter: only the ordering compares."""
     rows = agg.set_index("config")
     lines = ["| config | paper row | ours labels→photo (pixel / class / IoU) | Table 4 | IoU rank ours / paper "
              "| ours photo→labels (pixel / class / IoU) | Table 5 | IoU rank ours / paper |", "|" + "---|" * 8]
@@ -191,8 +191,8 @@ def paper_comparison(agg: pd.DataFrame) -> str:
             cells += [ours, " / ".join(f"{v:.2f}" for v in tables[table]), rank]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
-        "\n\nThe paper's numbers: Cityscapes (2975 training pairs, 500 val images), 256px, an FCN-8s trained on "
-        "Cityscapes, one training run each. Ours: the embedded synthetic world at 64px, fcn8s-mini, means over "
+        "\n\nThe paper's numbers: Cityscapes (2975 training pairs, 500 val images) at 128x128 (its Appendix 7.1), an "
+        "FCN-8s trained on Cityscapes, one training run each. Ours: the embedded synthetic world at 64px, fcn8s-mini, means over "
         "seeds. The scales do not compare; the ordering of the rows does. Rank 1 = highest class IoU.\n")
 
 
