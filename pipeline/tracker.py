@@ -17,6 +17,10 @@ from pipeline.errors import TrackingError
 from pipeline.tracking import FINGERPRINT_TAG, check_reachable, connect, is_server, training_runs
 
 log = logging.getLogger("pipeline")
+# How long a tracking server's answer to /health stands: deliveries within it are not preceded by another probe, so
+# a remote server is asked about once per this many seconds, not once per file or batch. A delivery that fails asks
+# again at once. Short, since a server that stops within it costs one call MLflow's own retries (minutes).
+HEALTH_TTL_S = 1.0
 
 
 class Tracker:
@@ -24,7 +28,8 @@ class Tracker:
     the training that made a model (found by its fingerprint: stages/record.py).
 
     A training's tracker (`outbox` set) outlives outages of a tracking server: before each delivery it asks
-    the server's /health (milliseconds; MLflow's own retries would hold the training for minutes), and what
+    the server's /health (milliseconds; MLflow's own retries would hold the training for minutes; an answer stands
+    for HEALTH_TTL_S), and what
     it cannot deliver is kept: loss-curve points in memory, files in `outbox` (a folder beside the resume
     state, so they survive a crash too). Both go out, in their order, at the next delivery the server
     answers. A crash loses no point either: the resumed run re-sends the curve after the last step the
@@ -37,6 +42,7 @@ class Tracker:
         self.outbox, self.wait_s = outbox, wait_s
         self.pending: list = []  # mlflow.entities.Metric points not yet delivered
         self.down = False  # the server stopped answering and has not answered since
+        self.answered_at = -HEALTH_TTL_S  # time.monotonic() of the server's last answer to /health
 
     @classmethod
     def for_training(cls, uri: str, experiment: str, fingerprint: str, *, resume: bool, run_name: str,
@@ -127,24 +133,31 @@ class Tracker:
         try:
             call()
         except Exception:
-            if self.answers():
+            if self.answers(fresh=True):
                 raise
             self.went_down()
             return False
         return True
 
-    def answers(self) -> bool:
+    def answers(self, fresh: bool = False) -> bool:
+        """Whether the server answers /health: asked anew when `fresh`, when it was down, or when its last answer
+        is older than HEALTH_TTL_S."""
+        now = time.monotonic()
+        if not (fresh or self.down) and now - self.answered_at < HEALTH_TTL_S:
+            return True
         try:
             check_reachable(self.uri, timeout=3.0)
         except TrackingError:
             self.went_down()
             return False
+        self.answered_at = now
         if self.down:
             self.down = False
             log.info("MLflow server %s answers again: sending what was kept", self.uri)
         return True
 
     def went_down(self) -> None:
+        self.answered_at = -HEALTH_TTL_S
         if not self.down:
             self.down = True
             log.warning("MLflow server %s does not answer: the training goes on and keeps what it logs until the "

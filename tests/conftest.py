@@ -4,6 +4,7 @@ redirected into a temp folder; the stage chain on it; an LPIPS backbone file; an
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,19 @@ import torch
 import torchvision
 
 from pipeline.config import Params, parse_params
+from pipeline.runtime import CONCURRENCY_ENV, configure_threads
 from tests.helpers import run_stages, set_key, tiny_params_dict
 
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (pyproject: `-n auto`), each worker process is one of the processes sharing the cores:
+    its own torch and BLAS threads, and every stage it runs in process or in a child (dvc repro), take
+    cores // workers threads (pipeline/runtime.py), so that the workers do not oversubscribe the machine."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        os.environ.setdefault(CONCURRENCY_ENV, workers)
+        configure_threads("auto", f"pytest-xdist worker {os.environ.get('PYTEST_XDIST_WORKER')}")
 
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory) -> str:

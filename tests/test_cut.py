@@ -2,12 +2,14 @@
 recorded random draws (tests/fixtures/cut), the modes' settings, the sampler's stream, training end to end."""
 
 import copy
+import json
 import logging
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.models.cut import MODES, setting
@@ -63,9 +65,46 @@ def authors_layout_to_ours(net: str, state: dict) -> dict:
     return state
 
 
+# Where the recording was made (tests/fixtures/cut/environment.json): bit equality holds only under the same torch,
+# thread count and CPU kernels, since float sums change with their order. Elsewhere the step is compared within the
+# spread that float order makes, measured over 1-4 threads on an AVX-512 CPU against the recording: losses within a
+# relative 7.7e-6, the weights that enter the function within 1e-5 (tolerances 10x those).
+RECORDED_ENV = json.loads((FIXTURE.parent / "environment.json").read_text())
+LOSS_RTOL, WEIGHT_ATOL = 1e-4, 1e-4
+
+
+def environment() -> dict:
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def rounding_driven_biases(net: nn.Module) -> set[str]:
+    """The biases of convolutions that feed a non-affine InstanceNorm: the norm removes each channel's mean, so
+    the loss does not depend on them and their gradient is zero but for rounding; Adam turns that rounding into
+    steps of about lr whose sign follows the float order. No float order makes them equal; the test bounds them."""
+    found = set()
+    for name, seq in net.named_modules():
+        kids = list(seq.named_children()) if isinstance(seq, nn.Sequential) else []
+        for (child, a), (_, b) in zip(kids, kids[1:], strict=False):
+            if isinstance(a, nn.Conv2d) and a.bias is not None and isinstance(b, nn.InstanceNorm2d) and not b.affine:
+                found.add(f"{name}.{child}.bias".lstrip("."))
+    return found
+
+
+@pytest.fixture(params=[1, 2, 4], ids=lambda n: f"{n}threads")
+def threads(request):
+    """The parity under several intra-op thread counts in one run, whatever OMP_NUM_THREADS the suite has."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])
-def test_three_steps_equal_the_authors_from_the_same_weights_inputs_and_draws(make_params, mode):
+def test_three_steps_equal_the_authors_from_the_same_weights_inputs_and_draws(make_params, mode, threads):
     fixture = torch.load(FIXTURE, weights_only=False)[mode]
+    here = environment()
+    exact = here == {k: RECORDED_ENV[k] for k in here}
     # plain Adam, as the authors' (fused Adam rounds otherwise: the weights then differ in their last bits, and the
     # biases before instance norm, whose gradient is zero but for rounding, by up to lr per step)
     p = make_params(model="cut", cut__mode=mode, cut__ngf=4, cut__ndf=4, cut__n_blocks=6, cut__netf_nc=16,
@@ -86,11 +125,17 @@ def test_three_steps_equal_the_authors_from_the_same_weights_inputs_and_draws(ma
         losses = model.train_step({"A": step["A"], "B": step["B"]})
         assert not draws
         for k, v in step["losses"].items():
-            assert losses[k] == v, k  # bit for bit
+            assert losses[k] == v if exact else losses[k] == pytest.approx(v, rel=LOSS_RTOL), k
+    # Adam's step is at most about lr (bias-corrected, beta1 0.5): two float orders part by at most 2 lr a step
+    bound = 2 * p.train.lr * len(fixture["steps"])
     for name, state in fixture["final"].items():
-        ours = model.raw(name).state_dict()
+        ours, free = model.raw(name).state_dict(), rounding_driven_biases(model.raw(name))
         for k, v in authors_layout_to_ours(name, state).items():
-            assert torch.equal(ours[k], v), (name, k, (ours[k] - v).abs().max())
+            gap = (ours[k].double() - v.double()).abs().max().item() if v.numel() else 0.0
+            if exact:
+                assert torch.equal(ours[k], v), (name, k, gap)
+            else:
+                assert gap <= (bound if k in free else WEIGHT_ATOL), (name, k, gap)
 
 
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])

@@ -2,6 +2,7 @@
 re-run resumes, losing at most the steps since the last checkpoint, ending with the weights, loss
 curve and MLflow run of an uninterrupted training."""
 
+import copy
 import logging
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pipeline import checkpoint
 from pipeline.config import parse_params
 from pipeline.stages import train
 from pipeline.tracking import FINGERPRINT_TAG
-from tests.helpers import REPO, elsewhere, make_repo, run_stages, same_weights
+from tests.helpers import REPO, elsewhere, make_repo, run_stages, same_weights, set_key
 from tests.helpers import env as dvc_env
 
 INJECT = REPO / "tests" / "inject"
@@ -38,8 +39,10 @@ def setup(params_dict, tmp_path):
     to be killed (as an object and as a file)."""
     def make(model: str):
         def params(name: str):
-            d = {**params_dict, "model": model, "paths": {**params_dict["paths"], **{
+            d = {**copy.deepcopy(params_dict), "paths": {**params_dict["paths"], **{
                 k.split("__")[1]: v for k, v in elsewhere(tmp_path, name).items()}}}
+            for key, value in UNDER_FAULT[model].items():
+                set_key(d, key, value)
             path = tmp_path / f"{name}.yaml"
             path.write_text(yaml.safe_dump(d))
             return parse_params(d), path
@@ -58,10 +61,17 @@ def unfinished_runs(uri: str, experiment: str, fingerprint: str) -> list[str]:
             if r.info.status != "FINISHED"]
 
 
-# CycleGAN: 12 steps (6 images x 2 epochs); pix2pix and BicycleGAN: 10 (5 pairs x 2). Checkpoints at 0,
-# 3, 6, 9 and the end; a loss row every 2 steps. torch.save calls: 1 = step 0, 2 = step 3, 3 = step 6, ...;
-# latest->previous moves: 1 at step 3, 2 at step 6.
-STEPS = {"cyclegan": 12, "pix2pix": 10, "bicyclegan": 10}
+# Every model under the same faults, by its params: StarGAN on the multi-domain world, CUT in both modes (each keeps a
+# random stream of its own in the resume state: StarGAN's target labels, CUT's patch positions and FastCUT's flips).
+UNDER_FAULT: dict[str, dict[str, object]] = {
+    "cyclegan": {"model": "cyclegan"}, "pix2pix": {"model": "pix2pix"}, "bicyclegan": {"model": "bicyclegan"},
+    "stargan": {"model": "stargan", "data.dataset": "synthetic_multi"},
+    "cut": {"model": "cut", "cut.mode": "cut"}, "fastcut": {"model": "cut", "cut.mode": "fastcut"},
+}
+# CycleGAN and CUT: 12 steps (6 images x 2 epochs); pix2pix and BicycleGAN: 10 (5 pairs x 2); StarGAN: 42 (2 epochs
+# over 6 + 5 x 3 images). Checkpoints at 0, 3, 6, 9, ... and the end; a loss row every 2 steps. torch.save calls:
+# 1 = step 0, 2 = step 3, 3 = step 6, ...; latest->previous moves: 1 at step 3, 2 at step 6.
+STEPS = {"cyclegan": 12, "pix2pix": 10, "bicyclegan": 10, "stargan": 42, "cut": 12, "fastcut": 12}
 CASES = {
     "before the first periodic checkpoint": ("step:2", 0),
     "between checkpoints": ("step:8", 6),
@@ -75,7 +85,7 @@ CASES = {
 DEFAULT_CASES = ("between checkpoints", "while writing a checkpoint", "after the final model, before the reports")
 SLOW = pytest.mark.slow
 RUNS = [pytest.param("cyclegan", case, marks=() if case in DEFAULT_CASES else SLOW) for case in CASES] + \
-       [pytest.param(model, case, marks=SLOW) for model in ("pix2pix", "bicyclegan")
+       [pytest.param(model, case, marks=SLOW) for model in ("pix2pix", "bicyclegan", "stargan", "cut", "fastcut")
         for case in ("between checkpoints", "after the final model, before the reports")]
 
 

@@ -1,7 +1,8 @@
 """A team's set-up, on one machine over loopback (docs/team.md): a shared MLflow tracking server (artifacts
 proxied to a folder; sqlite behind it, PostgreSQL under `slow`) that survives restarts mid-training,
 experiments shared between clones through a bare git remote and a local-directory DVC remote, training on
-two nodes with torchrun, and a study sharded over two clones that meets in one server and one `dvc exp show`."""
+two nodes with torchrun, a study sharded over two clones that meets in one server and one `dvc exp show`, and
+a health probe that asks a remote server once per burst of deliveries."""
 
 import contextlib
 import copy
@@ -10,6 +11,9 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import mlflow
@@ -23,6 +27,7 @@ from pipeline import checkpoint
 from pipeline.config import logged_params, parse_params
 from pipeline.stages import train
 from pipeline.studies import report
+from pipeline.tracker import HEALTH_TTL_S, Tracker
 from pipeline.tracking import FINGERPRINT_TAG, fluent_store
 from tests.helpers import REPO, env, make_repo, png_bytes, run, run_stages
 from tests.servers import free_port, mlflow_server, postgres, wait_until
@@ -302,3 +307,58 @@ def test_a_study_sharded_over_two_clones_meets_in_one_server_and_one_exp_show(tm
     assert set(names) >= {"full-s0", "full-s1", "no_pool-s0", "no_pool-s1"}
     for name in ("full-s1", "no_pool-s1"):
         assert names[name]["revs"][0]["data"]["metrics"]["reports/metrics.json"]["data"]
+
+
+# --- 6. the health probe: one question per burst of deliveries, not one per file ------------------------------
+
+class SlowHealth(BaseHTTPRequestHandler):
+    """A /health that answers after DELAY seconds and counts the questions: a remote server's round trip."""
+    DELAY, asked = 0.2, []
+
+    def do_GET(self):
+        SlowHealth.asked.append(self.path)
+        time.sleep(SlowHealth.DELAY)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args):
+        pass
+
+
+class Delivered:
+    """An MlflowClient stand-in that takes every call and fails the ones it is told to."""
+    def __init__(self):
+        self.files, self.fail = [], False
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        if self.fail:
+            raise ConnectionError("the server went away")
+        self.files.append(Path(path).name)
+
+
+def test_a_burst_of_deliveries_asks_the_servers_health_once(tmp_path):
+    SlowHealth.asked = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SlowHealth)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = Delivered()
+        t = Tracker(client, f"http://127.0.0.1:{httpd.server_port}", "1", "run", outbox=tmp_path / "outbox")
+        files = [tmp_path / f"f{i}.txt" for i in range(10)]
+        for f in files:
+            f.write_text("x")
+        tick = time.monotonic()
+        for f in files:
+            t.log_artifact(f)
+        took = time.monotonic() - tick
+        assert client.files == [f.name for f in files] and SlowHealth.asked == ["/health"]
+        assert took < 5 * SlowHealth.DELAY  # one round trip, not ten
+        time.sleep(HEALTH_TTL_S)
+        t.log_artifact(files[0])  # the answer has aged: asked again
+        assert len(SlowHealth.asked) == 2
+        client.fail = True  # a delivery that fails asks at once; the server answers, so the error is real
+        with pytest.raises(ConnectionError):
+            t.log_artifact(files[1])
+        assert len(SlowHealth.asked) == 3
+    finally:
+        httpd.shutdown()
