@@ -16,7 +16,6 @@ from pipeline.runtime import CONCURRENCY_ENV, configure_threads
 from tests.helpers import run_stages, set_key, tiny_params_dict
 
 
-
 def pytest_configure(config):
     """Under pytest-xdist (pyproject: `-n auto`), each worker process is one of the processes sharing the cores:
     its own torch and BLAS threads, and every stage it runs in process or in a child (dvc repro), take

@@ -124,6 +124,15 @@ def test_aggregate_over_seeds_with_a_students_t_interval():
     assert "0.700 ± 0.100 [0.452, 0.948]" in report.markdown(agg)
 
 
+def test_a_bounded_scores_interval_is_cut_to_its_range_and_fids_is_not():
+    """Accuracies, IoU and SSIM are declared bounded (metrics/base.py Key.bounds): their seed intervals stay in range."""
+    agg = report.aggregate(_runs({"full": [0.2, 0.99, 0.98]}))
+    full = agg.iloc[0]
+    assert full["fcn_AtoB_pixel_acc_hi"] == 1.0 and 0 <= full["fcn_AtoB_pixel_acc_lo"] < full["fcn_AtoB_pixel_acc_mean"]
+    assert full["fid_AtoB_hi"] > 100  # FID (100 x the score here) keeps its plain t-interval
+    assert report.declared("ssim_AtoB").bounds == (-1.0, 1.0) and report.declared("fid_AtoB").bounds is None
+
+
 def test_the_best_is_marked_only_where_the_intervals_separate_it():
     separated = report.markdown(report.aggregate(_runs({"full": [0.80, 0.81, 0.82], "gan_alone": [0.30, 0.31, 0.32]})))
     assert "**0.810 ± 0.010 [0.785, 0.835]**" in separated   # higher FCN accuracy is better

@@ -153,6 +153,24 @@ def test_seed_interval_is_students_t():
     assert all(np.isnan(math.mean_confidence_interval([1.0])))
 
 
+@pytest.mark.parametrize("values, bounds, want", [
+    ([1.0, 1.0, 1.0], (0.0, 1.0), (1.0, 1.0)),                 # degenerate at the top: no spread, no interval width
+    ([0.0, 0.0, 0.3], (0.0, 1.0), (0.0, 0.1 + 4.302653 * np.sqrt(0.03) / np.sqrt(3))),  # the t-interval leaves [0, 1]
+    ([0.2, 0.9], (0.0, 1.0), (0.0, 1.0)),                      # two seeds: t_{0.975, 1} = 12.7, cut on both sides
+    ([0.55 + 0.01 * i for i in range(10)], (0.0, 1.0),         # ten seeds far from the bounds: the plain t-interval
+     (0.595 - 2.262157 * np.std([0.55 + 0.01 * i for i in range(10)], ddof=1) / np.sqrt(10),
+      0.595 + 2.262157 * np.std([0.55 + 0.01 * i for i in range(10)], ddof=1) / np.sqrt(10))),
+    ([-0.9, 0.9, 0.95], (-1.0, 1.0), (-1.0, 1.0)),              # SSIM's range
+])
+def test_a_bounded_scores_seed_interval_stays_in_its_range(values, bounds, want):
+    lo, hi = math.mean_confidence_interval(values, bounds=bounds)
+    assert (lo, hi) == pytest.approx(want, rel=1e-6, abs=1e-12)
+    assert bounds[0] <= lo <= np.mean(values) <= hi <= bounds[1]
+    # unbounded (FID, LPIPS): the plain t-interval, whatever side of 0 it reaches
+    free = math.mean_confidence_interval(values)
+    assert free[0] <= lo and hi <= free[1]
+
+
 def test_bias_corrected_interval_is_the_percentile_one_moved_to_the_point():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(60, 32)), rng.normal(size=(60, 32)) + 0.3

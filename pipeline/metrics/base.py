@@ -33,6 +33,8 @@ class Key:
         print, kept to a few keys so that their tables fit a terminal; every key is in the full file
         (paths.eval_reports/metrics.json) and the MLflow run.
     identity_trivial: the identity mapping scores perfectly by construction (e.g. the cycle error).
+    bounds: the range the score cannot leave (accuracies and IoU in [0, 1], SSIM in [-1, 1], an L1 distance of
+        [0, 1] RGB images in [0, 1]); an interval of its mean over seeds is cut to it (math.mean_confidence_interval).
     mean_summary: whether its mean over routes (a multi-domain evaluation) is in the summary; None = as
         `summary` (e.g. the classification accuracy: the multi-domain summary only).
     """
@@ -44,6 +46,10 @@ class Key:
     summary: bool = False
     identity_trivial: bool = False
     mean_summary: bool | None = None
+    bounds: tuple[float, float] | None = None
+
+
+UNIT, SIGNED_UNIT = (0.0, 1.0), (-1.0, 1.0)  # Key.bounds of a fraction, of a correlation such as SSIM
 
 
 @dataclass(frozen=True)

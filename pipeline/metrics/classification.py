@@ -7,7 +7,7 @@ from __future__ import annotations
 from pipeline.artifacts import classifier as classifier_file
 from pipeline.data.datasets import to_unit
 from pipeline.domains import TWO_DOMAIN_ROUTES, test_dir
-from pipeline.metrics.base import HIGHER, Key, Metric, Resamplable, Result
+from pipeline.metrics.base import HIGHER, UNIT, Key, Metric, Resamplable, Result
 from pipeline.metrics.context import Context
 from pipeline.metrics.domain_classifier import classify
 from pipeline.metrics.keys import MetricKey
@@ -31,8 +31,8 @@ def domain_accuracy(ctx: Context) -> list[Result]:
     return out + [Result(MetricKey("domain_acc_real"), state["upper_bound"], upper)]
 
 
-DOMAIN_ACC = Metric(domain_accuracy, tuple(Key(MetricKey("domain_acc", r), HIGHER, headline=True, mean_summary=True)
-                                           for r in TWO_DOMAIN_ROUTES)
-                    + (Key(MetricKey("domain_acc_real"), HIGHER, kind="upper_bound"),),
+DOMAIN_ACC = Metric(domain_accuracy, tuple(Key(MetricKey("domain_acc", r), HIGHER, headline=True, mean_summary=True,
+                                               bounds=UNIT) for r in TWO_DOMAIN_ROUTES)
+                    + (Key(MetricKey("domain_acc_real"), HIGHER, kind="upper_bound", bounds=UNIT),),
                     protocol="translations into domain Y classified as Y by a ResNet-18 trained on REAL images of "
                              "every domain (StarGAN Sec. 4.4); its accuracy on real test images is the upper bound")

@@ -15,7 +15,7 @@ from pipeline.data.datasets import to_unit
 from pipeline.data.labels import nearest_palette
 from pipeline.domains import TWO_DOMAIN_ROUTES, Route, test_dir
 from pipeline.metrics import math
-from pipeline.metrics.base import HIGHER, Key, Metric, Resamplable, Result, unavailable
+from pipeline.metrics.base import HIGHER, UNIT, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context
 from pipeline.metrics.keys import MetricKey
 from pipeline.metrics.segmenter import segment
@@ -77,8 +77,8 @@ def fcn_score(ctx: Context) -> list[Result]:
     return out
 
 
-FCN = Metric(fcn_score, tuple(Key(MetricKey("fcn", r, n), HIGHER, headline=True, summary=n == "class_iou")
+FCN = Metric(fcn_score, tuple(Key(MetricKey("fcn", r, n), HIGHER, headline=True, summary=n == "class_iou", bounds=UNIT)
                               for r in TWO_DOMAIN_ROUTES for n in SCORES)
-             + tuple(Key(MetricKey("fcn_real", None, n), HIGHER, kind="upper_bound") for n in SCORES),
+             + tuple(Key(MetricKey("fcn_real", None, n), HIGHER, kind="upper_bound", bounds=UNIT) for n in SCORES),
              protocol="labels -> photo segmented by the segmenter (fcn8s-mini trained on REAL photos); photo -> "
                       "labels by nearest palette colour; one confusion matrix over all test images")

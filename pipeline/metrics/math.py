@@ -241,13 +241,17 @@ def frechet_distance_resampled(f1: np.ndarray, f2: np.ndarray, i: np.ndarray, j:
     return sq1 + sq2 - 2 * dot + tr1 + tr2 - 2 * cross
 
 
-def mean_confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
+def mean_confidence_interval(values, level: float = 0.95,
+                             bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """Student-t interval of the mean of a few independent values (seeds of one configuration):
-    mean +- t_{(1+level)/2, n-1} sd / sqrt(n). NaN for fewer than two values."""
+    mean +- t_{(1+level)/2, n-1} sd / sqrt(n), cut to `bounds`, the range the values cannot leave (a score in [0, 1]).
+    The cut keeps the coverage: the true mean lies in the bounds, so it is inside the cut interval exactly when it is
+    inside the whole one (docs/evaluation.md, "Intervals over seeds"). NaN for fewer than two values."""
     from scipy import stats
 
     v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
     if len(v) < 2:
         return float("nan"), float("nan")
     half = stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
+    lo, hi = bounds or (-np.inf, np.inf)
+    return float(max(v.mean() - half, lo)), float(min(v.mean() + half, hi))

@@ -7,7 +7,7 @@ import torch
 
 from pipeline.domains import TWO_DOMAIN_ROUTES, TWO_DOMAINS, AtoB, test_dir
 from pipeline.metrics import math
-from pipeline.metrics.base import HIGHER, LOWER, Key, Metric, Resamplable, Result, unavailable
+from pipeline.metrics.base import HIGHER, LOWER, SIGNED_UNIT, UNIT, Key, Metric, Resamplable, Result, unavailable
 from pipeline.metrics.context import Context, target_domain
 from pipeline.metrics.keys import MetricKey
 
@@ -43,8 +43,10 @@ def cycle(ctx: Context) -> list[Result]:
     return out
 
 
-PAIRED = Metric(paired, tuple(Key(MetricKey(m, r), b, headline=r == AtoB and m != "psnr") for r in TWO_DOMAIN_ROUTES
-                              for m, b in (("l1", LOWER), ("psnr", HIGHER), ("ssim", HIGHER))),
+PAIRED = Metric(paired, tuple(Key(MetricKey(m, r), b, headline=r == AtoB and m != "psnr", bounds=bounds)
+                              for r in TWO_DOMAIN_ROUTES
+                              for m, b, bounds in (("l1", LOWER, UNIT), ("psnr", HIGHER, None), ("ssim", HIGHER, SIGNED_UNIT))),
                 protocol="translation vs ground truth, [0, 1] RGB; SSIM with an 11-tap Gaussian window (sigma 1.5)")
-CYCLE = Metric(cycle, tuple(Key(MetricKey("cycle_l1", d), LOWER, headline=True, identity_trivial=True) for d in TWO_DOMAINS),
+CYCLE = Metric(cycle, tuple(Key(MetricKey("cycle_l1", d), LOWER, headline=True, identity_trivial=True, bounds=UNIT)
+                            for d in TWO_DOMAINS),
                protocol="L1(F(G(x)), x) and L1(G(F(y)), y), [0, 1] RGB")

@@ -51,6 +51,15 @@ def template(k: MetricKey) -> MetricKey:
     return TEMPLATES[k.metric, k.statistic].key
 
 
+def registered(text: str) -> bool:
+    """Whether a column name (a key of metrics.json) is a registered metric key of any route, domain or mean."""
+    try:
+        template(MetricKey.parse(text))
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
 def key(k: MetricKey) -> Key:
     """The declaration of `k`: a declared key, or one of another route, or a mean over routes, which shares
     its template's direction and role (a mean is in the summary where its template is; a single route of a

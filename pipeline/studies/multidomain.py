@@ -70,13 +70,14 @@ def per_seed(long: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return means.join(cost, how="left").reset_index()
 
 
-def cell(values: pd.Series, digits: int = 3) -> str:
+def cell(values: pd.Series, digits: int = 3, bounds: tuple[float, float] | None = None) -> str:
+    """mean ± sd [95% interval of the mean, cut to the score's `bounds`] over seeds."""
     v = values.dropna().astype(float)
     if v.empty:
         return "-"
     if v.nunique() == 1:  # the same for every seed (parameter counts): no spread to show
         return f"{v.iloc[0]:.{digits}f}"
-    lo, hi = math.mean_confidence_interval(v)
+    lo, hi = math.mean_confidence_interval(v, bounds=bounds)
     spread = f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else ""
     ci = f" [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(lo) else ""
     return f"{v.mean():.{digits}f}{spread}{ci}"
@@ -94,7 +95,8 @@ def summary_markdown(seeds: pd.DataFrame) -> str:
     for metric, (_, title) in PAIR_METRICS.items():
         if metric in seeds:
             lines.append(f"| {title} {arrow(metric)}, mean over the pairs | " + " | ".join(
-                cell(seeds.loc[seeds["family"] == f, metric]) for f in families) + " |")
+                cell(seeds.loc[seeds["family"] == f, metric], bounds=registry.key(PAIR_METRICS[metric][0]).bounds)
+                for f in families) + " |")
     for column, title, digits in (("model/generator_parameters", "generator parameters", 0),
                                   ("model/parameters", "parameters (generators + discriminators)", 0),
                                   ("train/seconds", "training time, s", 0)):

@@ -93,15 +93,17 @@ def collect(uri: str, experiment: str, study: str):
 
 
 def aggregate(runs: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """Mean, standard deviation (ddof 1; 0 for one seed), the 95% Student-t interval of the mean
-    (_lo, _hi; NaN for one seed) and n (seeds) of each configuration, for `columns` (the headline metrics)."""
+    """Mean, standard deviation (ddof 1; 0 for one seed), the 95% Student-t interval of the mean, cut to the
+    metric's declared bounds (_lo, _hi; NaN for one seed) and n (seeds) of each configuration, for `columns` (the
+    headline metrics)."""
     metrics = [m for m in (columns or METRIC_COLUMNS) if m in runs and runs[m].notna().any()]
     grouped = runs.groupby(["config", *KNOBS], dropna=False)
     mean, std = grouped[metrics].mean(), grouped[metrics].std(ddof=1).fillna(0.0)
-    ci = grouped[metrics].agg(lambda v: math.mean_confidence_interval(v.astype(float)))
     out = mean.add_suffix("_mean").join(std.add_suffix("_std"))
     for m in metrics:
-        out[f"{m}_lo"], out[f"{m}_hi"] = ci[m].str[0], ci[m].str[1]
+        bounds = declared(m).bounds if registry.registered(m) else None  # a cost (parameters, seconds) has none
+        ci = grouped[m].agg(lambda v, b=bounds: math.mean_confidence_interval(v.astype(float), bounds=b))
+        out[f"{m}_lo"], out[f"{m}_hi"] = ci.str[0], ci.str[1]
     out["n"] = grouped.size()
     return out.reset_index()
 
@@ -153,7 +155,8 @@ def markdown(agg: pd.DataFrame, study: str = "ablation") -> str:
     arrows = ", ".join(f"{m} {arrow(m)}" if arrow(m) else f"{m} (reference)" for m in metrics)
     return "\n".join(lines) + (
         f"\n\nmean ± standard deviation over n seeds [95% interval of the mean, Student t with n - 1 degrees of "
-        f"freedom]; bold: the best mean, only where its interval is clear of every other row's (otherwise the seeds "
+        f"freedom, cut to the score's range where it has one]; bold: the best mean, only where its interval is clear of "
+        f"every other row's (otherwise the seeds "
         f"do not tell the rows apart); {arrows}\n")
 
 
@@ -251,25 +254,52 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> pd.DataFrame:
-    runs, client = collect(uri, experiment, study)
+def read_runs(path: Path) -> pd.DataFrame:
+    """A study's runs as an earlier report wrote them (<study>_runs.csv); a knob column the report reads now but
+    that file predates is empty."""
+    runs = pd.read_csv(path, dtype={"seed": str, **dict.fromkeys(KNOBS, str)}, keep_default_na=False, na_values=[""])
+    for knob in KNOBS:
+        if knob not in runs:
+            runs[knob] = None
+    return runs
+
+
+def made_by(report: Path, study: str, runs_csv: Path | None) -> str:
+    """The report's provenance line. From the store: the command, and where its runs are listed (no machine path).
+    From an earlier report's runs: that report's line (the study command and protocol that trained the runs), and
+    the command that remade its tables."""
+    remade = f"`python -m pipeline.studies.report --study {study}" + (f" --runs {runs_csv.name}`" if runs_csv else "`")
+    if runs_csv is None:
+        return f"Made by {remade} from the runs in `{study}_runs.csv` (one row per run: its knobs and metrics)."
+    earlier = next((line for line in report.read_text().splitlines() if line.startswith("Made by")), "") \
+        if report.is_file() else ""
+    kept = earlier.split(" Its tables remade by ")[0]
+    return f"{kept} Its tables remade by {remade}.".strip()
+
+
+def build(uri: str, experiment: str, folder: Path, study: str = "ablation", runs_csv: Path | None = None) -> pd.DataFrame:
+    """The study's tables and plots from the runs in the MLflow store, or from an earlier report's runs (`runs_csv`:
+    the same tables; the loss-curve plot needs the store and is kept as it is)."""
+    runs, client = (read_runs(runs_csv), None) if runs_csv else collect(uri, experiment, study)
     if runs.empty:
         raise SystemExit(f"no finished, evaluated training runs tagged study={study} in experiment {experiment!r} "
                          f"of {uri}; run `python -m pipeline.studies.ablations --study {study}` first")
     folder.mkdir(parents=True, exist_ok=True)
+    header = made_by(folder / f"{study}.md", study, runs_csv)
     if study == "multidomain":
         text, long = multidomain.markdown(runs)
-        write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
+        if not runs_csv:
+            write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
         write_text(folder / f"{study}.csv", long.to_csv(index=False))
-        write_text(folder / f"{study}.md", "# StarGAN against CycleGAN per pair of domains\n\nMade by "
-                   f"`python -m pipeline.studies.report --study {study}` from {uri}.\n\n{text}")
+        write_text(folder / f"{study}.md", f"# StarGAN against CycleGAN per pair of domains\n\n{header}\n\n{text}")
         return aggregate(runs)
     agg = aggregate(runs, cut.QUALITY_COLUMNS if study == "cut" else None)
-    write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
+    if not runs_csv:
+        write_text(folder / f"{study}_runs.csv", runs.to_csv(index=False))
     write_text(folder / f"{study}.csv", agg.to_csv(index=False))
     title = {"ablation": "Ablations", "multimodal": "Multimodal translation: realism and diversity",
              "cut": "CycleGAN, CUT and FastCUT under one protocol"}[study]
-    text = f"# {title}\n\nMade by `python -m pipeline.studies.report --study {study}` from {uri}.\n\n" + markdown(agg, study)
+    text = f"# {title}\n\n{header}\n\n" + markdown(agg, study)
     if study == "ablation":
         text += "\n## Against the paper (Tables 4-5)\n\n" + paper_comparison(agg)
     if study == "cut":
@@ -279,18 +309,21 @@ def build(uri: str, experiment: str, folder: Path, study: str = "ablation") -> p
     write_text(folder / f"{study}.md", text)
     if study == "ablation":
         plot_knob(runs, folder)
-        plot_losses(runs, client, folder)
+        if client is not None:
+            plot_losses(runs, client, folder)
     return agg
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = cli.parser(__spec__.name, __doc__)
     ap.add_argument("--study", choices=list(STUDY_COLUMNS), default="ablation")
+    ap.add_argument("--runs", type=Path, metavar="CSV",
+                    help="make the tables from an earlier report's <study>_runs.csv instead of the MLflow store")
     args = ap.parse_args(argv)
     params = cli.load(__spec__.name, args)
     folder = Path(params.paths.metrics).parent
     s = args.study
-    agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder, s)
+    agg = build(tracking_uri(params.mlflow.tracking_uri), params.mlflow.experiment, folder, s, args.runs)
     if s == "multidomain":
         print((folder / f"{s}.md").read_text())
     else:
