@@ -13,8 +13,7 @@ import torch
 from pipeline import checkpoint, cli
 from pipeline.data import archives
 from pipeline.errors import ConfigError, StageError
-from pipeline.metrics import evaluation
-from pipeline.stages import download, evaluate, prepare, train, translate
+from pipeline.stages import download, evaluate, prepare, record, train, translate
 from pipeline.tracking import TrackingError
 from tests.helpers import make_cyclegan_zip, make_pix2pix_tar, serve
 
@@ -177,14 +176,18 @@ def test_an_unwritable_tracking_store_is_a_clear_error(prepared, tmp_path):
         train.train(p, progress=False)
 
 
-def test_evaluate_checks_the_tracking_server_before_computing(prepared, monkeypatch):
-    p = prepared(train__n_epochs=0, train__n_epochs_decay=0)
-    train.train(p, progress=False)
-    translate.run(p, progress=False)
+def test_an_unreachable_store_stops_only_the_record_stage_in_one_line_and_loses_nothing(chain, monkeypatch):
+    """The evaluation needs no store: it writes its reports whatever MLflow does; the record stage, which copies them
+    into the run, fails in seconds naming the store and the fix, and the reports stay as they were."""
+    p, _ = chain("classifier", train__n_epochs=0, train__n_epochs_decay=0)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed_port()}")
-    monkeypatch.setattr(evaluation, "compute", lambda ctx: pytest.fail("computed before the check"))
-    with pytest.raises(TrackingError, match="unreachable"):
-        evaluate.run(p)
+    evaluate.run(p)
+    written = {f.name: f.read_bytes() for f in Path(p.paths.eval_reports).iterdir()}
+    tick = time.monotonic()
+    with pytest.raises(StageError, match=r"unreachable.*the reports in .* are complete: rerun `dvc repro` when the store"):
+        record.run(p)
+    assert time.monotonic() - tick < 30
+    assert {f.name: f.read_bytes() for f in Path(p.paths.eval_reports).iterdir()} == written
 
 
 # --- params that contradict the data ---------------------------------------------------------------

@@ -208,8 +208,18 @@ def test_an_experiment_pushed_by_one_clone_is_pulled_applied_and_used_by_another
     pulled = run(["dvc", "pull"], second)
     assert (second / "data" / "model.pt").read_bytes() == trained
     assert any((second / "data" / "translated").rglob("*.png"))
-    status = run(["dvc", "status"], second).stdout  # nothing to recompute: the results came from the remote
+    # nothing to recompute: the results came from the remote (the record stage always runs: it writes nothing DVC tracks)
+    status = run(["dvc", "status"], second).stdout.replace("record:\n\talways changed", "")
     assert "changed" not in status, status + pulled.stdout
+    # a repro computes nothing, and this clone's store, which never saw the training, gets a run for its results
+    repro = run(["dvc", "repro"], second).stdout
+    assert [line for line in repro.splitlines() if line.startswith("Running stage")] == ["Running stage 'record':"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{second / 'mlflow.db'}")
+    (pulled_run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    evaluated = json.loads((second / "reports" / "eval" / "metrics.json").read_text())
+    assert {k: v for k, v in pulled_run.data.metrics.items() if k.startswith("eval/")} == \
+        {f"eval/{k}": v for k, v in evaluated.items()}
+    assert pulled_run.data.params["lambda_cycle"] == "5.0" and "pipeline.source" in pulled_run.data.tags
     image = tmp_path / "new.png"
     image.write_bytes(png_bytes(3, (32, 32)))
     run([sys.executable, "-m", "pipeline.tools.translate", str(image), "--out", str(tmp_path / "out"), "--no-progress"],
