@@ -37,8 +37,10 @@ def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     # the step's arithmetic rate beside the fp32 matmul peak of the same process
     assert rows["baseline"]["flops_per_step"] == rows["fp32"]["flops_per_step"] > 0  # the same computation
     for r in rows.values():
-        assert r["matmul_peak_gflops"] > 0 and r["gflops"] == r["images_per_s"] * r["flops_per_step"] / 1e9
-        assert r["fraction_of_peak"] == r["gflops"] / r["matmul_peak_gflops"]
+        # in GFLOP/s, a tiny step runs at a small fraction of the fp32 matmul peak measured beside it, never above
+        # it: a unit slip (FLOP vs GFLOP, per image vs per step) lands far outside
+        assert r["matmul_peak_gflops"] > 1 and 0.0005 < r["fraction_of_peak"] < 1.2, r
+        assert r["gflops"] < 1.2 * r["matmul_peak_gflops"]
     assert [(r["config"], r["threads"]) for r in report["threads"]] == [("tiny", 1), ("tiny", 2)]
     assert all(r["gflops"] > 0 and len(r["round_medians"]) == 2 for r in report["threads"])
     assert report["translate"][0]["images_per_s"] > 0

@@ -109,3 +109,17 @@ def test_an_included_report_is_relinked_and_a_stale_page_is_found(tmp_path, monk
     assert fresh != marked and fresh.startswith("intro\n<!-- generated: parameters -->\n\n### Top level") and fresh.endswith(
         "\n<!-- end generated -->\nrest\n")
     assert docs.render(page, fresh) == fresh  # idempotent: a regenerated page is not stale
+
+
+def test_the_readme_times_table_names_machine_commit_and_estimate():
+    from pipeline.studies import readme_times
+
+    report = {"machine": "AMD EPYC, 2 cores", "commit": "abc1234", "rows": [
+        {"what": "main job", "command": "python3 -m venv .venv && dvc repro", "seconds": 330.0},
+        {"what": "ablation study (estimate)", "command": "python -m pipeline.studies.ablations --jobs 2",
+         "seconds": 3000.0, "estimate": "21 experiments"}]}
+    text = readme_times.markdown(report)
+    assert text.startswith("# The README's commands, timed\n") and "AMD EPYC, 2 cores" in text and "abc1234" in text
+    assert "| main job | `python3 -m venv .venv && dvc repro` | 6 |" in text
+    assert "| 50 (21 experiments) |" in text
+    assert docs.section(text, "the-readmes-commands-timed", "r.md").startswith("Each once on AMD EPYC")

@@ -112,8 +112,10 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, model, ca
     assert result["mlflow_run_id"] == run_id
     client = mlflow.MlflowClient(tracking_uri=cut.mlflow.tracking_uri)
     assert client.get_run(run_id).info.status == "FINISHED"
-    for key in ("train/G", "train/lr"):
-        assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(2, total + 1, 2)), key
+    assert [m.step for m in client.get_metric_history(run_id, "train/lr")] == list(range(2, total + 1, 2))
+    # G's loss at the steps the uninterrupted run logged it (StarGAN updates G every n_critic-th step only)
+    steps = lambda run, key: [m.step for m in client.get_metric_history(run, key)]  # noqa: E731
+    assert steps(run_id, "train/G") == steps(ref_run, "train/G")
     assert [m.value for m in client.get_metric_history(run_id, "train/G")] == \
            [m.value for m in client.get_metric_history(ref_run, "train/G")]
 

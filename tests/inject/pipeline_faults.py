@@ -30,12 +30,15 @@ def counter(n: int) -> Callable[[], bool]:
 
 def at_step(n: int) -> None:
     """Killed inside the n-th optimisation step of this process (weights half-updated in memory)."""
-    from pipeline.models.bicyclegan.model import BicycleGAN
-    from pipeline.models.cyclegan.model import CycleGAN
-    from pipeline.models.pix2pix.model import Pix2Pix
+    from pipeline.models.base import GANModel
+    from pipeline.models.bicyclegan.model import BicycleGAN  # noqa: F401  (imported: a subclass of GANModel)
+    from pipeline.models.cut.model import CUT  # noqa: F401
+    from pipeline.models.cyclegan.model import CycleGAN  # noqa: F401
+    from pipeline.models.pix2pix.model import Pix2Pix  # noqa: F401
+    from pipeline.models.stargan.model import StarGAN  # noqa: F401
 
     hit = counter(n)
-    for cls in (CycleGAN, Pix2Pix, BicycleGAN):
+    for cls in GANModel.__subclasses__():  # every model's own step
         real = cls.train_step
 
         def step(self, batch, real=real):
