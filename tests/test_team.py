@@ -126,7 +126,9 @@ def finished_run(client, fingerprint: str):
     return r
 
 
-def test_a_server_restarted_mid_training_ends_with_the_whole_run(params_dict, tmp_path):
+@pytest.mark.parametrize("model", ["cyclegan", pytest.param("cut", marks=pytest.mark.slow)])
+def test_a_server_restarted_mid_training_ends_with_the_whole_run(params_dict, tmp_path, model):
+    params_dict = {**params_dict, "model": model}
     run_stages(parse_params(params_dict), "download", "prepare")  # 12 steps, checkpoints every 3, epochs of 6
     with mlflow_server(tmp_path / "server") as server:
         proc, pause = start_paused_training(params_dict, tmp_path, server.uri, "4,10")

@@ -28,8 +28,8 @@ def counter(n: int) -> Callable[[], bool]:
     return hit
 
 
-def at_step(n: int) -> None:
-    """Killed inside the n-th optimisation step of this process (weights half-updated in memory)."""
+def before_every_step(call: Callable[[], None]) -> None:
+    """`call()` before each optimisation step of this process, whichever model trains."""
     from pipeline.models.base import GANModel
     from pipeline.models.bicyclegan.model import BicycleGAN  # noqa: F401  (imported: a subclass of GANModel)
     from pipeline.models.cut.model import CUT  # noqa: F401
@@ -37,15 +37,19 @@ def at_step(n: int) -> None:
     from pipeline.models.pix2pix.model import Pix2Pix  # noqa: F401
     from pipeline.models.stargan.model import StarGAN  # noqa: F401
 
-    hit = counter(n)
     for cls in GANModel.__subclasses__():  # every model's own step
         real = cls.train_step
 
         def step(self, batch, real=real):
-            if hit():
-                die()
+            call()
             return real(self, batch)
         cls.train_step = step
+
+
+def at_step(n: int) -> None:
+    """Killed inside the n-th optimisation step of this process (weights half-updated in memory)."""
+    hit = counter(n)
+    before_every_step(lambda: die() if hit() else None)
 
 
 def mid_checkpoint_write(n: int) -> None:
@@ -109,18 +113,15 @@ def after_final_model(n: int) -> None:
 def pause_at_steps(*steps: int) -> None:
     """Not a fault: before each of these training steps the process writes <PIPELINE_PAUSE_DIR>/at-<step> and
     waits for go-<step> there, so that a test acts (stops a server, starts it again) at a known step."""
-    from pipeline.models.cyclegan.model import CycleGAN
+    folder, done = Path(os.environ["PIPELINE_PAUSE_DIR"]), [0]
 
-    folder, done, real = Path(os.environ["PIPELINE_PAUSE_DIR"]), [0], CycleGAN.train_step
-
-    def step(self, batch):
+    def hold() -> None:
         done[0] += 1
         if done[0] in steps:
             (folder / f"at-{done[0]}").touch()
             while not (folder / f"go-{done[0]}").exists():
                 time.sleep(0.1)
-        return real(self, batch)
-    CycleGAN.train_step = step
+    before_every_step(hold)
 
 
 FAULTS = {"step": at_step, "checkpoint-write": mid_checkpoint_write, "checkpoint-rename": between_renames,
