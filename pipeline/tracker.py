@@ -157,7 +157,6 @@ class Tracker:
         return True
 
     def went_down(self) -> None:
-        self.answered_at = -HEALTH_TTL_S
         if not self.down:
             self.down = True
             log.warning("MLflow server %s does not answer: the training goes on and keeps what it logs until the "

@@ -27,7 +27,7 @@ from PIL import Image
 
 from pipeline import checkpoint
 from pipeline.config import Params
-from pipeline.tools.docs import BLOCK
+from pipeline.tools.docs import BLOCK, block_commands
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -230,8 +230,7 @@ def documented_blocks() -> list[Block]:
     out = []
     for page in doc_pages():
         for kind, body in BLOCK.findall(page.read_text()):
-            lines = [line.split("  #")[0].strip() for line in body.splitlines()]
-            out.append(Block(str(page.relative_to(REPO)), kind, tuple(x for x in lines if x)))
+            out.append(Block(str(page.relative_to(REPO)), kind, tuple(block_commands(body))))
     return out
 
 

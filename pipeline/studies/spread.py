@@ -29,15 +29,18 @@ def at(rev: str, path: str) -> dict:
     return json.loads(r.stdout)
 
 
+def inside(value: float | None, interval: list[float]) -> bool:
+    return value is not None and interval[0] <= value <= interval[1]
+
+
 def rows(base: dict, intervals: dict, others: list[dict]) -> list[str]:
     """One Markdown row per metric with an interval: base value [interval], then each other value and its place."""
     out = []
-    for key, value in base.items():
-        if key not in intervals:
-            continue
+    for key in (k for k in base if k in intervals):
         lo, hi = intervals[key]
-        cells = [f"{o[key]:.4g} ({'inside' if lo <= o[key] <= hi else 'outside'})" if key in o else "-" for o in others]
-        out.append(f"| `{key}` | {value:.4g} [{lo:.4g}, {hi:.4g}] | " + " | ".join(cells) + " |")
+        cells = [f"{o[key]:.4g} ({'inside' if inside(o[key], intervals[key]) else 'outside'})" if key in o else "-"
+                 for o in others]
+        out.append(f"| `{key}` | {base[key]:.4g} [{lo:.4g}, {hi:.4g}] | " + " | ".join(cells) + " |")
     return out
 
 
@@ -45,10 +48,10 @@ def markdown(base_rev: str, base_label: str, others: list[tuple[str, str]]) -> s
     base, intervals = at(base_rev, f"{EVAL}/metrics.json"), at(base_rev, f"{EVAL}/intervals.json")
     runs = [at(rev, f"{EVAL}/metrics.json") for rev, _ in others]
     table = rows(base, intervals, runs)
-    inside = [sum("(inside)" in row.split(" | ")[2 + i] for row in table) for i in range(len(runs))]
+    held = [sum(inside(run.get(k), intervals[k]) for k in base if k in intervals) for run in runs]
     head = "| metric | " + f"{base_label} ({base_rev}) [95% interval] | " + " | ".join(
         f"{label} ({rev})" for rev, label in others) + " |"
-    counts = "; ".join(f"{label}: {n} of {len(table)} inside" for (_, label), n in zip(others, inside, strict=True))
+    counts = "; ".join(f"{label}: {n} of {len(table)} inside" for (_, label), n in zip(others, held, strict=True))
     return "\n".join([
         "# The default run under another float order", "",
         f"Made by `python -m pipeline.studies.spread` from the evaluations committed at each revision. The same params, "

@@ -36,11 +36,14 @@ EXTERNAL = re.compile(r"^([a-z]+:|#|/)")
 BLOCK = re.compile(r"<!-- (runnable|runnable: setup|needs: (?:gpu|network), [^>]+) -->\n```\w*\n(.*?)```", re.S)
 
 
+def block_commands(body: str) -> list[str]:
+    """A marked block's commands, one per line, trailing comments and blank lines dropped."""
+    return [c for c in (line.split("  #")[0].strip() for line in body.splitlines()) if c]
+
+
 def marked_commands(page: Path, kind: str) -> list[str]:
-    """The commands of `page`'s code blocks marked `kind`, one per line, comments dropped."""
-    lines = (line.split("  #")[0].strip() for k, body in BLOCK.findall(page.read_text()) if k == kind
-             for line in body.splitlines())
-    return [line for line in lines if line]
+    """The commands of `page`'s code blocks marked `kind`, in order."""
+    return [c for k, body in BLOCK.findall(page.read_text()) if k == kind for c in block_commands(body)]
 
 
 def parameters() -> str:
