@@ -13,7 +13,7 @@ import torchvision
 
 from pipeline.config import Params, parse_params
 from pipeline.runtime import CONCURRENCY_ENV, configure_threads
-from tests.helpers import run_stages, set_key, tiny_params_dict
+from tests.helpers import STAGES, prepared_from_cache, run_stages, set_key, tiny_params_dict
 
 
 def pytest_configure(config):
@@ -51,12 +51,22 @@ def make_params(params_dict):
     return make
 
 
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """The embedded world's downloaded and prepared folders, made once per configuration and worker."""
+    return tmp_path_factory.mktemp("data-cache")
+
+
 @pytest.fixture
-def chain(make_params):
-    """A factory: params with overrides, after running the stages from download up to `last`."""
+def chain(make_params, data_cache):
+    """A factory: params with overrides, after running the stages from download up to `last`. The embedded
+    datasets' download and prepare run once per data configuration (tests.helpers.prepared_from_cache); every
+    test gets its own copy of their outputs."""
     def make(last: str = "record", **overrides) -> tuple[Params, dict]:
         p = make_params(**overrides)
-        return p, run_stages(p, "download", last)
+        if STAGES.index(last) < STAGES.index("prepare") or not prepared_from_cache(p, data_cache):
+            return p, run_stages(p, "download", last)
+        return p, run_stages(p, "train", last)
     return make
 
 

@@ -96,9 +96,19 @@ def test_the_flop_count_is_the_convolutions_forward_and_backward():
         assert throughput.step_flops(conv, x) == forward
 
 
-def test_the_matmul_peak_counts_two_flops_per_multiply_add():
+def test_every_route_of_the_peak_computes_the_matrix_product():
+    torch.manual_seed(0)
+    a, b = torch.randn(48, 48, dtype=torch.float64), torch.randn(48, 48, dtype=torch.float64)
+    routes = throughput.product_routes(a.float(), b.float())
+    assert set(routes) == {"matmul", "1x1 convolution"}
+    for name, fn in routes.items():
+        assert torch.allclose(fn().double(), a @ b, atol=1e-4), name
+
+
+def test_the_peak_is_the_faster_route_on_this_process_threads():
     peak = throughput.matmul_peak(torch.device("cpu"), repeats=2, n=64)
-    assert peak["n"] == 64 and peak["threads"] == torch.get_num_threads() and peak["gflops"] > 0
+    assert peak["n"] == 64 and peak["threads"] == torch.get_num_threads()
+    assert peak["gflops"] == max(peak["routes"].values()) and len(peak["routes"]) == 2
 
 
 def test_the_stage_benchmark_copies_the_working_tree_and_not_what_git_ignores(tmp_path):
@@ -118,14 +128,21 @@ def test_the_stage_benchmark_copies_the_working_tree_and_not_what_git_ignores(tm
     assert subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True, text=True).stdout == ""
 
 
-def test_the_stage_table_gives_each_stage_its_fraction_of_peak_and_the_peers_ratios(tmp_path):
+def test_the_stage_table_gives_each_stage_and_workflow_its_floor_and_the_peers_ratios(tmp_path):
     from pipeline.studies import stage_speed
 
     timed = {s: {"seconds": 10.0} for s in stage_speed.STAGES}
-    flops = {s: None if s in ("download", "prepare") else 500e9 for s in stage_speed.STAGES}
+    flops = {s: None if s in ("download", "prepare", "record") else 500e9 for s in stage_speed.STAGES}
     rows = stage_speed.stage_rows(timed, flops, peak=100.0)
-    assert rows[0] == {"stage": "download", "seconds": 10.0, "gflop": None, "fraction_of_peak": None}
-    assert rows[2]["stage"] == "train" and rows[2]["fraction_of_peak"] == 0.5  # 500 GFLOP in 10 s of 100 GFLOP/s
+    assert rows[0] == {"stage": "download", "seconds": 10.0, "gflop": None, "floor_s": None, "wall_over_floor": None}
+    # 500 GFLOP at 100 GFLOP/s: 5 s, done in 10 s
+    assert rows[2] == {"stage": "train", "seconds": 10.0, "gflop": 500.0, "floor_s": 5.0, "wall_over_floor": 2.0}
+    dvc_said = "Running stage 'train':\n> python -m x\nRunning stage 'evaluate':\nRunning stage 'record':\n"
+    ran = stage_speed.RAN.findall(dvc_said)
+    flows = stage_speed.workflow_rows({"experiment": {"command": "dvc exp run", "seconds": 40.0, "stages": ran}},
+                                      flops, peak=100.0)
+    assert flows[0]["stages"] == ["train", "evaluate", "record"]  # record has no floor: the sum of the others'
+    assert (flows[0]["gflop"], flows[0]["floor_s"], flows[0]["wall_over_floor"]) == (1000.0, 10.0, 4.0)
     peers = {"ours": {"seconds": [4.0, 6.0], "median": 5.0, "values": {"fid": 1.0, "kid": 0.01,
                                                                         "fid_interval": [0.9, 1.1],
                                                                         "kid_interval": [0.0, 0.02],
@@ -133,9 +150,13 @@ def test_the_stage_table_gives_each_stage_its_fraction_of_peak_and_the_peers_rat
              "torch-fidelity": {"seconds": [10.0, 10.0], "median": 10.0, "values": {"fid": 1.0, "kid": 0.01}},
              "clean-fid": {"seconds": [20.0, 20.0], "median": 20.0, "values": {"fid": 1.1}},
              "n": {"translations": 5, "real": 5}}
-    md = stage_speed.markdown({"device": "cpu", "torch": "x", "command": "c", "peaks": [90.0, 100.0],
-                               "peak_gflops": 100.0, "stages": rows, "peers": peers})
-    assert "| train | 10.0 | 500 | 50.0 | 50% |" in md and "| download | 10.0 | - | - | - |" in md
+    peaks = [{"gflops": 90.0, "routes": {"matmul": 40.0, "1x1 convolution": 90.0}},
+             {"gflops": 100.0, "routes": {"matmul": 45.0, "1x1 convolution": 100.0}}]
+    md = stage_speed.markdown({"device": "cpu", "torch": "x", "command": "c", "peaks": peaks, "peak_gflops": 100.0,
+                               "workflows": flows, "stages": rows, "peers": peers})
+    assert "| train | 10.0 | 500 | 5.0 | 2.00 |" in md and "| download | 10.0 | - | - | - |" in md
+    assert "| experiment | `dvc exp run` | train, evaluate, record | 40.0 | 1000 | 10.0 | 4.00 |" in md
+    assert "(matmul 40, 45; 1x1 convolution 90, 100)" in md
     assert "| ours | 5.0 (4.0, 6.0) | 0.50 | 1.000 [0.900, 1.100] | 0.01000 [0.00000, 0.02000] |" in md
     assert "| clean-fid | 20.0 (20.0, 20.0) | 2.00 | 1.100 | - |" in md
     assert "Protocol: P." in md  # the network, weights, resolution, counts and bootstrap of the peers' numbers
@@ -148,3 +169,12 @@ def test_the_translate_stages_generator_passes_count_a_cycles_two(tmp_path):
     translations.write_info(tmp_path, {"counts": {"AtoB": 5, "AtoBtoA": 5},
                                        "routes": {"AtoB": {"generators": ["G_A"]}, "AtoBtoA": {"generators": ["G_A", "G_B"]}}})
     assert stage_speed.generator_passes(tmp_path) == 15
+
+
+def test_the_timed_workflows_are_the_readmes_commands():
+    from pipeline.studies import stage_speed
+    from pipeline.tools.docs import REPO, marked_commands
+
+    flows = stage_speed.readme_workflows()
+    assert flows["experiment"] in marked_commands(REPO / "README.md", "runnable")
+    assert marked_commands(REPO / "README.md", "runnable: setup")[0].endswith(" && " + flows["main job"])

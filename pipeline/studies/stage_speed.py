@@ -1,15 +1,16 @@
-"""Where the default pipeline's time goes (not a test): every stage of `dvc repro` timed in a fresh copy,
-its counted FLOPs and its fraction of the machine's peak; and our FID and KID with intervals beside
-torch-fidelity and clean-fid on the same work.
+"""Where the default pipeline's time goes (not a test): the README's two workflows (its main command and its
+experiment) and every stage of `dvc repro`, timed in a fresh copy, each with its counted FLOPs, its floor (those
+FLOPs at the machine's measured peak) and wall / floor; and our FID and KID with intervals beside torch-fidelity
+and clean-fid on the same work.
 
-    python -m pipeline.studies.benchmark --stages    # writes reports/benchmark/stages-cpu.{md,json}
+    python -m pipeline.studies.benchmark --stages    # writes reports/benchmark/stages-cpu.{md,json} (-cuda on a GPU)
     python -m pipeline.studies.stage_speed --repeats 2 --keep /tmp/run   # the same; keeps the copy
 
 Stages: a copy of the working tree (tracked and untracked files; no DVC cache, no MLflow store, no
 outputs) runs `dvc repro --force --single-item <stage>` for each stage of dvc.yaml in order; the wall
 seconds include DVC's own hashing and the process start. FLOPs are torch's count (torch.utils.flop_counter:
-convolutions and matrix products, 2 per multiply-add; elementwise work not counted, so the fraction of peak
-is a lower bound) of one unit of each stage's work, times the units the stage did:
+convolutions and matrix products, 2 per multiply-add; elementwise work not counted, so the floor is a lower
+bound) of one unit of each stage's work, times the units the stage did:
 
     train       one training step (forward and backward of the four networks) x the steps trained
     translate   one generator pass on one test image x the passes (a cycle's image is two: info.json's chain)
@@ -18,16 +19,14 @@ is a lower bound) of one unit of each stage's work, times the units the stage di
     classifier  the same, for the domain classifier
     evaluate    one Inception pass x the translations FID/KID score + one segmenter pass x the translations
                 it segments (LPIPS, SSIM and the bootstrap not counted)
-    download, prepare: files and PNG codecs, no tensor arithmetic: none counted
+    download, prepare, record: files, PNG codecs and MLflow, no tensor arithmetic: none counted
 
-The peak is the fp32 matmul of throughput.matmul_peak on the same threads, measured before and after the
-stages (the larger of the two: the machine's capability, not its worst moment).
+The peak is throughput.matmul_peak on the same threads: an fp32 product by the faster of torch's matmul and a 1x1
+convolution, measured before and after the stages (the larger: the machine's capability, not its worst moment).
+The floor of a stage is its counted FLOPs at that peak; the README's two workflows (the main command in the fresh
+copy, then the README's experiment there) are timed first, their floor the sum of the stages DVC ran.
 
-Peers: one direction's translations (AtoB) against the real test images of its target, both folders of
-the copy's outputs, the features of both computed in each call (no cache): ours (features, FID, KID and the
-bootstrap intervals the evaluate stage computes); torch-fidelity's calculate_metrics(fid=True, kid=True);
-clean-fid's compute_fid (mode clean, its own loader, resizer and batching) with the same network, which
-clean-fid would otherwise download. Median seconds over --repeats, in turn, and their ratios.
+Peers (our FID and KID beside torch-fidelity's and clean-fid's on the copy's outputs): pipeline/studies/fid_peers.py.
 """
 
 from __future__ import annotations
@@ -37,8 +36,8 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,10 +49,13 @@ import torch
 from pipeline.artifacts import translations
 from pipeline.config import load_params
 from pipeline.io import write_json, write_text
+from pipeline.studies import fid_peers
+from pipeline.studies.fid_peers import count
 from pipeline.studies.throughput import device_name, matmul_peak, step_flops
+from pipeline.tools.docs import REPO, marked_commands
 
-STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate")
-PNG = "*.png"
+STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate", "record")
+RAN = re.compile(r"Running stage '([\w-]+)'")  # DVC's line for each stage it runs
 
 
 # --- the stages, timed in a fresh copy -----------------------------------------------------------
@@ -81,17 +83,42 @@ def stage_env() -> dict[str, str]:
     return env
 
 
+def timed_run(args: list[str], copy: Path) -> dict:
+    """{seconds, stdout} of one command in the copy; a failure stops the benchmark naming the command."""
+    t0 = time.perf_counter()
+    done = subprocess.run(args, cwd=copy, env=stage_env(), capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed in {copy}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return {"seconds": time.perf_counter() - t0, "stdout": done.stdout}
+
+
 def time_stages(copy: Path) -> dict[str, dict]:
     """{stage: {seconds, stdout}} of `dvc repro -f -s <stage>` for each stage in order."""
     out = {}
     for stage in STAGES:
-        t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage], cwd=copy,
-                              env=stage_env(), capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"dvc repro {stage} failed in {copy}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        out[stage] = {"seconds": time.perf_counter() - t0, "stdout": done.stdout}
+        out[stage] = timed_run([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage], copy)
         print(f"{stage}: {out[stage]['seconds']:.1f} s", flush=True)
+    return out
+
+
+def readme_workflows() -> dict[str, str]:
+    """The two commands a newcomer waits for, as the README shows them: the main job's command after its
+    install, and the README's experiment."""
+    main_job = marked_commands(REPO / "README.md", "runnable: setup")[0].split(" && ")[-1]
+    experiment = next(c for c in marked_commands(REPO / "README.md", "runnable") if c.startswith("dvc exp run"))
+    return {"main job": main_job, "experiment": experiment}
+
+
+def time_workflows(copy: Path) -> dict[str, dict]:
+    """{workflow: {command, seconds, stages}}: the README's main command in the fresh copy, then its experiment
+    there; the stages are those DVC says it ran. The copy's params are restored afterwards (an experiment
+    leaves its own in the workspace)."""
+    out = {}
+    for name, command in readme_workflows().items():
+        done = timed_run(shlex.split(command), copy)
+        out[name] = {"command": command, "seconds": done["seconds"], "stages": RAN.findall(done["stdout"])}
+        print(f"{name}: {done['seconds']:.1f} s ({', '.join(out[name]['stages'])})", flush=True)
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=copy, check=True)
     return out
 
 
@@ -106,10 +133,6 @@ def training_step_flops(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     def step(batch):
         loss(net(batch[0]), batch[1]).backward()
     return step_flops(step, (x, y))
-
-
-def count(folder: Path) -> int:
-    return len(list(folder.glob(PNG)))
 
 
 def generator_passes(translated: Path) -> int:
@@ -158,89 +181,8 @@ def stage_flops(copy: Path, timed: dict[str, dict]) -> dict[str, int | None]:
                          + forward_flops(fcn.eval(), unit) * n_test_b,
             "classifier": cls_step * math.ceil(n_train / cls.batch_size) * cls.epochs
                           + forward_flops(resnet.eval(), unit) * n_test,
-            "evaluate": inception_image * n_scored + forward_flops(fcn, unit) * count(translated / "AtoB")}
-
-
-# --- peers: FID and KID of one direction -----------------------------------------------------------
-
-def ours(fake_dir: Path, real_dir: Path, params) -> dict:
-    """The evaluate stage's FID, KID and their bootstrap intervals (tf protocol), the features of both sets
-    computed here."""
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-    from torch_fidelity.metric_kid import kid_features_to_metric
-
-    from pipeline.data.datasets import list_images, load_uint8
-    from pipeline.metrics import inception
-    from pipeline.metrics.evaluation import Bootstrap
-    from pipeline.metrics.fidelity import kid_subset, resamplables
-
-    e = params.evaluate
-    features, source = inception.protocol_extractor("tf", e.inception_weights, torch.device("cpu"))
-    fake, real = (features(load_uint8(list_images(d)), e.batch_size) for d in (fake_dir, real_dir))
-    fid = fid_statistics_to_metric(fid_features_to_statistics(fake), fid_features_to_statistics(real), False)
-    kid = kid_features_to_metric(fake, real, kid_subset_size=kid_subset(len(fake), len(real)),
-                                 kid_subsets=e.kid_subsets, verbose=False, rng_seed=2020)
-    boot = Bootstrap.of(params)
-    fid_stat, kid_stat = resamplables(fake.double().numpy(), real.double().numpy())
-    protocol = (f"{inception.EXTRACTOR} (TF Inception 2015-12-05, pool3; weights: {source}), {fake.shape[0]} + "
-                f"{real.shape[0]} images at {params.prepare.load_size} px resized to 299 (ours and torch-fidelity: "
-                f"torch-fidelity's TF1 bilinear; clean-fid: its clean resize); KID subsets of "
-                f"{kid_subset(len(fake), len(real))} x {e.kid_subsets}; intervals: {boot.n} resamples, seed {boot.seed}")
-    return {"fid": fid["frechet_inception_distance"], "kid": kid["kernel_inception_distance_mean"],
-            "fid_interval": boot.resample(fid_stat)[0], "kid_interval": boot.resample(kid_stat)[0],
-            "protocol": protocol}
-
-
-def torch_fidelity(fake_dir: Path, real_dir: Path, params) -> dict:
-    import torch_fidelity as tf
-
-    from pipeline.metrics import inception
-    from pipeline.metrics.fidelity import kid_subset
-
-    n = min(count(fake_dir), count(real_dir))
-    got = tf.calculate_metrics(input1=str(fake_dir), input2=str(real_dir), fid=True, kid=True, cuda=False, cache=False,
-                               verbose=False, kid_subset_size=kid_subset(n, n),
-                               feature_extractor_weights_path=str(inception.resolve_weights(params.evaluate.inception_weights).path))
-    return {"fid": got["frechet_inception_distance"], "kid": got["kernel_inception_distance_mean"]}
-
-
-def clean_fid(fake_dir: Path, real_dir: Path, params) -> dict:
-    from cleanfid import fid as cleanfid
-
-    from pipeline.metrics import inception
-
-    path = inception.find_fid_helper_torchscript(inception.cache_dir())
-    layers = torch.jit.load(str(path)).eval().net.layers  # clean-fid's network, as it loads it
-
-    def network(x):  # clean-fid's InceptionV3W.forward with its resize done by clean-fid's loader
-        return layers((x - 128) / 128).reshape(-1, 2048)
-
-    value = cleanfid.compute_fid(str(fake_dir), str(real_dir), mode="clean", num_workers=0, batch_size=32,
-                                 device=torch.device("cpu"), custom_feat_extractor=network, verbose=False,
-                                 use_dataparallel=False)
-    return {"fid": float(value)}
-
-
-PEERS = {"ours: features + FID + KID + 95% intervals": ours,
-         "torch-fidelity calculate_metrics(fid, kid)": torch_fidelity,
-         "clean-fid compute_fid (clean)": clean_fid}
-
-
-def measure_peers(copy: Path, repeats: int) -> dict[str, dict]:
-    """{peer: {seconds (each repeat), median, values}}: the peers in turn, `repeats` times."""
-    params = load_params(str(copy / "params.yaml"))
-    fake_dir, real_dir = copy / params.paths.translated / "AtoB", copy / params.paths.prepared / "testB"
-    out: dict[str, dict] = {name: {"seconds": []} for name in PEERS}
-    for _ in range(repeats):
-        for name, fn in PEERS.items():
-            t0 = time.perf_counter()
-            out[name]["values"] = fn(fake_dir, real_dir, params)
-            out[name]["seconds"].append(time.perf_counter() - t0)
-            print(f"{name}: {out[name]['seconds'][-1]:.1f} s", flush=True)
-    for v in out.values():
-        v["median"] = statistics.median(v["seconds"])
-    out["n"] = {"translations": count(fake_dir), "real": count(real_dir)}
-    return out
+            "evaluate": inception_image * n_scored + forward_flops(fcn, unit) * count(translated / "AtoB"),
+            "record": None}
 
 
 # --- the cost of torch.compile, its compilation included ------------------------------------------
@@ -292,51 +234,67 @@ def compile_cost(steps: int, default_steps: int) -> str:
 
 # --- the report ----------------------------------------------------------------------------------
 
+FLOOR_LEAVES_OUT = ("The floor is the counted arithmetic at the measured peak, the least time the work could take on "
+                    "these cores. It leaves out what is not convolution or matrix product: elementwise tensor work "
+                    "(normalisation, activations, the optimizer's update, the bootstrap), reading and writing files and "
+                    "PNG codecs, Python between operations, process start and imports, DVC's hashing and MLflow's "
+                    "logging. Stages without counted FLOPs (download, prepare, record) have no floor; a workflow's "
+                    "floor is the sum of its stages'.")
+
+
+def with_floor(row: dict, flops: int | None, peak: float) -> dict:
+    """`row` with its counted GFLOP, floor seconds (FLOPs at the peak) and wall / floor."""
+    gflop = None if not flops else flops / 1e9
+    return {**row, "gflop": gflop, "floor_s": gflop and gflop / peak,
+            "wall_over_floor": gflop and row["seconds"] / (gflop / peak)}
+
+
 def stage_rows(timed: dict, flops: dict, peak: float) -> list[dict]:
-    return [{"stage": s, "seconds": timed[s]["seconds"], "gflop": None if flops[s] is None else flops[s] / 1e9,
-             "fraction_of_peak": None if flops[s] is None else flops[s] / 1e9 / timed[s]["seconds"] / peak}
-            for s in STAGES]
+    return [with_floor({"stage": s, "seconds": timed[s]["seconds"]}, flops[s], peak) for s in STAGES]
+
+
+def workflow_rows(workflows: dict, flops: dict, peak: float) -> list[dict]:
+    return [with_floor({"workflow": name, **w}, sum(flops[s] or 0 for s in w["stages"]), peak)
+            for name, w in workflows.items()]
+
+
+def floor_cells(r: dict) -> str:
+    if r["gflop"] is None:
+        return f"{r['seconds']:.1f} | - | - | -"
+    return f"{r['seconds']:.1f} | {r['gflop']:.0f} | {r['floor_s']:.1f} | {r['wall_over_floor']:.2f}"
+
+
+def peak_routes(peaks: list[dict]) -> str:
+    """'matmul 220, 221; 1x1 convolution 470, 465' (GFLOP/s of each route, before and after)."""
+    def each(route: str) -> str:
+        return ", ".join(f"{p['routes'][route]:.0f}" for p in peaks)
+    return "; ".join(f"{route} {each(route)}" for route in peaks[0]["routes"])
 
 
 def markdown(report: dict) -> str:
     peak = report["peak_gflops"]
     lines = [f"# Stages of the default pipeline: {report['device']}", "",
-             f"torch {report['torch']}; command: `{report['command']}`. Each stage by "
-             "`dvc repro --force --single-item` in a fresh copy of the working tree; FLOPs counted by torch's "
-             "counter on one unit of the stage's work times its units (pipeline/studies/stage_speed.py); "
-             f"peak = fp32 matmul {peak:.0f} GFLOP/s (n = 2048, the larger of the runs before and after: "
-             f"{', '.join(f'{p:.0f}' for p in report['peaks'])}).", "",
-             "| stage | seconds | counted GFLOP | GFLOP/s | fraction of peak |", "|---|---|---|---|---|"]
-    for r in report["stages"]:
-        if r["gflop"] is None:
-            lines.append(f"| {r['stage']} | {r['seconds']:.1f} | - | - | - |")
-        else:
-            rate = r["gflop"] / r["seconds"]
-            lines.append(f"| {r['stage']} | {r['seconds']:.1f} | {r['gflop']:.0f} | {rate:.1f} | "
-                         f"{r['fraction_of_peak']:.0%} |")
-    lines.append(f"| all | {sum(r['seconds'] for r in report['stages']):.1f} | | | |")
-    peers, n = report["peers"], report["peers"]["n"]
-    names = [k for k in peers if k != "n"]
-    protocol = peers[names[0]]["values"].get("protocol")
-    base = peers[names[1]]["median"]
-    lines += ["", f"Peers on the same work: AtoB's {n['translations']} translations against the {n['real']} real "
-                  f"test images of B, the features of both computed in each call; median seconds over "
-                  f"{len(peers[names[0]]['seconds'])} repeats; x = against torch-fidelity's FID + KID.", "",
-              *([f"Protocol: {protocol}.", ""] if protocol else []),
-              "| what | seconds (repeats) | x torch-fidelity | FID | KID |", "|---|---|---|---|---|"]
-    for name in names:
-        v = peers[name]["values"]
-        fid = f"{v['fid']:.3f}" + (f" [{v['fid_interval'][0]:.3f}, {v['fid_interval'][1]:.3f}]" if "fid_interval" in v else "")
-        kid = "-" if "kid" not in v else f"{v['kid']:.5f}" + (
-            f" [{v['kid_interval'][0]:.5f}, {v['kid_interval'][1]:.5f}]" if "kid_interval" in v else "")
-        secs = ", ".join(f"{s:.1f}" for s in peers[name]["seconds"])
-        lines.append(f"| {name} | {peers[name]['median']:.1f} ({secs}) | {peers[name]['median'] / base:.2f} | {fid} | {kid} |")
+             f"torch {report['torch']}; command: `{report['command']}`. In a fresh copy of the working tree: the "
+             "README's two workflows as a newcomer runs them (the main command, then the experiment), then each "
+             "stage by `dvc repro --force --single-item`. FLOPs counted by torch's counter on one unit of each "
+             "stage's work times its units (pipeline/studies/stage_speed.py). Peak = "
+             f"{peak:.0f} GFLOP/s: an fp32 2048 x 2048 product by its faster route, measured before and after the "
+             f"stages ({peak_routes(report['peaks'])}); floor = counted FLOPs at that peak.", "",
+             "| workflow | command | stages run | seconds | counted GFLOP | floor s | wall / floor |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['workflow']} | `{r['command']}` | {', '.join(r['stages'])} | {floor_cells(r)} |"
+              for r in report["workflows"]]
+    lines += ["", "| stage | seconds | counted GFLOP | floor s | wall / floor |", "|---|---|---|---|---|"]
+    lines += [f"| {r['stage']} | {floor_cells(r)} |" for r in report["stages"]]
+    lines += [f"| all | {sum(r['seconds'] for r in report['stages']):.1f} | | | |", "", FLOOR_LEAVES_OUT]
+    if report["peers"]:
+        lines += fid_peers.markdown(report["peers"])
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=3, help="rounds of the peers' comparison")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of the peers' comparison (0: none)")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     ap.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
     ap.add_argument("--compile-cost", type=int, metavar="STEPS",
@@ -356,20 +314,24 @@ def main(argv: list[str] | None = None) -> None:
         write_text(args.out / "compile-cost-cpu.md", text)
         print(text)
         return
-    cpu = torch.device("cpu")
+    # the device the stages' `device: auto` picks: on a GPU machine the floors are the GPU's
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         if args.keep:
             args.keep.mkdir(parents=True)
         copy = fresh_copy(Path.cwd(), args.keep or Path(tmp))
-        peaks = [matmul_peak(cpu, 5)["gflops"]]
+        peaks = [matmul_peak(device, 5)]
+        workflows = time_workflows(copy)
         timed = time_stages(copy)
-        peaks.append(matmul_peak(cpu, 5)["gflops"])
+        peaks.append(matmul_peak(device, 5))
         flops = stage_flops(copy, timed)
-        peers = measure_peers(copy, args.repeats)
-    report = {"device": device_name(cpu), "torch": torch.__version__, "peaks": peaks, "peak_gflops": max(peaks),
+        peers = fid_peers.measure(copy, args.repeats) if args.repeats else None
+    peak = max(p["gflops"] for p in peaks)
+    report = {"device": device_name(device), "torch": torch.__version__, "peaks": peaks, "peak_gflops": peak,
               "command": "python -m pipeline.studies.stage_speed " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "stages": stage_rows(timed, flops, max(peaks)), "peers": peers}
-    stem = args.out / "stages-cpu"
+              "workflows": workflow_rows(workflows, flops, peak), "stages": stage_rows(timed, flops, peak),
+              "peers": peers}
+    stem = args.out / f"stages-{device.type}"
     write_json(stem.with_suffix(".json"), report)
     write_text(stem.with_suffix(".md"), markdown(report))
     print(markdown(report))
