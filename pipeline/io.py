@@ -18,12 +18,23 @@ import numpy as np
 from PIL import Image
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_sibling(path: Path, kind: str) -> Path:
+    """A fresh temporary file or folder beside `path`, with the permissions a plain write would give it: tempfile
+    makes them private (0600, 0700), and an output renamed into place must stay readable as the umask allows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "dir":
-        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~_umask())
+        return tmp
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())
     return Path(name)
 
 

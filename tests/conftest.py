@@ -25,6 +25,25 @@ def pytest_configure(config):
         os.environ.setdefault(CONCURRENCY_ENV, workers)
         configure_threads("auto", f"pytest-xdist worker {os.environ.get('PYTEST_XDIST_WORKER')}")
 
+@pytest.hookimpl(trylast=True)  # after `-m 'not slow'` has deselected: the shares are of what runs
+def pytest_collection_modifyitems(config, items):
+    """The `long` tests first in each worker's share. pytest-xdist's worksteal (pyproject) gives each of the N
+    workers a contiguous share of the collection (the first len // N items, then the next, ...) and an idle
+    worker takes the end of a busy one's queue: so each share starts with its part of the long tests, taken in
+    turn, and the suite ends on short tests on every core. The short tests keep their order (module fixtures)."""
+    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    long = [i for i in items if i.get_closest_marker("long")]
+    short = [i for i in items if not i.get_closest_marker("long")]
+    ordered, left = [], len(items)
+    for w in range(n):
+        size = left // (n - w)  # worksteal's share for its w-th worker
+        mine = long[w::n]
+        take = max(size - len(mine), 0)
+        ordered += mine + short[:take]
+        short, left = short[take:], left - size
+    items[:] = ordered + short
+
+
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory) -> str:
     """One sqlite store for the whole session (creating its tables costs seconds)."""

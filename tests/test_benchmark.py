@@ -56,6 +56,7 @@ def test_benchmark_writes_figures_ratios_and_parity(tmp_path, params_dict):
     assert report["evaluate"]["unavailable"].endswith("run `dvc repro` first") and "| evaluate stage | unavailable" in md
 
 
+@pytest.mark.long
 def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(chain):
     p, _ = chain("classifier")
     ev = throughput.measure_evaluate(p, torch.device("cpu"))
@@ -68,6 +69,7 @@ def test_the_evaluate_timing_runs_every_metric_and_writes_nothing(chain):
     assert f"bootstrap resamples: {p.evaluate.bootstrap}" in md
 
 
+@pytest.mark.long
 def test_threads_only_measures_one_process_per_core_against_one_process_on_all(tmp_path, params_dict, monkeypatch):
     """The machine's limit for a sweep: N single-thread processes side by side against one process on N
     threads; every process's rate enters the total."""

@@ -132,6 +132,7 @@ def test_pix2pix_noise_baseline_has_no_encoder(make_params):
     assert set(losses) == {"G_GAN", "G_L1", "G", "D"}
 
 
+@pytest.mark.long
 def test_bicyclegan_resumes_translates_samples_and_reports_diversity(prepared, tmp_path, caplog, fixture_backbone):
     full = prepared(model="bicyclegan", **elsewhere(tmp_path, "full"))
     train.train(full, progress=False)

@@ -152,6 +152,7 @@ def test_an_interrupted_training_resumes_to_the_same_weights(prepared, tmp_path,
     assert same_weights(full.paths.model, cut.paths.model)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])
 def test_cut_measurably_learns_the_embedded_task(make_params, tmp_path, mode):
     """After 240 steps at 32px, G: labels -> photo lands measurably closer to the ground-truth photo than the
@@ -163,6 +164,7 @@ def test_cut_measurably_learns_the_embedded_task(make_params, tmp_path, mode):
     assert after < after_other_scene
 
 
+@pytest.mark.long
 def test_fastcut_trains_under_two_gloo_processes_in_sync(params_dict, tmp_path):
     """H and D wrapped by DDP like every network; G's encoder taps run on the plain module inside the step, whose
     gradients DDP still averages (one accumulation per parameter and backward)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import yaml
 
@@ -32,6 +33,7 @@ def test_torchrun_command_for_one_and_many_nodes():
     assert "--rdzv-endpoint=head:29400" in many and "--standalone" not in many
 
 
+@pytest.mark.long
 def test_two_gloo_processes_stay_in_sync_and_equal_one_process_with_twice_the_batch(params_dict, tmp_path):
     d = copy.deepcopy(params_dict)
     d["pool_size"] = 0  # an image pool is per process: without it the two runs must agree
@@ -68,6 +70,7 @@ def test_two_gloo_processes_stay_in_sync_and_equal_one_process_with_twice_the_ba
     assert diff.median() < 1e-7 and (diff > 1e-5).float().mean() < 0.02
 
 
+@pytest.mark.long
 def test_stargan_trains_under_two_gloo_processes_in_sync(params_dict, tmp_path):
     """StarGAN's steps under DDP: D's double backward (the gradient penalty) and G's update once every
     n_critic steps keep both ranks' weights identical."""

@@ -138,6 +138,7 @@ def run_documented(repo: Path, page: str | None) -> set[str]:
     return seen
 
 
+@pytest.mark.long
 def test_the_readmes_commands_do_what_it_says(tmp_path):
     """The README's runnable blocks, in order, on the tiny configuration: the main job, an experiment, and
     the comparison of the two (the docs pages' commands: the slow test below)."""

@@ -13,6 +13,7 @@ from pipeline.errors import StageError, Unavailable
 from pipeline.stages import evaluate, segmenter
 
 
+@pytest.mark.long
 def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbone):
     p, out = chain(evaluate__fid_protocols="all")  # every FID protocol (the default computes tf alone)
     result, metrics = out["train"], out["evaluate"]
@@ -71,6 +72,7 @@ def test_evaluate_reports_every_metric_with_its_protocol(chain, no_lpips_backbon
         "eval/metrics.json", "eval/protocol.json", "eval/intervals.json", "eval/per_image.csv", "eval/grid.png"}
 
 
+@pytest.mark.long
 def test_fid_is_zero_for_real_images_and_grows_with_a_shift(prepared):
     """Real test B 'translated' as themselves: FID ~ 0; darker copies: FID grows with the shift."""
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
@@ -105,6 +107,7 @@ def test_evaluate_before_translate_names_the_stage_to_run(prepared):
         evaluate.run(prepared())
 
 
+@pytest.mark.long
 def test_without_the_package_index_lpips_is_unavailable_and_the_run_goes_on(chain, no_lpips_backbone, tmp_path,
                                                                            monkeypatch):
     from pipeline.metrics import lpips_weights

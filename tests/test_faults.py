@@ -89,6 +89,7 @@ RUNS = [pytest.param("cyclegan", case, marks=() if case in DEFAULT_CASES else SL
         for case in ("between checkpoints", "after the final model, before the reports")]
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("model, case", RUNS)
 def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, model, case, caplog):
     fault, resumed_at = CASES[case]
@@ -120,6 +121,7 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(setup, model, ca
            [m.value for m in client.get_metric_history(ref_run, "train/G")]
 
 
+@pytest.mark.long
 def test_dvc_repro_after_a_kill_resumes_from_the_checkpoint(tmp_path):
     repo = make_repo(tmp_path / "repo")  # 12 steps, checkpoints every 3
     killed_training(repo / "params.yaml", "step:8", cwd=repo, cmd=["dvc", "repro", "train"])

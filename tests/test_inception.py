@@ -81,6 +81,7 @@ def fid_of(a: torch.Tensor, b: torch.Tensor) -> float:
         "frechet_inception_distance"]
 
 
+@pytest.mark.long
 def test_the_tf_protocol_is_torch_fidelity_on_the_same_images(image_sets):
     import torch_fidelity
     from torch_fidelity.utils import create_feature_extractor

@@ -26,6 +26,7 @@ def local(make_params, folder: Path, **overrides):
     return make_params(data__dataset="local", data__local__path=str(folder), **overrides)
 
 
+@pytest.mark.long
 def test_unaligned_folder_trains_translates_and_evaluates(raw, make_params, tmp_path):
     folder = make_local_folder(raw, tmp_path / "own")
     (folder / "trainA" / "notes.txt").write_text("not an image")
@@ -114,6 +115,7 @@ def test_layout_errors_name_the_folder_and_the_fix(raw, make_params, tmp_path, c
     assert (Path(p.paths.prepared) / "earlier.txt").read_text() == "kept"  # nothing written is lost
 
 
+@pytest.mark.long
 def test_dvc_reruns_prepare_when_one_image_changes(tmp_path):
     """The folder is a dependency of prepare in dvc.yaml: DVC hashes its content into dvc.lock."""
     repo = make_repo(tmp_path / "repo", {"data.dataset": "local"})

@@ -2,6 +2,7 @@
 contradict the data. Each would lose work or hang without its handling."""
 
 import errno
+import os
 import socket
 import tarfile
 import time
@@ -176,6 +177,7 @@ def test_an_unwritable_tracking_store_is_a_clear_error(prepared, tmp_path):
         train.train(p, progress=False)
 
 
+@pytest.mark.long
 def test_an_unreachable_store_stops_only_the_record_stage_in_one_line_and_loses_nothing(chain, monkeypatch):
     """The evaluation needs no store: it writes its reports whatever MLflow does; the record stage, which copies them
     into the run, fails in seconds naming the store and the fix, and the reports stay as they were."""
@@ -230,3 +232,19 @@ def test_a_file_that_is_no_checkpoint_of_ours_names_the_stage_that_writes_it(pre
     torch.save({"something": 1}, p.paths.model)
     with pytest.raises(StageError, match="not a checkpoint of this pipeline's format 1"):
         translate.run(p, progress=False)
+
+
+def test_an_atomic_write_has_the_permissions_of_a_plain_one(tmp_path):
+    """tempfile makes its files 0600 and folders 0700: an output renamed into place gets what the umask gives a
+    plain write, so that a team's shared outputs stay readable."""
+    from pipeline.io import atomic_dir, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "file.txt", "x")
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "inside.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755

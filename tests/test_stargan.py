@@ -191,6 +191,7 @@ def test_stargan_resumes_to_the_same_weights(prepared, tmp_path, caplog):
     assert checkpoint.load(full.paths.model)["domains"] == dict(zip("ABCD", synthetic.MULTI_DOMAINS, strict=True))
 
 
+@pytest.mark.long
 def test_stargan_translates_every_pair_and_reports_each_and_their_mean(chain, fixture_backbone):
     p, out = chain(**MULTI, evaluate__lpips_backbone=str(fixture_backbone))
     routes = [f"{x}to{y}" for x in "ABCD" for y in "ABCD" if x != y]
@@ -304,6 +305,7 @@ def test_a_short_training_learns_the_multi_domain_task(make_params, tmp_path):
 
 # --- a two-domain model on a pair of the multi-domain set (the study's CycleGAN per pair) ------------------
 
+@pytest.mark.long
 def test_cyclegan_on_a_pair_of_the_multi_domain_set_translates_between_their_letters(chain, fixture_backbone):
     p, out = chain(data__dataset="synthetic_multi", data__domains=["day", "dusk", "fog"], train__pair=["fog", "day"],
                    evaluate__lpips_backbone=str(fixture_backbone))

@@ -67,6 +67,7 @@ def server(request, tmp_path):
 
 # --- 1. the tracking server ----------------------------------------------------------------------------
 
+@pytest.mark.long
 def test_everything_a_run_records_lands_on_the_tracking_server(server, make_params, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)  # over params' own (sqlite) store
     p = make_params(mlflow__study="ablation", mlflow__config="full")
@@ -126,6 +127,7 @@ def finished_run(client, fingerprint: str):
     return r
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("model", ["cyclegan", pytest.param("cut", marks=pytest.mark.slow)])
 def test_a_server_restarted_mid_training_ends_with_the_whole_run(params_dict, tmp_path, model):
     params_dict = {**params_dict, "model": model}
@@ -151,6 +153,7 @@ def test_a_server_restarted_mid_training_ends_with_the_whole_run(params_dict, tm
         assert not outbox.exists()  # delivered, then removed
 
 
+@pytest.mark.long
 def test_a_server_still_down_at_the_end_fails_after_its_wait_and_a_rerun_sends_the_rest(params_dict, tmp_path,
                                                                                          monkeypatch):
     d = copy.deepcopy(params_dict)
@@ -192,6 +195,7 @@ def shared_remotes(tmp_path: Path) -> tuple[Path, Path]:
     return origin, first
 
 
+@pytest.mark.long
 def test_an_experiment_pushed_by_one_clone_is_pulled_applied_and_used_by_another(tmp_path):
     origin, first = shared_remotes(tmp_path)
     run(["dvc", "exp", "run", "-S", "lambda_cycle=5", "-n", "lc5"], first)
@@ -231,6 +235,7 @@ def test_an_experiment_pushed_by_one_clone_is_pulled_applied_and_used_by_another
 
 # --- 4. training across nodes ---------------------------------------------------------------------------
 
+@pytest.mark.long
 def test_two_nodes_on_loopback_train_one_model_with_identical_weights_and_one_run(params_dict, tmp_path):
     d = copy.deepcopy(params_dict)
     d["train"]["nnodes"] = 2

@@ -193,6 +193,7 @@ def test_identity_weight_is_relative_to_lambda_cycle(make_params):
     assert out[10.0]["cycle_A"] == pytest.approx(2 * out[5.0]["cycle_A"])
 
 
+@pytest.mark.long
 def test_cyclegan_measurably_learns_the_embedded_task(make_params, tmp_path):
     """After 240 steps at 32px, G: labels -> photo lands far closer to the ground-truth photo than the
     untrained G, and closer to its own scene's photo than to another scene's (it follows the input)."""

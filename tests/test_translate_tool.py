@@ -72,6 +72,7 @@ def test_pad_equals_the_generator_at_a_multiple_of_the_stride(trained, tmp_path)
     assert np.array_equal(translated(tmp_path / "out", "x.png"), direct)
 
 
+@pytest.mark.long
 def test_mlflow_model_predicts_loads_back_and_serves_offline(trained, tmp_path, monkeypatch):
     import mlflow
 
@@ -244,6 +245,7 @@ def test_cyclegan_translates_in_eval_mode_under_either_setting(trained):
         assert not any(net.training for net in nets.values())
 
 
+@pytest.mark.long
 def test_a_served_mlflow_model_answers_a_posted_image_as_the_translate_tool(trained, tmp_path):
     """`mlflow models serve` on loopback: POST /invocations with a PNG of odd size, the reply is the translate
     tool's translation of the same file (docs/using-models.md shows the request)."""

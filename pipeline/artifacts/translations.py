@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from pipeline.errors import StageError
 from pipeline.io import write_json
+
+if TYPE_CHECKING:  # torch only where a latent file is read or written: the record stage reads info.json alone
+    import torch
 
 INFO = "info.json"
 LATENT = "latent.pt"
@@ -33,10 +35,14 @@ def read_info(folder: str | Path) -> dict:
 
 
 def write_latent(folder: Path, codes: torch.Tensor, recovered: torch.Tensor) -> None:
+    import torch
+
     torch.save({"codes": codes, "recovered": recovered}, folder / LATENT)
 
 
 def read_latent(folder: str | Path) -> dict[str, torch.Tensor] | None:
     """{'codes', 'recovered'}, or None when the model has no encoder."""
+    import torch
+
     path = Path(folder) / LATENT
     return torch.load(path, weights_only=True) if path.exists() else None

@@ -24,7 +24,7 @@ def merge_rounds(rounds: list[dict]) -> dict:
 
 def add_flop_rate(rows: list[dict]) -> list[dict]:
     """GFLOP/s of each row's step (counted FLOPs x steps/s; a compiled path takes fp32's count, the same
-    computation) and its fraction of the fp32 matmul peak measured in the same processes."""
+    computation) and its fraction of the fp32 peak (throughput.matmul_peak) measured in the same processes."""
     counted = {r["config"]: r["flops_per_step"] for r in rows if r.get("flops_per_step") and r["path"] == "fp32"}
     for r in rows:
         flops = r.get("flops_per_step") or counted.get(r["config"])
@@ -63,9 +63,9 @@ def concurrency_table(rows: list[dict]) -> list[str]:
         return [r["config"], f"{r['processes']} x {r['threads']}", f"{r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g})",
                 f"{r.get('x_vs_first', float('nan')):.2f}", f"{r['matmul_peak_gflops']:.0f}"]
     return table("Concurrency: N processes of the fp32 step started together, each on T threads; total images/s "
-                 "(median over rounds, range) and the sum of their fp32 matmul peaks measured side by side. x = against "
+                 "(median over rounds, range) and the sum of their fp32 peaks measured side by side. x = against "
                  "the first layout (one process on every core): the most a sweep of N workers can gain.",
-                 ["config", "processes x threads", "total images/s (range over rounds)", "x", "total matmul GFLOP/s"],
+                 ["config", "processes x threads", "total images/s (range over rounds)", "x", "total peak GFLOP/s"],
                  rows, cells)
 
 
@@ -90,9 +90,10 @@ def threads_table(rows: list[dict]) -> list[str]:
         return [r["config"], str(r["threads"]), f"{r['images_per_s']:.3g} ({lo:.3g}-{hi:.3g})",
                 f"{r.get('gflop_per_step', 0):.2f}", flop_cells(r)]
     return table("Threads: the fp32 step on each number of torch threads (intra- and inter-op), fresh processes; "
-                 "GFLOP/s from the counted FLOPs (torch.utils.flop_counter), peak = an fp32 matmul in the same process "
-                 "on the same threads.",
-                 ["config", "threads", "images/s (range over rounds)", "GFLOP per step", "GFLOP/s", "matmul peak GFLOP/s",
+                 "GFLOP/s from the counted FLOPs (torch.utils.flop_counter), peak = an fp32 product by its faster route "
+                 "(torch.matmul or a 1x1 convolution: throughput.matmul_peak) "
+                 "in the same process on the same threads.",
+                 ["config", "threads", "images/s (range over rounds)", "GFLOP per step", "GFLOP/s", "peak GFLOP/s",
                   "of peak"], rows, cells)
 
 
@@ -127,10 +128,11 @@ def markdown(report: dict) -> str:
              f"steps after {report['warmup']} warm-up steps. Baseline = the authors' step (fp32, no fusion); "
              "x baseline = ratio of medians (range of the per-round ratios).", "",
              "GFLOP/s = FLOPs of one step counted by torch.utils.flop_counter (convolutions and matrix products, "
-             "forward and backward; elementwise work uncounted) x steps/s; peak = an fp32 "
-             "matmul in the same process on the same threads; % = the step's share of that peak.", "",
+             "forward and backward; elementwise work uncounted) x steps/s; peak = an fp32 product by its faster route "
+             "(torch.matmul or a 1x1 convolution: throughput.matmul_peak) "
+             "in the same process on the same threads; % = the step's share of that peak.", "",
              "| config | path | images/s | x baseline (range) | peak memory (MiB) "
-             "| G loss vs fp32: rel. dev. first step / max over steps (tolerances) | GFLOP/s | matmul peak GFLOP/s | of peak |",
+             "| G loss vs fp32: rel. dev. first step / max over steps (tolerances) | GFLOP/s | peak GFLOP/s | of peak |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["training"]:
         if "error" in r:

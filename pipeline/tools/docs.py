@@ -8,6 +8,7 @@ A page marks a generated part with a pair of comment lines; what stands between 
 
     <!-- generated: parameters -->  ...  <!-- end generated -->       every params.yaml key (pipeline/reference.py)
     <!-- generated: metrics -->  ...  <!-- end generated -->          every metric key, with the committed run's weights
+    <!-- generated: paper-schedule-cpu -->, <!-- generated: experiment-floor-cpu -->: sentences from a benchmark
     <!-- include: reports/x.md -->  ...  <!-- end include -->         a report, as committed
     <!-- include: reports/x.md#heading -->  ...  <!-- end include --> the body of one section of a report
 
@@ -72,8 +73,29 @@ def paper_schedule_cpu() -> str:
             f"about {PAPER_STEPS / rate / 86400:.0f} days.")
 
 
+def experiment_floor_cpu() -> str:
+    """The README's experiment against its floor, and how far its stages other than training already take it,
+    from the stage benchmark."""
+    bench = json.loads((REPO / "reports" / "benchmark" / "stages-cpu.json").read_text())
+    flow = next(w for w in bench["workflows"] if w["workflow"] == "experiment")
+    stage = {r["stage"]: r for r in bench["stages"]}
+    routes = ", ".join(f"{name} {max(p['routes'][name] for p in bench['peaks']):.0f}" for name in bench["peaks"][0]["routes"])
+    others = [s for s in flow["stages"] if s != "train"]
+    rest = sum(stage[s]["seconds"] for s in others)
+    best = (rest + stage["train"]["floor_s"]) / flow["floor_s"]
+    return (f"On {bench['device']} (the stage benchmark, `reports/benchmark/stages-cpu.md`), `{flow['command']}` "
+            f"took {flow['seconds']:.0f} s against a floor of {flow['floor_s']:.0f} s: **{flow['wall_over_floor']:.1f}x "
+            f"its floor**, at a peak of {bench['peak_gflops']:.0f} GFLOP/s (GFLOP/s by route: {routes}). Its "
+            f"training stage ran at {stage['train']['wall_over_floor']:.1f}x its own floor. Its other stages "
+            f"({', '.join(others)}) took {rest:.0f} s when timed alone: with training at its floor "
+            f"({stage['train']['floor_s']:.0f} s), the experiment would be {best:.1f}x its floor, "
+            + ("so 2x is out of reach here without changing what the default run computes." if best > 2 else
+               "so 2x is within reach of a faster training step alone.")) + "\n"
+
+
 GENERATED: dict[str, Callable[[], str]] = {"parameters": parameters, "metrics": metrics,
-                                           "paper-schedule-cpu": paper_schedule_cpu}
+                                           "paper-schedule-cpu": paper_schedule_cpu,
+                                           "experiment-floor-cpu": experiment_floor_cpu}
 
 
 def slug(heading: str) -> str:
@@ -121,7 +143,10 @@ def render(page: Path, text: str) -> str:
     """`text` of `page` with every generated part made anew."""
     def part(m: re.Match) -> str:
         kind, spec = m.group(2), m.group(3)
-        body = GENERATED[spec]().strip("\n") + "\n" if kind == "generated" else include(spec, page)
+        if kind == "generated":  # a generated part's links are written from the repository's root
+            body = relinked(GENERATED[spec](), REPO / "README.md", page).strip("\n") + "\n"
+        else:
+            body = include(spec, page)
         return f"{m.group(1)}\n{body}\n{m.group(5)}"
     return PART.sub(part, text)
 
