@@ -13,7 +13,7 @@ import torchvision
 
 from pipeline.config import Params, parse_params
 from pipeline.runtime import CONCURRENCY_ENV, configure_threads
-from tests.helpers import STAGES, prepared_from_cache, run_stages, set_key, tiny_params_dict
+from tests.helpers import STAGES, long_first, prepared_from_cache, run_stages, set_key, tiny_params_dict
 
 
 def pytest_configure(config):
@@ -27,21 +27,9 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)  # after `-m 'not slow'` has deselected: the shares are of what runs
 def pytest_collection_modifyitems(config, items):
-    """The `long` tests first in each worker's share. pytest-xdist's worksteal (pyproject) gives each of the N
-    workers a contiguous share of the collection (the first len // N items, then the next, ...) and an idle
-    worker takes the end of a busy one's queue: so each share starts with its part of the long tests, taken in
-    turn, and the suite ends on short tests on every core. The short tests keep their order (module fixtures)."""
-    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    long = [i for i in items if i.get_closest_marker("long")]
-    short = [i for i in items if not i.get_closest_marker("long")]
-    ordered, left = [], len(items)
-    for w in range(n):
-        size = left // (n - w)  # worksteal's share for its w-th worker
-        mine = long[w::n]
-        take = max(size - len(mine), 0)
-        ordered += mine + short[:take]
-        short, left = short[take:], left - size
-    items[:] = ordered + short
+    """The `long` tests first in each pytest-xdist worker's share (tests.helpers.long_first)."""
+    items[:] = long_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+                          lambda item: item.get_closest_marker("long") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -93,6 +93,23 @@ def run_stages(p: Params, first: str = "download", last: str = "record") -> dict
     return {s: calls[s]() for s in STAGES[STAGES.index(first): STAGES.index(last) + 1]}
 
 
+def long_first(items: list, workers: int, is_long) -> list:
+    """`items` reordered for pytest-xdist's worksteal (pyproject), which gives each of the N workers a contiguous
+    share of the collection (the first len // N items, then len // (N - 1) of the rest, ...) and lets an idle worker
+    take the end of a busy one's queue: each share starts with its turn of the long items, so that the suite ends
+    on short ones on every core. The short items keep their order (module fixtures)."""
+    long = [i for i in items if is_long(i)]
+    short = [i for i in items if not is_long(i)]
+    ordered, left = [], len(items)
+    for w in range(workers):
+        size = left // (workers - w)
+        mine = long[w::workers]
+        take = max(size - len(mine), 0)
+        ordered += mine + short[:take]
+        short, left = short[take:], left - size
+    return ordered + short
+
+
 def prepared_from_cache(p: Params, cache: Path) -> bool:
     """The raw and prepared folders of `p` copied from `cache`, made there first if missing; only for the
     embedded datasets, which are a function of their params (an archive or a local folder is not). False:

@@ -303,8 +303,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="measure only the thread counts (with GFLOP/s and peak); writes <device>-<configs>-threads.*")
     ap.add_argument("--evaluate-only", action="store_true",
                     help="time only the evaluate stage's metrics on the workspace's outputs; writes <device>-evaluate.*")
-    ap.add_argument("--stages", action="store_true", help="every stage's seconds, FLOPs and fraction of peak, and "
-                    "FID/KID beside torch-fidelity and clean-fid: pipeline/studies/stage_speed.py")
+    ap.add_argument("--stages", action="store_true", help="the README's workflows and every stage: seconds, FLOPs, floor "
+                    "and wall / floor, and FID/KID beside torch-fidelity and clean-fid: pipeline/studies/stage_speed.py")
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "PATH"), help=argparse.SUPPRESS)
     ap.add_argument("--one-threads", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-trajectory", action="store_true", help=argparse.SUPPRESS)
