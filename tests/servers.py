@@ -58,6 +58,9 @@ class MlflowServer:
                "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1", "--port", str(self.port),
                "--workers", "1"]
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        # no job runner: the pipeline starts no server-side jobs (MLflow's GenAI scorers), and the runner's nine
+        # processes (huey consumers) cost about 5 s of CPU at every start
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         wait_until(lambda: answers(self.uri + "/health"), f"mlflow server {self.uri}", timeout, self.log)
