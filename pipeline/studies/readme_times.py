@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pipeline.studies.ablations import ABLATIONS, DEFAULT_SEEDS, exp_commands
 from pipeline.studies.throughput import cpu_model
-from pipeline.tools.docs import REPO, marked_commands
+from pipeline.tools.docs import REPO, readme_commands
 
 ACTIVATE = ". .venv/bin/activate && "
 
@@ -44,8 +44,8 @@ def fresh_clone(root: Path, name: str) -> Path:
 
 
 def measure(root: Path) -> list[dict]:
-    main_job, test_job = marked_commands(REPO / "README.md", "runnable: setup")
-    experiment = next(c for c in marked_commands(REPO / "README.md", "runnable") if c.startswith("dvc exp run"))
+    commands = readme_commands()
+    main_job, test_job, experiment = commands["main job"], commands["tests"], commands["experiment"]
     # the study's first two experiments, run in the foreground: the first also prepares the study's data (its
     # protocol's test set), the second shows what each further one costs
     first_two = [" ".join(a for a in cmd if a != "--queue") for cmd in exp_commands(list(ABLATIONS)[:2], DEFAULT_SEEDS[:1], [])]

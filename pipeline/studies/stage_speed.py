@@ -52,7 +52,7 @@ from pipeline.io import write_json, write_text
 from pipeline.studies import fid_peers
 from pipeline.studies.fid_peers import count
 from pipeline.studies.throughput import device_name, matmul_peak, step_flops
-from pipeline.tools.docs import REPO, marked_commands
+from pipeline.tools.docs import readme_commands
 
 STAGES = ("download", "prepare", "train", "translate", "ref_stats", "segmenter", "classifier", "evaluate", "record")
 RAN = re.compile(r"Running stage '([\w-]+)'")  # DVC's line for each stage it runs
@@ -104,9 +104,8 @@ def time_stages(copy: Path) -> dict[str, dict]:
 def readme_workflows() -> dict[str, str]:
     """The two commands a newcomer waits for, as the README shows them: the main job's command after its
     install, and the README's experiment."""
-    main_job = marked_commands(REPO / "README.md", "runnable: setup")[0].split(" && ")[-1]
-    experiment = next(c for c in marked_commands(REPO / "README.md", "runnable") if c.startswith("dvc exp run"))
-    return {"main job": main_job, "experiment": experiment}
+    commands = readme_commands()
+    return {"main job": commands["main job"].split(" && ")[-1], "experiment": commands["experiment"]}
 
 
 def time_workflows(copy: Path) -> dict[str, dict]:

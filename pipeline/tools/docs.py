@@ -47,6 +47,15 @@ def marked_commands(page: Path, kind: str) -> list[str]:
     return [c for k, body in BLOCK.findall(page.read_text()) if k == kind for c in block_commands(body)]
 
 
+def readme_commands() -> dict[str, str]:
+    """The commands a newcomer waits for, as the README's marked blocks show them: its two set-up commands
+    (install, then the main job or the tests) and its experiment."""
+    readme = REPO / "README.md"
+    main_job, tests = marked_commands(readme, "runnable: setup")
+    experiment = next(c for c in marked_commands(readme, "runnable") if c.startswith("dvc exp run"))
+    return {"main job": main_job, "tests": tests, "experiment": experiment}
+
+
 def parameters() -> str:
     from pipeline.reference import parameters_markdown
 
